@@ -1,0 +1,1 @@
+"""Tollgate domain package: plain Python, no Lambda event types inside."""

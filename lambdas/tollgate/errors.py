@@ -1,0 +1,130 @@
+"""Domain errors, and their one mapping to HTTP in each provider's error shape.
+
+Handlers catch TollgateError and call `render`; nothing else builds an error body. The shapes are the
+providers' own, so the official SDKs raise the matching exception class (AuthenticationError,
+PermissionDeniedError, RateLimitError, BadRequestError, ...).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_ANTHROPIC_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+}
+
+
+class TollgateError(Exception):
+    status = 500
+    type = "api_error"  # OpenAI `error.type`
+    code = "internal_error"
+    retryable: bool | None = None  # None: let the client decide; False sends x-should-retry: false
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.param = param
+        self.headers = dict(headers or {})
+
+
+class InvalidRequest(TollgateError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class UnknownModel(InvalidRequest):
+    code = "model_not_priced"
+
+
+class AuthenticationFailed(TollgateError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+    retryable = False
+
+
+class PermissionDenied(TollgateError):
+    status = 403
+    type = "invalid_request_error"
+    code = "insufficient_scope"
+    retryable = False
+
+
+class NotFound(TollgateError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(TollgateError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class RateLimited(TollgateError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(TollgateError):
+    """The money is gone: retrying cannot help, so tell the SDKs not to."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+    retryable = False
+
+
+class LoopDetected(TollgateError):
+    status = 429
+    type = "insufficient_quota"
+    code = "loop_detected"
+    retryable = False
+
+
+class ProviderFailed(TollgateError):
+    """The upstream provider failed or timed out (after our bounded retries)."""
+
+    status = 502
+    type = "api_error"
+    code = "provider_error"
+
+
+class ProviderRejected(TollgateError):
+    """The provider refused the request itself (4xx): pass its status and message on."""
+
+    type = "invalid_request_error"
+    code = "provider_rejected"
+    retryable = False
+
+
+def body(error: TollgateError, wire: str) -> dict[str, Any]:
+    if wire == "anthropic":
+        kind = _ANTHROPIC_TYPE_BY_STATUS.get(error.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": error.message}}
+    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+
+
+def render(error: TollgateError, wire: str) -> tuple[int, dict[str, str], str]:
+    """(status, headers, JSON body) for an error on a route of the given wire format."""
+    headers = {"content-type": "application/json", **error.headers}
+    if error.retryable is False:
+        headers["x-should-retry"] = "false"
+    return error.status, headers, json.dumps(body(error, wire))

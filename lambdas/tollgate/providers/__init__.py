@@ -1,0 +1,1 @@
+"""Provider adapters: one module per provider. SDKs are imported lazily, on first use."""

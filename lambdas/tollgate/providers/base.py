@@ -1,0 +1,58 @@
+"""What every provider adapter returns, and the interface the gateway calls."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Operations a provider may serve. The gateway picks one from the route.
+CHAT = "chat.completions"  # OpenAI wire format
+EMBEDDINGS = "embeddings"  # OpenAI wire format
+MESSAGES = "messages"  # Anthropic wire format
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage normalised across providers.
+
+    input_tokens counts *all* input tokens, cached reads and cache writes included (OpenAI's
+    prompt_tokens; Anthropic's input_tokens + cache_creation_input_tokens + cache_read_input_tokens).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0  # OpenAI prompt_tokens_details.cached_tokens / Anthropic cache_read_input_tokens
+    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return max(0, self.input_tokens - self.cached_input_tokens - self.cache_write_tokens)
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    status: int
+    body: bytes  # exactly what the client receives: a JSON document, or the whole SSE stream
+    content_type: str  # application/json or text/event-stream
+    usage: Usage
+    model: str  # the model the provider says it used
+
+
+class Provider(Protocol):
+    name: str  # "openai" | "anthropic"
+
+    def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
+        """Send one request. `body` is the client's request in this provider's wire format, already
+        checked and with max_tokens set. Raises errors.ProviderFailed (5xx, timeout, connection) or
+        errors.ProviderRejected (the provider's 4xx, with its status and message)."""
+        ...
+
+    def list_models(self, *, api_key: str) -> list[dict[str, Any]]:
+        ...
+
+    def validate_key(self, api_key: str, *, timeout_s: float) -> bool:
+        """One cheap authenticated call with a short timeout and no retries (BYOK)."""
+        ...

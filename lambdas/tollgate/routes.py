@@ -1,0 +1,112 @@
+"""The route table: every HTTP route, who may call it, how it authenticates, and which function serves it.
+
+One source of truth for the CDK API stack, the local API Gateway emulator and the handlers' scope
+checks. Standard library only: CDK code imports this module.
+
+Authentication. API Gateway invokes a REQUEST authorizer only when *all* of its identity sources are
+present, and caches its answer per identity-source values. The openai SDK sends
+`Authorization: Bearer`, the anthropic SDK sends `x-api-key`; so there are two authorizers (the same
+Lambda), each with a single identity source, and each route names the one its clients use.
+`/internal/v1/*` uses AWS_IAM (SigV4) instead.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tollgate import scopes
+
+# Authorizer result cache lifetime. Also the longest a revoked or suspended key keeps working.
+AUTHORIZER_CACHE_TTL_S = 30
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    name: str
+    header: str  # the single identity source: method.request.header.<header>
+
+    @property
+    def identity_source(self) -> str:
+        return f"method.request.header.{self.header}"
+
+
+BEARER = Authorizer("bearer", "Authorization")
+X_API_KEY = Authorizer("x-api-key", "x-api-key")
+AUTHORIZERS = (BEARER, X_API_KEY)
+
+IAM = "iam"  # auth value for AWS_IAM routes
+NONE = "none"
+
+# Wire formats: decides the error shape of a route.
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+TOLLGATE = "tollgate"
+
+GATEWAY_FUNCTION = "gateway"
+ADMIN_FUNCTION = "admin"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway resource path, e.g. /admin/keys/{keyId}
+    scope: str | None  # required scope; None = any authenticated principal
+    auth: str  # an Authorizer name, IAM or NONE
+    wire: str  # OPENAI, ANTHROPIC or TOLLGATE
+    function: str  # GATEWAY_FUNCTION or ADMIN_FUNCTION
+    metered: bool = False  # goes through reserve -> provider -> settle
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+def _v1(method: str, path: str, scope: str | None, wire: str, metered: bool) -> list[Route]:
+    """A public /v1 route (API key or JWT) and, for metered ones, its SigV4 twin under /internal/v1."""
+    auth = X_API_KEY.name if wire == ANTHROPIC else BEARER.name
+    routes = [Route(method, f"/v1{path}", scope, auth, wire, GATEWAY_FUNCTION, metered)]
+    if metered:
+        routes.append(Route(method, f"/internal/v1{path}", scope, IAM, wire, GATEWAY_FUNCTION, metered))
+    return routes
+
+
+ROUTES: tuple[Route, ...] = tuple(
+    _v1("POST", "/chat/completions", scopes.COMPLETE, OPENAI, metered=True)
+    + _v1("POST", "/embeddings", scopes.EMBED, OPENAI, metered=True)
+    + _v1("GET", "/models", None, OPENAI, metered=False)
+    + _v1("POST", "/messages", scopes.COMPLETE, ANTHROPIC, metered=True)
+    + [
+        Route("GET", "/health", None, NONE, TOLLGATE, GATEWAY_FUNCTION),
+        Route("GET", "/v1/usage", None, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("GET", "/admin/keys", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys/{keyId}/revoke", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys/{keyId}/suspend", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys/{keyId}/resume", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("GET", "/admin/usage", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("GET", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("PUT", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+    ]
+)
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route for a request path (not a resource path), with its path parameters."""
+    for route in ROUTES:
+        if route.method != method:
+            continue
+        m = route.pattern.match(path)
+        if m:
+            return route, m.groupdict()
+    return None
+
+
+def by_resource(method: str, resource: str) -> Route | None:
+    for route in ROUTES:
+        if route.method == method and route.path == resource:
+            return route
+    return None
+
+
+def authorizer(name: str) -> Authorizer | None:
+    return next((a for a in AUTHORIZERS if a.name == name), None)

@@ -1,0 +1,110 @@
+"""Table key schemas and environment variable names.
+
+The one place both the CDK stacks and the runtime read these facts from. Keep it free of imports
+beyond the standard library: CDK code imports this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A DynamoDB table: logical id (CDK), env var holding its physical name, and its keys.
+
+    All key attributes are strings.
+    """
+
+    logical_id: str
+    env_var: str
+    partition_key: str
+    sort_key: str | None = None
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+    ttl_attribute: str | None = None
+
+    @property
+    def key_attributes(self) -> tuple[str, ...]:
+        names = [self.partition_key] + ([self.sort_key] if self.sort_key else [])
+        for index in self.indexes:
+            names += [index.partition_key] + ([index.sort_key] if index.sort_key else [])
+        return tuple(dict.fromkeys(names))
+
+
+# API keys: one item per key, pk = key id (the first 12 characters of the raw key).
+API_KEYS = Table(
+    logical_id="ApiKeysTable",
+    env_var="TOLLGATE_API_KEYS_TABLE",
+    partition_key="keyId",
+    indexes=(Index("byUser", "userId", "createdAt"),),
+)
+
+# Usage: one record per request. pk = user id, sk = "<ISO-8601 UTC time>#<request id>", so one user's
+# usage over a date range is a single Query with `sk BETWEEN`, and writes spread over users.
+USAGE = Table(
+    logical_id="UsageTable",
+    env_var="TOLLGATE_USAGE_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    indexes=(Index("byKey", "keyId", "sk"),),
+)
+
+# Budgets, rate-limit windows, reservations, limits and notification markers. Generic pk/sk; the
+# item kinds and their key formats live in tollgate.store.keys. The sparse index `pending` holds
+# only unsettled reservations, so the sweeper queries expired ones instead of scanning.
+BUDGETS = Table(
+    logical_id="BudgetsTable",
+    env_var="TOLLGATE_BUDGETS_TABLE",
+    partition_key="pk",
+    sort_key="sk",
+    indexes=(Index("pending", "pendingShard", "expiresAt"),),
+    ttl_attribute="ttl",
+)
+
+# Bring-your-own provider keys: pk = user id, sk = provider. Only ciphertext is stored.
+PROVIDER_KEYS = Table(
+    logical_id="ProviderKeysTable",
+    env_var="TOLLGATE_PROVIDER_KEYS_TABLE",
+    partition_key="userId",
+    sort_key="provider",
+)
+
+TABLES: tuple[Table, ...] = (API_KEYS, USAGE, BUDGETS, PROVIDER_KEYS)
+
+
+class Env:
+    """Names of environment variables read by tollgate.settings (and set by the CDK stacks)."""
+
+    STAGE = "TOLLGATE_STAGE"
+    ALERT_TOPIC_ARN = "TOLLGATE_ALERT_TOPIC_ARN"
+    JWT_SECRET_ARN = "TOLLGATE_JWT_SECRET_ARN"
+    BYOK_KMS_KEY_ID = "TOLLGATE_BYOK_KMS_KEY_ID"
+    PLATFORM_KEYS_SECRET_ARN = "TOLLGATE_PLATFORM_KEYS_SECRET_ARN"
+    OPENAI_API_KEY = "OPENAI_API_KEY"
+    ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
+    OPENAI_BASE_URL = "TOLLGATE_OPENAI_BASE_URL"
+    ANTHROPIC_BASE_URL = "TOLLGATE_ANTHROPIC_BASE_URL"
+    PROVIDER_TIMEOUT_S = "TOLLGATE_PROVIDER_TIMEOUT_S"
+    PROVIDER_MAX_RETRIES = "TOLLGATE_PROVIDER_MAX_RETRIES"
+    PRICE_OVERRIDES = "TOLLGATE_PRICE_OVERRIDES"
+    DEFAULT_KEY_MONTHLY_USD = "TOLLGATE_DEFAULT_KEY_MONTHLY_USD"
+    DEFAULT_USER_MONTHLY_USD = "TOLLGATE_DEFAULT_USER_MONTHLY_USD"
+    DEFAULT_KEY_HOURLY_USD = "TOLLGATE_DEFAULT_KEY_HOURLY_USD"
+    DEFAULT_RPM = "TOLLGATE_DEFAULT_RPM"
+    DEFAULT_TPM = "TOLLGATE_DEFAULT_TPM"
+    WARNING_THRESHOLD = "TOLLGATE_WARNING_THRESHOLD"
+    DEFAULT_MAX_TOKENS = "TOLLGATE_DEFAULT_MAX_TOKENS"
+    RESERVATION_TTL_S = "TOLLGATE_RESERVATION_TTL_S"
+    POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+
+def table_env() -> dict[str, str]:
+    """Env var name -> logical id, for wiring tables into functions."""
+    return {t.env_var: t.logical_id for t in TABLES}

@@ -1,0 +1,75 @@
+"""Configuration: environment variables read once into one typed, immutable object."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+
+from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, USAGE, Env
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    api_keys_table: str
+    usage_table: str
+    budgets_table: str
+    provider_keys_table: str
+    alert_topic_arn: str | None
+    jwt_secret_arn: str | None
+    byok_kms_key_id: str | None
+    openai_api_key: str | None
+    anthropic_api_key: str | None
+    openai_base_url: str | None
+    anthropic_base_url: str | None
+    provider_timeout_s: float
+    provider_max_retries: int
+    price_overrides: str | None  # JSON, same shape as the price file's entries
+    default_key_monthly_usd: Decimal
+    default_user_monthly_usd: Decimal
+    default_key_hourly_usd: Decimal
+    default_rpm: int
+    default_tpm: int
+    warning_threshold: Decimal  # fraction of a budget, e.g. 0.8
+    default_max_tokens: int
+    reservation_ttl_s: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        e = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = e.get(name)
+            return value if value not in (None, "") else default
+
+        return cls(
+            stage=get(Env.STAGE, "local"),
+            api_keys_table=get(API_KEYS.env_var, "tollgate-api-keys"),
+            usage_table=get(USAGE.env_var, "tollgate-usage"),
+            budgets_table=get(BUDGETS.env_var, "tollgate-budgets"),
+            provider_keys_table=get(PROVIDER_KEYS.env_var, "tollgate-provider-keys"),
+            alert_topic_arn=get(Env.ALERT_TOPIC_ARN),
+            jwt_secret_arn=get(Env.JWT_SECRET_ARN),
+            byok_kms_key_id=get(Env.BYOK_KMS_KEY_ID),
+            openai_api_key=get(Env.OPENAI_API_KEY),
+            anthropic_api_key=get(Env.ANTHROPIC_API_KEY),
+            openai_base_url=get(Env.OPENAI_BASE_URL),
+            anthropic_base_url=get(Env.ANTHROPIC_BASE_URL),
+            provider_timeout_s=float(get(Env.PROVIDER_TIMEOUT_S, "60")),
+            provider_max_retries=int(get(Env.PROVIDER_MAX_RETRIES, "1")),
+            price_overrides=get(Env.PRICE_OVERRIDES),
+            default_key_monthly_usd=Decimal(get(Env.DEFAULT_KEY_MONTHLY_USD, "100")),
+            default_user_monthly_usd=Decimal(get(Env.DEFAULT_USER_MONTHLY_USD, "200")),
+            default_key_hourly_usd=Decimal(get(Env.DEFAULT_KEY_HOURLY_USD, "25")),
+            default_rpm=int(get(Env.DEFAULT_RPM, "60")),
+            default_tpm=int(get(Env.DEFAULT_TPM, "100000")),
+            warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
+            default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
+            reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "600")),
+        )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
