@@ -11,7 +11,9 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 LAYER_DIR := layers/build/python
-LAYER_STAMP := layers/build/.stamp
+# The functions' runtime (stacks/functions.py RUNTIME); in the stamp's name so a change rebuilds the layer.
+LAYER_PYTHON := 3.14
+LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
 
 .PHONY: dev test synth layer bench clean deps
 
@@ -32,8 +34,8 @@ node_modules/.stamp: package.json
 layer: $(LAYER_STAMP)
 $(LAYER_STAMP): requirements.txt $(VENV)/.stamp-deps
 	rm -rf layers/build && mkdir -p $(LAYER_DIR)
-	$(PIP) install -q --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
-		--only-binary=:all: --target $(LAYER_DIR) -r requirements.txt
+	$(PIP) install -q --no-compile --platform manylinux2014_aarch64 --implementation cp \
+		--python-version $(LAYER_PYTHON) --only-binary=:all: --target $(LAYER_DIR) -r requirements.txt
 	touch $@
 
 dev: $(VENV)/.stamp-deps

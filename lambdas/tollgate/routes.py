@@ -110,3 +110,16 @@ def by_resource(method: str, resource: str) -> Route | None:
 
 def authorizer(name: str) -> Authorizer | None:
     return next((a for a in AUTHORIZERS if a.name == name), None)
+
+
+# API Gateway's own answers (no Lambda involved), shaped so both SDKs raise the right exception:
+# the openai SDK reads `error.message`, the anthropic SDK reads `type`/`error.type`.
+GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
+    "UNAUTHORIZED": (401, {"type": "error", "error": {
+        "type": "authentication_error", "code": "invalid_api_key",
+        "message": "Missing or invalid API key. Send Authorization: Bearer sk-... or x-api-key: sk-..."}}),
+    "ACCESS_DENIED": (403, {"type": "error", "error": {
+        "type": "permission_error", "code": "access_denied", "message": "Access denied."}}),
+    "MISSING_AUTHENTICATION_TOKEN": (404, {"type": "error", "error": {
+        "type": "not_found_error", "code": "not_found", "message": "No such route."}}),
+}

@@ -19,6 +19,7 @@ class Settings:
     alert_topic_arn: str | None
     jwt_secret_arn: str | None
     byok_kms_key_id: str | None
+    platform_keys_secret_arn: str | None
     openai_api_key: str | None
     anthropic_api_key: str | None
     openai_base_url: str | None
@@ -34,6 +35,7 @@ class Settings:
     warning_threshold: Decimal  # fraction of a budget, e.g. 0.8
     default_max_tokens: int
     reservation_ttl_s: int
+    bcrypt_rounds: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -52,6 +54,7 @@ class Settings:
             alert_topic_arn=get(Env.ALERT_TOPIC_ARN),
             jwt_secret_arn=get(Env.JWT_SECRET_ARN),
             byok_kms_key_id=get(Env.BYOK_KMS_KEY_ID),
+            platform_keys_secret_arn=get(Env.PLATFORM_KEYS_SECRET_ARN),
             openai_api_key=get(Env.OPENAI_API_KEY),
             anthropic_api_key=get(Env.ANTHROPIC_API_KEY),
             openai_base_url=get(Env.OPENAI_BASE_URL),
@@ -67,6 +70,7 @@ class Settings:
             warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
             reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "600")),
+            bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
         )
 
 

@@ -1,0 +1,113 @@
+"""`tollgate keys create | list | revoke | suspend | resume`."""
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+
+from tollgate import scopes as scope_names
+from tollgate.clock import iso
+from tollgate_cli import parsing
+from tollgate_cli.client import path_param
+from tollgate_cli.context import Context
+from tollgate_cli.formatting import fields, money, number, table, when
+
+ONCE_WARNING = "Copy this key now: it cannot be shown again (Tollgate stores only its hash)."
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    keys = subparsers.add_parser("keys", help="create, list, revoke, suspend and resume API keys",
+                                 description="Manage API keys.")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("create", parents=[common], help="issue a new API key (shown once)",
+                       description="Issue a new API key. The key is shown once and cannot be shown again.")
+    p.add_argument("--user", required=True, help="the user the key belongs to")
+    p.add_argument("--name", help="a label for the key, e.g. laptop or ci")
+    p.add_argument("--scopes", nargs="+", metavar="SCOPE", choices=scope_names.ALL,
+                   help=f"what the key may do (default: {' '.join(scope_names.DEFAULT_KEY_SCOPES)}); "
+                        f"one or more of: {', '.join(scope_names.ALL)}")
+    p.add_argument("--expires-in", type=parsing.duration, metavar="DURATION",
+                   help="lifetime, e.g. 30d, 12h, 90m, 2w (default: never expires)")
+    p.add_argument("--monthly-budget-usd", type=parsing.usd, metavar="USD", help="this key's monthly budget")
+    p.add_argument("--hourly-budget-usd", type=parsing.usd, metavar="USD", help="this key's hourly budget")
+    p.add_argument("--rpm", type=parsing.positive_int, help="requests per minute limit")
+    p.add_argument("--tpm", type=parsing.positive_int, help="tokens per minute limit")
+    p.set_defaults(handler=create, parser=p)
+
+    p = sub.add_parser("list", parents=[common], help="list API keys", description="List API keys.")
+    p.add_argument("--user", help="only this user's keys")
+    p.set_defaults(handler=list_keys, parser=p)
+
+    for action, verb, text in (("revoke", "Revoked", "revoke a key for good"),
+                               ("suspend", "Suspended", "stop a key working until it is resumed"),
+                               ("resume", "Resumed", "let a suspended key work again")):
+        p = sub.add_parser(action, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("key_id", metavar="KEY_ID", help="the key id (the first 12 characters of the key)")
+        p.set_defaults(handler=change_status, parser=p, action=action, verb=verb)
+
+
+def create(ctx: Context) -> None:
+    a = ctx.args
+    body: dict = {"user": a.user}
+    if a.name is not None:
+        body["name"] = a.name
+    if a.scopes:
+        body["scopes"] = list(dict.fromkeys(a.scopes))
+    if a.expires_in is not None:
+        body["expires_at"] = iso(datetime.now(timezone.utc) + a.expires_in)
+    for field in ("monthly_budget_usd", "hourly_budget_usd", "rpm", "tpm"):
+        if getattr(a, field) is not None:
+            body[field] = getattr(a, field)
+    key = ctx.client().post("/admin/keys", body)
+    if ctx.json:
+        ctx.print_json(key)
+        return
+    ctx.print(f"Created API key {key.get('key_id')} for {key.get('user')}.")
+    ctx.print()
+    ctx.print(f"    {key.get('key')}")
+    ctx.print()
+    ctx.print(ONCE_WARNING)
+    ctx.print()
+    ctx.print(_details(key))
+
+
+def list_keys(ctx: Context) -> None:
+    result = ctx.client().get("/admin/keys", {"user": ctx.args.user})
+    if ctx.json:
+        ctx.print_json(result)
+        return
+    keys = result.get("keys") or []
+    if not keys:
+        ctx.print(f"No keys for {ctx.args.user}." if ctx.args.user else "No keys.")
+        return
+    rows = [(k.get("key_id"), k.get("user"), k.get("name"), k.get("status"), ",".join(k.get("scopes") or []),
+             when(k.get("created_at"), seconds=False), when(k.get("last_used"), seconds=False),
+             when(k.get("expires_at"), seconds=False, none="never"), money(k.get("monthly_budget_usd")),
+             money(k.get("hourly_budget_usd")), number(k.get("rpm")), number(k.get("tpm"))) for k in keys]
+    ctx.print(table(("KEY ID", "USER", "NAME", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES",
+                     "MONTHLY", "HOURLY", "RPM", "TPM"), rows, right=(8, 9, 10, 11)))
+
+
+def change_status(ctx: Context) -> None:
+    a = ctx.args
+    key = ctx.client().post(f"/admin/keys/{path_param(a.key_id)}/{a.action}")
+    if ctx.json:
+        ctx.print_json(key)
+        return
+    ctx.print(f"{a.verb} key {key.get('key_id', a.key_id)} of {key.get('user')}: status is now {key.get('status')}.")
+
+
+def _details(key: dict) -> str:
+    return fields([
+        ("key id", key.get("key_id")),
+        ("user", key.get("user")),
+        ("name", key.get("name")),
+        ("scopes", ", ".join(key.get("scopes") or [])),
+        ("status", key.get("status")),
+        ("created", when(key.get("created_at"))),
+        ("expires", when(key.get("expires_at"), none="never")),
+        ("monthly budget", money(key.get("monthly_budget_usd"), none="default")),
+        ("hourly budget", money(key.get("hourly_budget_usd"), none="default")),
+        ("rpm", key.get("rpm") if key.get("rpm") is not None else "default"),
+        ("tpm", key.get("tpm") if key.get("tpm") is not None else "default"),
+    ])

@@ -1,0 +1,42 @@
+"""`tollgate usage`: one user's metered requests and their cost."""
+from __future__ import annotations
+
+import argparse
+
+from tollgate_cli import parsing
+from tollgate_cli.context import Context
+from tollgate_cli.formatting import money, number, table, when
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("usage", parents=[common], help="show a user's requests, tokens and cost",
+                              description="Show a user's metered requests, tokens and cost.")
+    p.add_argument("--user", required=True)
+    p.add_argument("--from", dest="date_from", type=parsing.day, metavar="YYYY-MM-DD", help="first day (UTC)")
+    p.add_argument("--to", dest="date_to", type=parsing.day, metavar="YYYY-MM-DD", help="last day (UTC)")
+    p.add_argument("--limit", type=parsing.positive_int, metavar="N", help="at most N records")
+    p.set_defaults(handler=show, parser=p)
+
+
+def show(ctx: Context) -> None:
+    a = ctx.args
+    result = ctx.client().get("/admin/usage", {"user": a.user, "from": a.date_from, "to": a.date_to,
+                                               "limit": a.limit})
+    if ctx.json:
+        ctx.print_json(result)
+        return
+    records = result.get("records") or []
+    if not records:
+        ctx.print(f"No usage for {result.get('user') or a.user}.")
+        return
+    rows = [(when(r.get("time")), r.get("model"), number(r.get("prompt_tokens")),
+             number(r.get("completion_tokens")), number(r.get("cached_tokens")), money(r.get("cost_usd")),
+             r.get("endpoint"), r.get("status")) for r in records]
+    ctx.print(table(("TIME (UTC)", "MODEL", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"), rows,
+                    right=(2, 3, 4, 5)))
+    count = len(records)
+    ctx.print()
+    ctx.print(f"Total: {count} request{'s' if count != 1 else ''}, {number(result.get('total_tokens'))} tokens, "
+              f"{money(result.get('total_cost_usd'), none='$0.00')}")
+    if a.limit and count >= a.limit:
+        ctx.print(f"(showing the first {a.limit}; raise --limit for more)")

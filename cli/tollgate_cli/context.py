@@ -1,0 +1,37 @@
+"""What a command handler gets: its parsed arguments, where to write, and a lazily built API client."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, TextIO
+
+from tollgate_cli import config
+from tollgate_cli.client import DEFAULT_TIMEOUT_S, AdminClient
+from tollgate_cli.formatting import print_json
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    out: TextIO
+    environ: Mapping[str, str]
+    cwd: Path
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    def client(self) -> AdminClient:
+        cfg = config.resolve(endpoint_flag=getattr(self.args, "endpoint", None),
+                             admin_key_flag=getattr(self.args, "admin_key", None),
+                             environ=self.environ, cwd=self.cwd)
+        return AdminClient(cfg.endpoint, cfg.require_admin_key(),
+                           timeout=getattr(self.args, "timeout", None) or DEFAULT_TIMEOUT_S,
+                           auth_hint=f"admin key from {cfg.admin_key_source}, endpoint {cfg.endpoint}")
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def print_json(self, data: Any) -> None:
+        print_json(data, self.out)

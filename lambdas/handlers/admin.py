@@ -1,0 +1,50 @@
+"""Admin Lambda: keys, usage and budgets for operators (scope `admin`), and a user's own usage."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from handlers._api import json_body, json_response, resolver
+from tollgate import routes, wiring
+from tollgate.admin import Admin
+from tollgate.auth import api_keys
+from tollgate.auth.principal import Principal
+from tollgate.observability import logger, tracer
+from tollgate.settings import settings
+
+
+@lru_cache(maxsize=1)
+def admin() -> Admin:
+    return Admin(settings(), wiring.key_store(), wiring.limits_store(), wiring.usage_store())
+
+
+def _query(name: str) -> str | None:
+    return (app.current_event.query_string_parameters or {}).get(name)
+
+
+def _usage(principal: Principal, user: str | None):
+    return json_response(200, admin().usage_for(user, _query("from"), _query("to"), _query("limit")))
+
+
+def _status(status: str):
+    return lambda principal, keyId: json_response(200, admin().set_key_status(keyId, status))
+
+
+app = resolver(routes.ADMIN_FUNCTION, {
+    ("POST", "/admin/keys"): lambda p: json_response(201, admin().create_key(json_body(app))),
+    ("GET", "/admin/keys"): lambda p: json_response(200, admin().list_keys(_query("user"))),
+    ("POST", "/admin/keys/{keyId}/revoke"): _status(api_keys.REVOKED),
+    ("POST", "/admin/keys/{keyId}/suspend"): _status(api_keys.SUSPENDED),
+    ("POST", "/admin/keys/{keyId}/resume"): _status(api_keys.ACTIVE),
+    ("GET", "/admin/usage"): lambda p: _usage(p, _query("user")),
+    ("GET", "/v1/usage"): lambda p: _usage(p, p.user),
+    ("GET", "/admin/budgets"): lambda p: json_response(200, admin().budget(_query("user"), _query("key"))),
+    ("PUT", "/admin/budgets"): lambda p: json_response(200, admin().set_budget(json_body(app))),
+})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,41 @@
+"""Gateway Lambda: the OpenAI- and Anthropic-compatible routes. Parse, call the domain, respond."""
+from __future__ import annotations
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from handlers._api import json_body, json_response, resolver, to_response
+from tollgate import routes, wiring
+from tollgate.auth.principal import Principal
+from tollgate.observability import logger, metrics, tracer
+from tollgate.service import MeteredRequest
+
+
+def _metered(principal: Principal):
+    event = app.current_event
+    reply = wiring.gateway().handle(MeteredRequest(
+        request_id=event.request_context.request_id, path=event.path, principal=principal,
+        body=json_body(app), user_agent=event.headers.get("user-agent") or event.headers.get("User-Agent") or ""))
+    return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
+
+
+def _models(principal: Principal):
+    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}
+            for m in wiring.catalogue().models()]
+    return json_response(200, {"object": "list", "data": data})
+
+
+def _health():
+    return json_response(200, {"status": "ok"})
+
+
+_IMPLEMENTATIONS = {(r.method, r.path): _metered for r in routes.ROUTES
+                    if r.function == routes.GATEWAY_FUNCTION and r.metered}
+_IMPLEMENTATIONS.update({("GET", "/v1/models"): _models, ("GET", "/health"): _health})
+app = resolver(routes.GATEWAY_FUNCTION, _IMPLEMENTATIONS)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics(raise_on_empty_metrics=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

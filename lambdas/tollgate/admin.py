@@ -1,0 +1,139 @@
+"""Operator actions behind the admin routes: keys, usage, budgets. Plain Python, no events."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tollgate import budgets, metering, scopes
+from tollgate.auth import api_keys
+from tollgate.clock import Clock, iso, parse_iso, utc_now
+from tollgate.errors import InvalidRequest, NotFound
+from tollgate.settings import Settings
+from tollgate.store.limits import month_of, summary
+
+
+def _money(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidRequest(f"'{name}' must be a decimal amount in USD.", param=name) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidRequest(f"'{name}' must be zero or more.", param=name)
+    return amount
+
+
+def _count(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+class Admin:
+    def __init__(self, settings: Settings, keys: Any, limits: Any, usage: Any, clock: Clock = utc_now):
+        self.settings = settings
+        self.keys = keys
+        self.limits = limits
+        self.usage = usage
+        self.clock = clock
+
+    # -- keys ----------------------------------------------------------------------------------
+    def create_key(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = body.get("user")
+        if not isinstance(user, str) or not user.strip():
+            raise InvalidRequest("'user' is required.", param="user")
+        requested = body.get("scopes") or list(scopes.DEFAULT_KEY_SCOPES)
+        if not isinstance(requested, list) or scopes.unknown(requested):
+            raise InvalidRequest(f"Unknown scopes: {scopes.unknown(requested) if isinstance(requested, list) else requested}. "
+                                 f"Known: {', '.join(scopes.ALL)}.", param="scopes")
+        expires = body.get("expires_at")
+        try:
+            expires_at = parse_iso(expires) if expires else None
+        except (TypeError, ValueError):
+            raise InvalidRequest("'expires_at' must be an ISO-8601 time.", param="expires_at") from None
+        raw, record = api_keys.issue(
+            user.strip(), name=str(body.get("name") or "default"), scopes=tuple(requested), now=self.clock(),
+            rounds=self.settings.bcrypt_rounds, expires_at=expires_at,
+            rpm=_count(body.get("rpm"), "rpm"), tpm=_count(body.get("tpm"), "tpm"),
+            monthly_budget_usd=_money(body.get("monthly_budget_usd"), "monthly_budget_usd"),
+            hourly_budget_usd=_money(body.get("hourly_budget_usd"), "hourly_budget_usd"))
+        self.keys.put(record)
+        return {"key": raw, **record.public()}
+
+    def list_keys(self, user: str | None) -> dict[str, Any]:
+        records = self.keys.list_by_user(user) if user else self.keys.list_all()
+        return {"keys": [r.public() for r in sorted(records, key=lambda r: r.created_at)]}
+
+    def set_key_status(self, key_id: str, status: str) -> dict[str, Any]:
+        return self.keys.set_status(key_id, status).public()
+
+    # -- usage ---------------------------------------------------------------------------------
+    def usage_for(self, user: str | None, start: str | None, end: str | None, limit: str | None) -> dict[str, Any]:
+        if not user:
+            raise InvalidRequest("'user' is required.", param="user")
+        now = self.clock()
+        start = start or (now - timedelta(days=31)).strftime("%Y-%m-%d")
+        end = end or iso(now + timedelta(minutes=1))
+        try:
+            n = int(limit) if limit else 1000
+        except ValueError:
+            raise InvalidRequest("'limit' must be an integer.", param="limit") from None
+        records = [metering.public(i) for i in self.usage.for_user(user, start, end, max(1, min(n, 10000)))]
+        return {"user": user, "from": start, "to": end, "records": records,
+                "total_cost_usd": str(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
+                "total_tokens": sum(r["total_tokens"] for r in records)}
+
+    # -- budgets -------------------------------------------------------------------------------
+    def budget(self, user: str | None, key: str | None) -> dict[str, Any]:
+        now = self.clock()
+        if bool(user) == bool(key):
+            raise InvalidRequest("Name exactly one of 'user' or 'key'.")
+        if user:
+            limit = self.limits.user_monthly_usd(user)
+            limit = self.settings.default_user_monthly_usd if limit is None else limit
+            month = summary(self.limits.counter(budgets.user_pk(user), budgets.month_sk(now)), limit, month_of(now))
+            return {"scope": "user", "id": user, **_monthly(month), "hourly": None}
+        record = self.keys.get(key)
+        if record is None:
+            raise NotFound(f"No API key with id {key}.")
+        monthly = record.monthly_budget_usd if record.monthly_budget_usd is not None else self.settings.default_key_monthly_usd
+        hourly = record.hourly_budget_usd if record.hourly_budget_usd is not None else self.settings.default_key_hourly_usd
+        month = summary(self.limits.counter(budgets.principal_pk(key), budgets.month_sk(now)), monthly, month_of(now))
+        hour = summary(self.limits.counter(budgets.principal_pk(key), budgets.hour_sk(now)), hourly,
+                       budgets.hour_sk(now).split("#", 1)[1])
+        return {"scope": "key", "id": key, **_monthly(month), "hourly": hour}
+
+    def set_budget(self, body: dict[str, Any]) -> dict[str, Any]:
+        user, key = body.get("user"), body.get("key")
+        if bool(user) == bool(key):
+            raise InvalidRequest("Name exactly one of 'user' or 'key'.")
+        monthly = _money(body.get("monthly_usd"), "monthly_usd")
+        hourly = _money(body.get("hourly_usd"), "hourly_usd")
+        now = self.clock()
+        if user:
+            if hourly is not None:
+                raise InvalidRequest("The hourly cap is set per key ('key'), not per user.", param="hourly_usd")
+            if monthly is None:
+                raise InvalidRequest("'monthly_usd' is required.", param="monthly_usd")
+            self.limits.set_user_monthly_usd(user, monthly)
+            self.limits.set_counter_limit(budgets.user_pk(user), budgets.month_sk(now), monthly)
+            return self.budget(user, None)
+        if monthly is None and hourly is None:
+            raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
+        self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
+        if monthly is not None:
+            self.limits.set_counter_limit(budgets.principal_pk(key), budgets.month_sk(now), monthly)
+        if hourly is not None:
+            self.limits.set_counter_limit(budgets.principal_pk(key), budgets.hour_sk(now), hourly)
+        return self.budget(None, key)
+
+
+def _monthly(month: dict[str, Any]) -> dict[str, Any]:
+    return {"period": month["period"], "monthly_limit_usd": month["limit_usd"], "spent_usd": month["spent_usd"],
+            "reserved_usd": month["reserved_usd"], "remaining_usd": month["remaining_usd"]}
+
+

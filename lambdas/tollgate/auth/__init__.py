@@ -1,0 +1,1 @@
+"""Authentication: API keys, JWT service tokens, IAM principals."""

@@ -1,0 +1,117 @@
+"""API keys: `sk-` + 48 random characters; the key id (first 12 characters) is the lookup key and the
+bcrypt hash of the whole key is all that is stored.
+
+Shape is checked before anything else, so a malformed key (too long for bcrypt's 72 bytes, non-ASCII,
+empty) never costs a table read or a bcrypt round.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+from tollgate.clock import iso, parse_iso
+from tollgate.errors import AuthenticationFailed
+
+PREFIX = "sk-"
+SECRET_LENGTH = 48
+KEY_ID_LENGTH = 12
+_ALPHABET = string.ascii_letters + string.digits
+_SHAPE = re.compile(rf"^sk-[A-Za-z0-9]{{{SECRET_LENGTH}}}$")
+
+ACTIVE = "active"
+SUSPENDED = "suspended"
+REVOKED = "revoked"
+STATUSES = (ACTIVE, SUSPENDED, REVOKED)
+
+# One message for every failure: which check failed is logged, never told to the caller.
+INVALID = "Invalid API key."
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str
+    user_id: str
+    name: str
+    scopes: tuple[str, ...]
+    key_hash: str
+    created_at: str
+    status: str = ACTIVE
+    expires_at: str | None = None
+    last_used: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_budget_usd: Decimal | None = None
+    hourly_budget_usd: Decimal | None = None
+    extra: dict = field(default_factory=dict)
+
+    def public(self) -> dict:
+        """What an operator may see: everything but the hash."""
+        out = {
+            "key_id": self.key_id, "user": self.user_id, "name": self.name, "scopes": list(self.scopes),
+            "status": self.status, "created_at": self.created_at, "expires_at": self.expires_at,
+            "last_used": self.last_used, "rpm": self.rpm, "tpm": self.tpm,
+            "monthly_budget_usd": None if self.monthly_budget_usd is None else str(self.monthly_budget_usd),
+            "hourly_budget_usd": None if self.hourly_budget_usd is None else str(self.hourly_budget_usd),
+        }
+        return out
+
+
+def key_id_of(raw: str) -> str:
+    """The key id of a well-formed key; raises AuthenticationFailed (reason `malformed`) otherwise."""
+    if not isinstance(raw, str) or not _SHAPE.match(raw):
+        raise AuthenticationFailed(INVALID, code="invalid_api_key")
+    return raw[:KEY_ID_LENGTH]
+
+
+def looks_like_api_key(token: str) -> bool:
+    return token.startswith(PREFIX)
+
+
+def fingerprint(raw: str) -> str:
+    """A fast digest to recognise a key already verified in this container (never stored)."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate() -> str:
+    return PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+
+
+def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, rounds: int = 12,
+          expires_at: datetime | None = None, rpm: int | None = None, tpm: int | None = None,
+          monthly_budget_usd: Decimal | None = None,
+          hourly_budget_usd: Decimal | None = None) -> tuple[str, ApiKeyRecord]:
+    """A new key: (raw key, to be shown once; the record to store)."""
+    import bcrypt
+
+    raw = generate()
+    record = ApiKeyRecord(
+        key_id=raw[:KEY_ID_LENGTH], user_id=user_id, name=name, scopes=tuple(scopes),
+        key_hash=bcrypt.hashpw(raw.encode(), bcrypt.gensalt(rounds)).decode(),
+        created_at=iso(now), expires_at=iso(expires_at) if expires_at else None,
+        rpm=rpm, tpm=tpm, monthly_budget_usd=monthly_budget_usd, hourly_budget_usd=hourly_budget_usd,
+    )
+    return raw, record
+
+
+def check_usable(record: ApiKeyRecord, now: datetime) -> str | None:
+    """Why a stored key may not be used right now (None if it may)."""
+    if record.status != ACTIVE:
+        return record.status
+    if record.expires_at and parse_iso(record.expires_at) <= now:
+        return "expired"
+    return None
+
+
+def secret_matches(raw: str, record: ApiKeyRecord) -> bool:
+    import bcrypt
+
+    return bcrypt.checkpw(raw.encode(), record.key_hash.encode())
+
+
+def with_status(record: ApiKeyRecord, status: str) -> ApiKeyRecord:
+    return replace(record, status=status)

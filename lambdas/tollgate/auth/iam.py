@@ -1,0 +1,51 @@
+"""IAM callers (SigV4, verified by API Gateway's AWS_IAM authorization) mapped to principals.
+
+The mapping is configuration: TOLLGATE_IAM_PRINCIPALS is a JSON object role name -> {"scopes": [...],
+"user": "..."}. Only a principal holding the `act-as` scope may name, in the X-Tollgate-On-Behalf-Of
+header, the user it acts for (the agent tasks do, for the user who started a run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+from typing import Any
+
+from tollgate import scopes
+from tollgate.auth.principal import IAM, Principal
+from tollgate.errors import AuthenticationFailed, PermissionDenied
+
+ENV = "TOLLGATE_IAM_PRINCIPALS"
+ON_BEHALF_OF = "x-tollgate-on-behalf-of"
+_ROLE = re.compile(r"^arn:aws[\w-]*:(?:sts::\d+:assumed-role|iam::\d+:role)/(?:[\w+=,.@-]+/)*([\w+=,.@-]+?)(?:/[^/]+)?$")
+
+
+@lru_cache(maxsize=1)
+def _mapping() -> dict[str, Any]:
+    return json.loads(os.environ.get(ENV) or "{}")
+
+
+def role_name(arn: str) -> str | None:
+    """The role name of an IAM role ARN or an STS assumed-role session ARN."""
+    if ":assumed-role/" in arn:
+        parts = arn.split(":assumed-role/", 1)[1].split("/")
+        return parts[0] if parts else None
+    m = _ROLE.match(arn)
+    return m.group(1) if m else None
+
+
+def principal_for(identity: dict[str, Any], headers: dict[str, str], mapping: dict[str, Any] | None = None) -> Principal:
+    arn = identity.get("userArn") or identity.get("caller") or ""
+    config = (mapping if mapping is not None else _mapping()).get(role_name(arn) or "")
+    if not config:
+        raise AuthenticationFailed("This IAM principal is not allowed to call Tollgate.")
+    granted = frozenset(config.get("scopes", ()))
+    user = config.get("user") or role_name(arn)
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    acting_for = lowered.get(ON_BEHALF_OF)
+    if acting_for:
+        if scopes.ACT_AS not in granted:
+            raise PermissionDenied("This principal may not act for another user (needs the 'act-as' scope).")
+        user = acting_for
+    return Principal(kind=IAM, id=f"iam:{role_name(arn)}", user=user, scopes=granted)

@@ -1,0 +1,87 @@
+"""Budget levels: which counters a request is held against, and their limits.
+
+Every metered request reserves its worst-case cost on each level in one transaction. Levels:
+key per month, user per month, key per hour (the burn cap: spend velocity), and agent run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from tollgate import periods
+from tollgate.auth.principal import Principal
+from tollgate.settings import Settings
+
+KEY_MONTH = "key_month"
+USER_MONTH = "user_month"
+KEY_HOUR = "key_hour"
+RUN = "run"
+
+LABELS = {
+    KEY_MONTH: "monthly budget of this API key",
+    USER_MONTH: "monthly budget of this user",
+    KEY_HOUR: "hourly spend cap of this API key",
+    RUN: "budget of this agent run",
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    kind: str
+    pk: str
+    sk: str
+    limit: Decimal
+    warning_floor: Decimal  # remaining below this is the warning zone
+    expires: int | None = None  # epoch seconds for the item's TTL; None keeps it
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.kind]
+
+
+def user_pk(user: str) -> str:
+    return f"BUDGET#USER#{user}"
+
+
+def principal_pk(principal_id: str) -> str:
+    return f"BUDGET#KEY#{principal_id}"
+
+
+def run_pk(run_id: str) -> str:
+    return f"BUDGET#RUN#{run_id}"
+
+
+def month_sk(now: datetime) -> str:
+    return f"MONTH#{periods.month(now)}"
+
+
+def hour_sk(now: datetime) -> str:
+    return f"HOUR#{periods.hour(now)}"
+
+
+def levels_for(principal: Principal, now: datetime, settings: Settings, *,
+               run_id: str | None = None, run_budget_usd: Decimal | None = None,
+               user_monthly_usd: Decimal | None = None) -> list[Level]:
+    lim = principal.limits
+    floor = Decimal(1) - settings.warning_threshold
+
+    def level(kind: str, pk: str, sk: str, limit: Decimal, expires: int | None = None) -> Level:
+        return Level(kind, pk, sk, limit, limit * floor, expires)
+
+    hour_expiry = periods.epoch(now + timedelta(days=2))
+    levels = [
+        level(KEY_MONTH, principal_pk(principal.id), month_sk(now),
+              lim.key_monthly_usd if lim.key_monthly_usd is not None else settings.default_key_monthly_usd),
+        level(KEY_HOUR, principal_pk(principal.id), hour_sk(now),
+              lim.key_hourly_usd if lim.key_hourly_usd is not None else settings.default_key_hourly_usd,
+              hour_expiry),
+        level(USER_MONTH, user_pk(principal.user), month_sk(now),
+              user_monthly_usd if user_monthly_usd is not None
+              else lim.user_monthly_usd if lim.user_monthly_usd is not None
+              else settings.default_user_monthly_usd),
+    ]
+    if run_id is not None:
+        levels.append(level(RUN, run_pk(run_id), "RUN",
+                            run_budget_usd if run_budget_usd is not None else Decimal(0)))
+    return levels

@@ -1,0 +1,66 @@
+"""Usage records: one per request, the article's fields, written by the ledger's settle transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tollgate.clock import iso
+from tollgate.providers.base import Usage
+
+OK = "ok"
+ERROR = "error"
+
+
+def usage_sk(started_at: datetime, request_id: str) -> str:
+    return f"{iso(started_at)}#{request_id}"
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    user: str
+    request_id: str
+    started_at: datetime
+    principal: str
+    key_id: str | None
+    provider: str
+    model: str
+    usage: Usage
+    cost: Decimal
+    request_type: str  # completion | embedding | agent
+    endpoint: str
+    user_agent: str
+    duration_ms: int
+    byok: bool
+    status: str  # OK or ERROR
+    stream: bool = False
+    error_code: str | None = None
+    run_id: str | None = None
+
+    def item(self) -> dict[str, Any]:
+        return {
+            "pk": self.user, "sk": usage_sk(self.started_at, self.request_id), "requestId": self.request_id,
+            "time": iso(self.started_at), "principal": self.principal, "keyId": self.key_id,
+            "provider": self.provider, "model": self.model,
+            "promptTokens": self.usage.input_tokens, "completionTokens": self.usage.output_tokens,
+            "totalTokens": self.usage.total_tokens, "cachedTokens": self.usage.cached_input_tokens,
+            "cacheWriteTokens": self.usage.cache_write_tokens, "costUsd": self.cost,
+            "requestType": self.request_type, "endpoint": self.endpoint, "userAgent": self.user_agent[:256],
+            "durationMs": self.duration_ms, "byok": self.byok, "status": self.status, "stream": self.stream,
+            "errorCode": self.error_code, "runId": self.run_id,
+        }
+
+
+def public(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored usage item as the admin API shows it."""
+    return {
+        "request_id": item.get("requestId"), "time": item.get("time"), "provider": item.get("provider"),
+        "model": item.get("model"), "prompt_tokens": int(item.get("promptTokens", 0)),
+        "completion_tokens": int(item.get("completionTokens", 0)), "total_tokens": int(item.get("totalTokens", 0)),
+        "cached_tokens": int(item.get("cachedTokens", 0)), "cache_write_tokens": int(item.get("cacheWriteTokens", 0)),
+        "cost_usd": str(item.get("costUsd", "0")), "request_type": item.get("requestType"),
+        "endpoint": item.get("endpoint"), "user_agent": item.get("userAgent"),
+        "duration_ms": int(item.get("durationMs", 0)), "byok": bool(item.get("byok", False)),
+        "status": item.get("status"), "key_id": item.get("keyId"), "run_id": item.get("runId"),
+    }

@@ -1,0 +1,143 @@
+"""Pieces both provider adapters share. Imports no provider SDK."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict
+from types import ModuleType
+from typing import Any, Callable, Generic, TypeVar
+
+from tollgate import errors
+
+T = TypeVar("T")
+
+# Providers echo keys back half-masked ("Incorrect API key provided: sk-abc123**********wxyz").
+_MASKED_KEY = re.compile(r"[\w\-.]*\*{3,}[\w\-.]*")
+_KEY_LIKE = re.compile(r"\b(?:sk|sk-ant|sk-proj)-[\w\-]{6,}")
+
+
+class ClientCache(Generic[T]):
+    """A small LRU of SDK clients keyed by (api_key, base_url): BYOK means one client per user key."""
+
+    def __init__(self, factory: Callable[[str, str | None], T], maxsize: int = 16):
+        self._factory = factory
+        self._maxsize = maxsize
+        self._clients: OrderedDict[tuple[str, str | None], T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, api_key: str, base_url: str | None) -> T:
+        cache_key = (api_key, base_url)
+        with self._lock:
+            client = self._clients.get(cache_key)
+            if client is not None:
+                self._clients.move_to_end(cache_key)
+                return client
+        client = self._factory(api_key, base_url)
+        with self._lock:
+            self._clients[cache_key] = client
+            while len(self._clients) > self._maxsize:
+                # Not closed here: another thread may still be using it; its pool closes when collected.
+                self._clients.popitem(last=False)
+        return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+def redact(text: str, api_key: str | None) -> str:
+    if api_key and len(api_key) >= 8:  # a shorter "key" would only match innocent text
+        text = text.replace(api_key, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", _MASKED_KEY.sub("[redacted]", text))
+
+
+def _provider_message(body: object) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            return _provider_message(inner)
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return None
+
+
+def _provider_field(body: object, name: str) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        value = inner.get(name) if isinstance(inner, dict) else body.get(name)
+        return value if isinstance(value, str) and value else None
+    return None
+
+
+def translate(exc: Exception, sdk: ModuleType, api_key: str) -> errors.TollgateError:
+    """An SDK (or transport) exception as our domain error. Messages never carry the key."""
+    if isinstance(exc, sdk.APIStatusError):
+        status = exc.status_code
+        message = redact(_provider_message(exc.body) or f"the provider answered HTTP {status}", api_key)
+        if status >= 500:
+            return errors.ProviderFailed(f"provider error (HTTP {status}): {message}")
+        return errors.ProviderRejected(message, status=status, code=_provider_field(exc.body, "code"),
+                                       param=_provider_field(exc.body, "param"))
+    if isinstance(exc, sdk.APITimeoutError):
+        return errors.ProviderFailed("the provider timed out")
+    if isinstance(exc, sdk.APIConnectionError):
+        return errors.ProviderFailed("could not reach the provider")
+    return errors.ProviderFailed(f"the provider call failed ({type(exc).__name__})")
+
+
+def sdk_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
+    """What a provider call may raise: the SDK's errors, and transport errors while reading a stream."""
+    import httpx2  # both SDKs are built on it; already imported by the SDK at this point
+
+    return (sdk.APIError, httpx2.HTTPError, httpx2.StreamError)
+
+
+def sse_events(raw: bytes) -> list[tuple[bytes, str | None, str]]:
+    """Split a server-sent-event stream into (raw block, event name, data) per event."""
+    events = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" ").decode())
+        events.append((block, name, "\n".join(data)))
+    return events
+
+
+def join_events(blocks: list[bytes]) -> bytes:
+    return b"".join(block + b"\n\n" for block in blocks)
+
+
+def json_or_none(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def json_document(raw: bytes) -> dict[str, Any]:
+    doc = json_or_none(raw)
+    if not isinstance(doc, dict):
+        raise errors.ProviderFailed("the provider answered with something other than a JSON object")
+    return doc
+
+
+def prompt_bytes(body: dict[str, Any]) -> int:
+    """A generous upper bound on input tokens: a token is at least one byte of the prompt's JSON."""
+    parts = {k: body[k] for k in ("system", "messages", "tools", "input") if k in body}
+    return len(json.dumps(parts, ensure_ascii=False).encode())
+
+
+def int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def key_verdict(exc: Exception, sdk: ModuleType, api_key: str) -> bool:
+    """Whether a key is good, judged from the error a cheap authenticated call raised."""
+    if isinstance(exc, sdk.APIStatusError) and exc.status_code < 500:
+        return exc.status_code == 429  # rate limited means authenticated; any other 4xx means not usable
+    raise translate(exc, sdk, api_key) from None

@@ -1,0 +1,127 @@
+"""Anthropic adapter: messages (plain and streamed), in Anthropic's wire format.
+
+The `anthropic` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tollgate import errors
+from tollgate.providers import _common
+from tollgate.providers.base import MESSAGES, ProviderResult, Usage
+from tollgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def usage_from(raw: dict[str, Any]) -> Usage:
+    uncached = _common.int_or_zero(raw.get("input_tokens"))
+    writes = _common.int_or_zero(raw.get("cache_creation_input_tokens"))
+    reads = _common.int_or_zero(raw.get("cache_read_input_tokens"))
+    return Usage(input_tokens=uncached + writes + reads, output_tokens=_common.int_or_zero(raw.get("output_tokens")),
+                 cached_input_tokens=reads, cache_write_tokens=writes)
+
+
+def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[bytes, Usage, str]:
+    """(the stream, its usage, the model). message_start carries the input side; message_delta carries the
+    final, cumulative output_tokens (and, in newer API versions, may restate the input counts)."""
+    counts: dict[str, int] = {}
+    model, seen_delta = None, False
+    events = _common.sse_events(raw)
+    for _, name, data in events:
+        event = _common.json_or_none(data)
+        if not isinstance(event, dict):
+            continue
+        if name == "error" or event.get("type") == "error":
+            error = event.get("error") if isinstance(event.get("error"), dict) else {}
+            message = _common.redact(str(error.get("message", "stream error")), api_key)
+            raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
+        if event.get("type") == "message_start":
+            message = event.get("message") or {}
+            model = message.get("model")
+            counts.update(_present(message.get("usage") or {}))
+        elif event.get("type") == "message_delta":
+            seen_delta = True
+            counts.update(_present(event.get("usage") or {}))
+    if not seen_delta:
+        log.warning("anthropic stream ended without message_delta usage; metering the worst case")
+        counts["output_tokens"] = _common.int_or_zero(body.get("max_tokens"))
+        counts.setdefault("input_tokens", _common.prompt_bytes(body))
+    return _common.join_events([block for block, _, _ in events]), usage_from(counts), model or body.get("model", "")
+
+
+def _present(usage: dict[str, Any]) -> dict[str, int]:
+    return {k: usage[k] for k in _USAGE_FIELDS if isinstance(usage.get(k), int)}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._clients = _common.ClientCache(self._new_client)
+
+    @staticmethod
+    def _sdk():
+        import anthropic
+
+        return anthropic
+
+    def _new_client(self, api_key: str, base_url: str | None, *, timeout_s: float | None = None,
+                    max_retries: int | None = None):
+        return self._sdk().Anthropic(
+            api_key=api_key, base_url=base_url,
+            timeout=self._settings.provider_timeout_s if timeout_s is None else timeout_s,
+            max_retries=self._settings.provider_max_retries if max_retries is None else max_retries,
+            # Explicit, so no environment variable can switch spans to recording prompt content.
+            open_telemetry={"traces": {"content_mode": "metadata_only"}})
+
+    def _client(self, api_key: str):
+        return self._clients.get(api_key, self._settings.anthropic_base_url)
+
+    def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
+        if operation != MESSAGES:
+            raise errors.InvalidRequest(f"operation {operation!r} is not served by the Anthropic adapter")
+        if not isinstance(body.get("max_tokens"), int):
+            raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
+        sdk = self._sdk()
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens", "stream")}
+        stream = bool(body.get("stream"))
+        try:
+            create = self._client(api_key).messages.with_streaming_response.create
+            with create(model=body.get("model"), messages=body.get("messages"), max_tokens=body["max_tokens"],
+                        stream=stream, extra_body=rest) as resp:
+                raw, status = resp.read(), resp.status_code
+        except _common.sdk_errors(sdk) as exc:
+            raise _common.translate(exc, sdk, api_key) from None
+        if stream:
+            sse, usage, model = meter_stream(raw, body, api_key=api_key)
+            return ProviderResult(status, sse, "text/event-stream", usage, model)
+        doc = _common.json_document(raw)
+        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
+                              doc.get("model") or body.get("model", ""))
+
+    def list_models(self, *, api_key: str) -> list[dict[str, Any]]:
+        sdk = self._sdk()
+        try:
+            with self._client(api_key).models.with_streaming_response.list(limit=1000) as resp:
+                return list(_common.json_document(resp.read()).get("data") or [])
+        except _common.sdk_errors(sdk) as exc:
+            raise _common.translate(exc, sdk, api_key) from None
+
+    def validate_key(self, api_key: str, *, timeout_s: float) -> bool:
+        """True if the key authenticates, False if the provider refuses it. Raises ProviderFailed when the
+        provider cannot tell (5xx, timeout, unreachable), so an outage is not mistaken for a bad key."""
+        sdk = self._sdk()
+        client = self._new_client(api_key, self._settings.anthropic_base_url, timeout_s=timeout_s, max_retries=0)
+        try:
+            with client.models.with_streaming_response.list(limit=1) as resp:
+                resp.read()
+            return True
+        except _common.sdk_errors(sdk) as exc:
+            return _common.key_verdict(exc, sdk, api_key)
+        finally:
+            client.close()

@@ -1,0 +1,214 @@
+"""The metered request, end to end: price, reserve, call the provider, settle.
+
+Plain Python: handlers build a MeteredRequest from their event and turn the Reply into a response.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable
+
+from tollgate import budgets, estimate, metric_names
+from tollgate.auth.principal import Principal
+from tollgate.clock import Clock, utc_now
+from tollgate.errors import BudgetExceeded, InvalidRequest
+from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
+from tollgate.pricing import Catalogue, ModelPrice
+from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
+from tollgate.ratelimits import headers as rate_headers
+from tollgate.ratelimits import window_for
+from tollgate.settings import Settings
+from tollgate.store.ledger import Ledger, Plan, Reservation
+
+log = logging.getLogger(__name__)
+
+# When the budget cannot cover the requested max_tokens, a smaller cap is used if at least this many
+# output tokens fit; below it the request is refused.
+MIN_USEFUL_MAX_TOKENS = 64
+
+OPERATION_BY_SUFFIX = {"/chat/completions": CHAT, "/embeddings": EMBEDDINGS, "/messages": MESSAGES}
+WIRE_PROVIDER = {MESSAGES: "anthropic", CHAT: "openai", EMBEDDINGS: "openai"}
+
+
+@dataclass(frozen=True)
+class MeteredRequest:
+    request_id: str
+    path: str
+    principal: Principal
+    body: dict[str, Any]
+    user_agent: str = ""
+    run_id: str | None = None
+    run_budget_usd: Decimal | None = None
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+KeyResolver = Callable[[Principal, str], tuple[str, bool]]  # (principal, provider) -> (api key, byok?)
+
+
+class MeteredGateway:
+    def __init__(self, settings: Settings, catalogue: Catalogue, ledger: Ledger, providers: Any,
+                 keys: KeyResolver, metrics: Any = None, clock: Clock = utc_now):
+        self.settings = settings
+        self.catalogue = catalogue
+        self.ledger = ledger
+        self.providers = providers
+        self.keys = keys
+        self.metrics = metrics
+        self.clock = clock
+
+    def handle(self, req: MeteredRequest) -> Reply:
+        operation = _operation(req.path)
+        model = req.body.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("'model' is required.", param="model")
+        price = self.catalogue.price(model)
+        _check_route_fits_model(operation, price)
+        bound = self._bound(operation, price, req.body)
+        plan = self._plan(req, price, bound, self.clock())
+        res, bound, lowered_from = self._reserve(plan, price, bound)
+        body = req.body
+        if bound.defaulted or lowered_from is not None:
+            body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
+        return self._call_and_settle(req, operation, price, res, body, bound, lowered_from)
+
+    # -- pricing and reservation ---------------------------------------------------------------
+    def _bound(self, operation: str, price: ModelPrice, body: dict[str, Any]) -> estimate.Bound:
+        if operation == EMBEDDINGS:
+            return estimate.embedding_bound(body)
+        return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
+                                   anthropic=operation == MESSAGES)
+
+    def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
+        levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id,
+                                    run_budget_usd=req.run_budget_usd)
+        return Plan(
+            request_id=req.request_id, user=req.principal.user, principal_id=req.principal.id,
+            levels=tuple(levels), window=window_for(req.principal, now, self.settings),
+            cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
+            tokens=bound.tokens, started_at=now,
+            expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
+            usage_sk=usage_sk(now, req.request_id))
+
+    def _reserve(self, plan: Plan, price: ModelPrice,
+                 bound: estimate.Bound) -> tuple[Reservation, estimate.Bound, int | None]:
+        """Reserve the worst case; if the budget cannot cover max_tokens but covers a useful smaller
+        cap, reserve that instead. Returns (reservation, the bound used, the cap it was lowered from)."""
+        try:
+            return self.ledger.reserve(plan), bound, None
+        except BudgetExceeded as exc:
+            smaller = self._affordable_max_tokens(exc, price, bound)
+            if smaller is None:
+                self._count(metric_names.BUDGET_REFUSALS)
+                raise
+        n = bound.output_tokens // max(1, min(bound.max_tokens, price.max_output_tokens))
+        lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * max(1, n))
+        cheaper = replace(plan, cost=self.catalogue.worst_case_cost(price, lowered.input_tokens, lowered.output_tokens),
+                          tokens=lowered.tokens)
+        try:
+            return self.ledger.reserve(cheaper), lowered, bound.max_tokens
+        except BudgetExceeded:
+            self._count(metric_names.BUDGET_REFUSALS)
+            raise
+
+    def _affordable_max_tokens(self, exc: BudgetExceeded, price: ModelPrice, bound: estimate.Bound) -> int | None:
+        remaining = getattr(exc, "remaining", None)
+        if remaining is None or bound.max_tokens_field is None or price.output <= 0:
+            return None
+        n = max(1, bound.output_tokens // max(1, min(bound.max_tokens, price.max_output_tokens)))
+        input_cost = self.catalogue.worst_case_cost(price, bound.input_tokens, 0)
+        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * n))
+        if affordable < MIN_USEFUL_MAX_TOKENS or affordable >= bound.max_tokens:
+            return None
+        return affordable
+
+    # -- provider call and settlement ------------------------------------------------------------
+    def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
+                         body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None) -> Reply:
+        provider = self.providers[price.provider]
+        stream = bool(body.get("stream"))
+        started = time.monotonic()
+        try:
+            api_key, byok = self.keys(req.principal, price.provider)
+            result = provider.call(operation, body, api_key=api_key)
+        except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
+            self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
+                         getattr(exc, "code", type(exc).__name__), stream=stream)
+            self._count(metric_names.ERRORS)
+            raise
+        usage = result.usage
+        if usage.total_tokens == 0:
+            # A success with no usage must not be metered at $0: charge the reserved worst case.
+            log.warning("provider reported no usage; charging the worst case",
+                        extra={"request_id": req.request_id, "model": price.id})
+            usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
+        cost = self.catalogue.cost(price, usage)
+        self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
+                     model=result.model or price.id)
+        if self.metrics:
+            self._count(metric_names.REQUESTS)
+            self.metrics.add_metric(name=metric_names.TOKENS, unit="Count", value=usage.total_tokens)
+            self.metrics.add_metric(name=metric_names.COST_USD, unit="None", value=float(cost))
+            self.metrics.add_metric(name=metric_names.PROVIDER_LATENCY_MS, unit="Milliseconds",
+                                    value=(time.monotonic() - started) * 1000)
+        return Reply(result.status, result.body, result.content_type,
+                     self._headers(req, res, cost, lowered_from, bound))
+
+    def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
+                started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
+                model: str | None = None) -> None:
+        record = UsageRecord(
+            user=req.principal.user, request_id=req.request_id, started_at=res.plan.started_at,
+            principal=req.principal.id, key_id=req.principal.key_id, provider=price.provider,
+            model=model or price.id, usage=usage, cost=cost,
+            request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
+            endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
+            byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
+        self.ledger.settle(res, record.item(), cost, usage.total_tokens)
+
+    def _headers(self, req: MeteredRequest, res: Reservation, cost: Decimal, lowered_from: int | None,
+                 bound: estimate.Bound) -> dict[str, str]:
+        plan = res.plan
+        out = {"x-request-id": req.request_id, "x-tollgate-cost-usd": str(cost)}
+        if plan.window:
+            out.update(rate_headers(plan.window, res.remaining_requests, res.remaining_tokens))
+        refund = plan.cost - cost
+        remaining = [v + refund for v in res.budget_remaining.values()]
+        if remaining:
+            out["x-tollgate-budget-remaining-usd"] = str(max(min(remaining), Decimal(0)))
+        out["x-tollgate-budget-state"] = "warning" if res.warnings else "ok"
+        if lowered_from is not None:
+            out["x-tollgate-max-tokens"] = str(bound.max_tokens)
+            out["x-tollgate-max-tokens-lowered-from"] = str(lowered_from)
+        return out
+
+    def _count(self, name: str) -> None:
+        if self.metrics:
+            self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _operation(path: str) -> str:
+    for suffix, op in OPERATION_BY_SUFFIX.items():
+        if path.endswith(suffix):
+            return op
+    raise InvalidRequest(f"{path} is not a metered route.")
+
+
+def _check_route_fits_model(operation: str, price: ModelPrice) -> None:
+    if operation == EMBEDDINGS and price.kind != "embedding":
+        raise InvalidRequest(f"'{price.id}' is not an embedding model.", param="model")
+    if operation != EMBEDDINGS and price.kind == "embedding":
+        raise InvalidRequest(f"'{price.id}' is an embedding model; use /v1/embeddings.", param="model")
+    if WIRE_PROVIDER[operation] != price.provider:
+        hint = "/v1/messages" if price.provider == "anthropic" else "/v1/chat/completions"
+        raise InvalidRequest(f"'{price.id}' is served by {price.provider}; call it through {hint}.", param="model")

@@ -1,0 +1,1 @@
+"""DynamoDB access. The only package that talks to DynamoDB."""

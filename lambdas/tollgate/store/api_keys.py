@@ -1,0 +1,93 @@
+"""The API keys table."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tollgate.auth.api_keys import ApiKeyRecord
+from tollgate.clock import iso
+from tollgate.errors import NotFound
+from tollgate.schema import API_KEYS
+from tollgate.store.dynamo import from_item, to_item, values
+
+_FIELDS = {  # record attribute -> table attribute
+    "key_id": "keyId", "user_id": "userId", "name": "name", "scopes": "scopes", "key_hash": "keyHash",
+    "created_at": "createdAt", "status": "status", "expires_at": "expiresAt", "last_used": "lastUsed",
+    "rpm": "rpm", "tpm": "tpm", "monthly_budget_usd": "monthlyBudgetUsd", "hourly_budget_usd": "hourlyBudgetUsd",
+}
+
+
+def _to_record(item: dict[str, Any]) -> ApiKeyRecord:
+    data = from_item(item)
+    kwargs = {field: data.get(attr) for field, attr in _FIELDS.items() if attr in data}
+    kwargs["scopes"] = tuple(sorted(kwargs.get("scopes") or ()))
+    for name in ("rpm", "tpm"):
+        if kwargs.get(name) is not None:
+            kwargs[name] = int(kwargs[name])
+    return ApiKeyRecord(**kwargs)
+
+
+class ApiKeyStore:
+    def __init__(self, table_name: str, client: Any):
+        self.table = table_name
+        self.client = client
+
+    def put(self, record: ApiKeyRecord) -> None:
+        item = {attr: getattr(record, field) for field, attr in _FIELDS.items()}
+        item["scopes"] = set(record.scopes) if record.scopes else None
+        self.client.put_item(TableName=self.table, Item=to_item(item),
+                             ConditionExpression="attribute_not_exists(keyId)")
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        item = self.client.get_item(TableName=self.table, Key={"keyId": {"S": key_id}}, ConsistentRead=True).get("Item")
+        return _to_record(item) if item else None
+
+    def list_by_user(self, user_id: str) -> list[ApiKeyRecord]:
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table, IndexName=API_KEYS.indexes[0].name,
+            KeyConditionExpression="userId = :u", ExpressionAttributeValues=values(u=user_id))
+        return [_to_record(i) for page in pages for i in page["Items"]]
+
+    def list_all(self) -> list[ApiKeyRecord]:
+        pages = self.client.get_paginator("scan").paginate(TableName=self.table)
+        return [_to_record(i) for page in pages for i in page["Items"]]
+
+    def set_status(self, key_id: str, status: str) -> ApiKeyRecord:
+        try:
+            item = self.client.update_item(
+                TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression="SET #s = :s",
+                ConditionExpression="attribute_exists(keyId)", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(s=status), ReturnValues="ALL_NEW")["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No API key with id {key_id}.") from None
+        return _to_record(item)
+
+    def set_limits(self, key_id: str, *, monthly_budget_usd: Decimal | None = None,
+                   hourly_budget_usd: Decimal | None = None, rpm: int | None = None,
+                   tpm: int | None = None) -> None:
+        changes = {"monthlyBudgetUsd": monthly_budget_usd, "hourlyBudgetUsd": hourly_budget_usd,
+                   "rpm": rpm, "tpm": tpm}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return
+        names = {f"#{k}": k for k in changes}
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"keyId": {"S": key_id}},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
+                ConditionExpression="attribute_exists(keyId)", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values(**changes))
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No API key with id {key_id}.") from None
+
+    def touch_last_used(self, key_id: str, now: datetime) -> bool:
+        """Record use at most once a minute per key: a conditional write, shared by all containers."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression="SET lastUsed = :now",
+                ConditionExpression="attribute_exists(keyId) AND (attribute_not_exists(lastUsed) OR lastUsed < :ago)",
+                ExpressionAttributeValues=values(now=iso(now), ago=iso(now - timedelta(minutes=1))))
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False

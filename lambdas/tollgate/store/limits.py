@@ -1,0 +1,78 @@
+"""Per-user limits the operator set (the per-key ones live on the key item), and the budget items'
+current state for operators. Budget counters themselves are written only by the ledger."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tollgate import budgets
+from tollgate.store.dynamo import from_item, to_item, values
+
+LIMITS_SK = "LIMITS"
+
+
+def user_limits_pk(user: str) -> str:
+    return f"LIMITS#USER#{user}"
+
+
+class LimitsStore:
+    def __init__(self, budgets_table: str, client: Any):
+        self.table = budgets_table
+        self.client = client
+
+    def user_monthly_usd(self, user: str) -> Decimal | None:
+        item = self.client.get_item(TableName=self.table,
+                                    Key=to_item({"pk": user_limits_pk(user), "sk": LIMITS_SK})).get("Item")
+        value = from_item(item).get("monthlyUsd") if item else None
+        return Decimal(value) if value is not None else None
+
+    def set_user_monthly_usd(self, user: str, limit: Decimal) -> None:
+        self.client.put_item(TableName=self.table, Item=to_item(
+            {"pk": user_limits_pk(user), "sk": LIMITS_SK, "monthlyUsd": limit}))
+
+    def counter(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
+                                    ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def set_counter_limit(self, pk: str, sk: str, limit: Decimal) -> None:
+        """Change a period's limit now: remaining moves by the difference, so the next request sees it.
+
+        Optimistic: read the old limit, write with a condition on it, retry if a request moved it.
+        """
+        for _ in range(5):
+            old = self.counter(pk, sk)
+            if old is None:
+                try:
+                    self.client.put_item(
+                        TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
+                        Item=to_item({"pk": pk, "sk": sk, "limitUsd": limit, "remainingUsd": limit,
+                                      "reservedUsd": Decimal(0), "spentUsd": Decimal(0)}))
+                    return
+                except self.client.exceptions.ConditionalCheckFailedException:
+                    continue
+            old_limit = Decimal(old.get("limitUsd", limit))
+            try:
+                self.client.update_item(
+                    TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
+                    UpdateExpression="SET limitUsd = :new, remainingUsd = remainingUsd + :delta",
+                    ConditionExpression="limitUsd = :old",
+                    ExpressionAttributeValues=values(new=limit, delta=limit - old_limit, old=old_limit))
+                return
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+        raise RuntimeError("budget limit kept changing; try again")
+
+
+def summary(item: dict[str, Any] | None, limit: Decimal, period: str) -> dict[str, Any]:
+    item = item or {}
+    spent = Decimal(item.get("spentUsd", 0))
+    reserved = Decimal(item.get("reservedUsd", 0))
+    limit = Decimal(item.get("limitUsd", limit))
+    return {"period": period, "limit_usd": str(limit), "spent_usd": str(spent), "reserved_usd": str(reserved),
+            "remaining_usd": str(Decimal(item.get("remainingUsd", limit - spent - reserved)))}
+
+
+def month_of(now: datetime) -> str:
+    return budgets.month_sk(now).split("#", 1)[1]

@@ -1,0 +1,96 @@
+"""The composition root: builds each collaborator once per container, from settings.
+
+Handlers ask here; tests build the classes directly with their own collaborators.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from tollgate.settings import settings
+
+
+@lru_cache(maxsize=1)
+def dynamodb() -> Any:
+    from tollgate.store.dynamo import client
+
+    return client()
+
+
+@lru_cache(maxsize=1)
+def key_store() -> Any:
+    from tollgate.store.api_keys import ApiKeyStore
+
+    return ApiKeyStore(settings().api_keys_table, dynamodb())
+
+
+@lru_cache(maxsize=1)
+def limits_store() -> Any:
+    from tollgate.store.limits import LimitsStore
+
+    return LimitsStore(settings().budgets_table, dynamodb())
+
+
+@lru_cache(maxsize=1)
+def usage_store() -> Any:
+    from tollgate.store.usage import UsageStore
+
+    return UsageStore(settings().usage_table, dynamodb())
+
+
+@lru_cache(maxsize=1)
+def ledger() -> Any:
+    from tollgate.store.ledger import Ledger
+
+    s = settings()
+    return Ledger(s.budgets_table, s.usage_table, dynamodb())
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> Any:
+    from tollgate.pricing import Catalogue
+
+    return Catalogue.load(settings().price_overrides)
+
+
+@lru_cache(maxsize=1)
+def providers() -> Any:
+    from tollgate.providers.registry import providers as registry
+
+    return registry(settings())
+
+
+def user_context(user: str) -> dict[str, Any]:
+    return {"user_monthly_usd": limits_store().user_monthly_usd(user), "byok": ()}
+
+
+@lru_cache(maxsize=1)
+def authenticator() -> Any:
+    from tollgate.auth.authenticate import Authenticator
+
+    return Authenticator(key_store(), user_context)
+
+
+def provider_key(principal: Any, provider: str) -> tuple[str, bool]:
+    from tollgate.platform_keys import platform_key
+
+    return platform_key(provider, settings()), False
+
+
+@lru_cache(maxsize=1)
+def gateway() -> Any:
+    from tollgate.observability import metrics
+    from tollgate.service import MeteredGateway
+
+    return MeteredGateway(settings(), catalogue(), ledger(), providers(), provider_key, metrics=metrics)
+
+
+def reset() -> None:
+    """Forget every built collaborator (tests change the environment between cases)."""
+    from tollgate import settings as settings_module
+    from tollgate.store import dynamo
+
+    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, gateway):
+        fn.cache_clear()
+    settings_module.settings.cache_clear()
+    dynamo.client.cache_clear()

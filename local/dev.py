@@ -1,0 +1,304 @@
+"""`make dev`: the whole gateway on this machine, no AWS account needed (DESIGN.md §3).
+
+    python -m local.dev [--port 8080] [--state-dir .tollgate]
+
+Starts emulated AWS (moto, serialised) on a free loopback port, creates the tables and resources from
+tollgate.schema, starts the fake provider (per provider, unless OPENAI_API_KEY / ANTHROPIC_API_KEY is
+set), stores a local admin key, and serves the API Gateway emulator running the real handlers
+in-process. `LocalStack` is the same thing as an object, for the e2e tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from tollgate import scopes
+from tollgate.auth import iam
+from tollgate.schema import API_KEYS, Env
+from tollgate.settings import Settings
+
+from local.aws import MotoServer, spawn_server
+from local.emulator import ApiGatewayEmulator, IamCredential
+from local.tables import provision
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+# The one local AWS identity. Every local process uses it for moto (which accepts anything), and the
+# emulator accepts its SigV4 signatures on /internal/v1 as the agent role's.
+LOCAL_ACCESS_KEY_ID = "AKIATOLLGATELOCAL001"
+LOCAL_SECRET_ACCESS_KEY = "tollgate-local-secret-not-a-real-key"
+AGENT_ROLE = "tollgate-local-agent"
+AGENT_CREDENTIAL = IamCredential(
+    secret_access_key=LOCAL_SECRET_ACCESS_KEY,
+    user_arn=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{AGENT_ROLE}/local",
+    caller="AROATOLLGATELOCALAGENT:local",
+    account_id=ACCOUNT_ID,
+)
+
+# What the gateway lets the local agent role do (tollgate.auth.iam maps role names to principals).
+AGENT_PRINCIPAL = {"scopes": [scopes.COMPLETE, scopes.EMBED, scopes.ACT_AS], "user": "local-agent"}
+
+FAKE_PLATFORM_KEYS = {Env.OPENAI_API_KEY: "sk-fake-platform-openai",
+                      Env.ANTHROPIC_API_KEY: "sk-fake-platform-anthropic"}
+
+# Variables that would send boto3 somewhere other than the local emulator, or fail without a profile.
+_SCRUBBED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+             "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+
+
+class LocalStack:
+    """Emulated AWS + fake provider + API Gateway emulator, wired through environment variables.
+
+    The handlers run in this process, so `start` sets os.environ (and `stop` restores it); `env` is
+    the environment for subprocesses (CLI, workers), without the fake platform keys.
+    """
+
+    def __init__(self, *, use_fake: bool | None = None, aws_in_subprocess: bool = False, quiet: bool = False,
+                 prefix: str = "tollgate-local", fake_factory: Callable[[], Any] | None = None):
+        """use_fake: True = always the fake provider (tests: never spend money), False = never,
+        None = for each provider whose API key is not set in the environment."""
+        self.use_fake = use_fake
+        self.aws_in_subprocess = aws_in_subprocess
+        self.quiet = quiet
+        self.prefix = prefix
+        self._fake_factory = fake_factory
+        self.url = ""
+        self.admin_key = ""
+        self.aws_endpoint = ""
+        self.fake: Any = None
+        self.emulator: ApiGatewayEmulator | None = None
+        self.state_dir: Path | None = None
+        self.env: dict[str, str] = {}
+        self.providers: dict[str, str] = {}  # provider -> "fake" | "real"
+        self._aws: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def start(self, port: int = 0, state_dir: str | os.PathLike = ".tollgate") -> "LocalStack":
+        try:
+            self._start(port, Path(state_dir))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, port: int, state_dir: Path) -> None:
+        if self.aws_in_subprocess:
+            self._aws = spawn_server()
+        else:
+            self._aws = MotoServer()
+            self._aws.start()
+        self.aws_endpoint = self._aws.endpoint_url
+        self._apply_env(self._aws_env())
+
+        import boto3
+
+        def client(service: str) -> Any:
+            return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=REGION)
+
+        self._apply_env(provision(client, self.prefix))
+        self._apply_env(self._provider_env())
+        _reset_runtime_caches()
+
+        self.admin_key = _create_admin_key(client("dynamodb"), os.environ[API_KEYS.env_var])
+        self.emulator = ApiGatewayEmulator(iam_credentials={LOCAL_ACCESS_KEY_ID: AGENT_CREDENTIAL},
+                                           region=REGION, account_id=ACCOUNT_ID, quiet=self.quiet)
+        self.url = self.emulator.start(port)
+        self.state_dir = state_dir
+        _write_state(state_dir, self.admin_key, self.url)
+
+        self.env = {k: v for k, v in os.environ.items() if not (k in FAKE_PLATFORM_KEYS and v == FAKE_PLATFORM_KEYS[k])}
+        self.env.update(TOLLGATE_ENDPOINT=self.url, TOLLGATE_ADMIN_KEY=self.admin_key)
+        _wait_healthy(self.url)
+
+    def stop(self) -> None:
+        for part in (self.emulator, self.fake, self._aws):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as error:  # noqa: BLE001 - stop the rest regardless
+                    print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
+        self.emulator = self.fake = self._aws = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        _reset_runtime_caches()
+
+    def __enter__(self) -> "LocalStack":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- environment --
+
+    def _apply_env(self, values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _aws_env(self) -> dict[str, str | None]:
+        env: dict[str, str | None] = {name: None for name in _SCRUBBED}
+        env.update({name: None for name in os.environ if name.startswith("AWS_ENDPOINT_URL_")})
+        env.update({
+            "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+            Env.STAGE: "local",
+            Env.POWERTOOLS_SERVICE_NAME: os.environ.get(Env.POWERTOOLS_SERVICE_NAME) or "tollgate",
+            Env.POWERTOOLS_METRICS_NAMESPACE: os.environ.get(Env.POWERTOOLS_METRICS_NAMESPACE) or "Tollgate",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+            iam.ENV: os.environ.get(iam.ENV) or json.dumps({AGENT_ROLE: AGENT_PRINCIPAL}),
+        })
+        return env
+
+    def _provider_env(self) -> dict[str, str | None]:
+        fake_for = {
+            "openai": self.use_fake or (self.use_fake is None and not os.environ.get(Env.OPENAI_API_KEY)),
+            "anthropic": self.use_fake or (self.use_fake is None and not os.environ.get(Env.ANTHROPIC_API_KEY)),
+        }
+        self.providers = {p: "fake" if fake else "real" for p, fake in fake_for.items()}
+        if not any(fake_for.values()):
+            return {}
+        self.fake = self._make_fake()
+        fake_url = self.fake.start(port=0).rstrip("/")
+        env: dict[str, str | None] = {}
+        if fake_for["openai"]:
+            env[Env.OPENAI_BASE_URL] = f"{fake_url}/v1"
+            env[Env.OPENAI_API_KEY] = FAKE_PLATFORM_KEYS[Env.OPENAI_API_KEY]
+        if fake_for["anthropic"]:
+            env[Env.ANTHROPIC_BASE_URL] = fake_url
+            env[Env.ANTHROPIC_API_KEY] = FAKE_PLATFORM_KEYS[Env.ANTHROPIC_API_KEY]
+        return env
+
+    def _make_fake(self) -> Any:
+        if self._fake_factory is not None:
+            return self._fake_factory()
+        from local.fake_provider import FakeProvider
+
+        return FakeProvider()
+
+
+def _reset_runtime_caches() -> None:
+    """Forget clients and settings built from an earlier environment: cached functions in the
+    runtime packages (settings(), dynamo client(), ...) and boto3's default session."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in ("tollgate", "handlers"):
+            continue
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) == name and callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+
+
+def _create_admin_key(dynamodb: Any, table: str) -> str:
+    from tollgate.auth.api_keys import issue
+    from tollgate.clock import utc_now
+    from tollgate.store.api_keys import ApiKeyStore
+
+    raw, record = issue("admin", name="local-admin", scopes=tuple(scopes.ALL), now=utc_now(),
+                        rounds=Settings.from_env().bcrypt_rounds)
+    ApiKeyStore(table, dynamodb).put(record)
+    return raw
+
+
+def _write_state(state_dir: Path, admin_key: str, url: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key_file = state_dir / "admin-key"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(admin_key + "\n")
+    os.chmod(key_file, 0o600)  # in case it existed with wider permissions
+    (state_dir / "endpoint").write_text(url + "\n")
+
+
+def _wait_healthy(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = response.status
+        except Exception as error:  # noqa: BLE001 - keep polling until the deadline
+            last = error
+        time.sleep(0.1)
+    raise RuntimeError(f"GET {url}/health did not answer 200 within {timeout_s}s (last: {last})")
+
+
+def banner(stack: LocalStack) -> str:
+    key_file = stack.state_dir / "admin-key" if stack.state_dir else "admin-key"
+    providers = ", ".join(f"{p}: {kind}" for p, kind in stack.providers.items())
+    chat = json.dumps({"model": "gpt-4o-mini", "max_tokens": 50,
+                       "messages": [{"role": "user", "content": "Say hello"}]})
+    return f"""
+Tollgate local stack is up.
+  endpoint   {stack.url}
+  admin key  {key_file}   (all scopes; it is local, but keep it out of git)
+  providers  {providers}
+  AWS        moto at {stack.aws_endpoint}
+
+Try it:
+  curl {stack.url}/v1/chat/completions \\
+    -H "Authorization: Bearer $(cat {key_file})" -H 'content-type: application/json' \\
+    -d '{chat}'
+
+  from openai import OpenAI
+  OpenAI(base_url="{stack.url}/v1", api_key=open("{key_file}").read().strip()) \\
+    .chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+
+  from anthropic import Anthropic
+  Anthropic(base_url="{stack.url}", api_key=open("{key_file}").read().strip()) \\
+    .messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=[{{"role": "user", "content": "hi"}}])
+
+  export TOLLGATE_ENDPOINT={stack.url} TOLLGATE_ADMIN_KEY=$(cat {key_file})
+  tollgate keys create --user alice
+
+Ctrl-C to stop.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (default 8080)")
+    parser.add_argument("--state-dir", default=".tollgate", help="where the admin key and endpoint are written")
+    parser.add_argument("--quiet", action="store_true", help="no access log")
+    args = parser.parse_args(argv)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    stack = LocalStack(quiet=args.quiet)
+    try:
+        stack.start(port=args.port, state_dir=args.state_dir)
+    except OSError as error:
+        print(f"Could not start the local stack: {error} (is port {args.port} in use? try --port)", file=sys.stderr)
+        return 1
+    try:
+        print(banner(stack), flush=True)
+        stopping.wait()
+        print("Stopping...", flush=True)
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

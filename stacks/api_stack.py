@@ -1,0 +1,118 @@
+"""TollgateApi: the four Lambda functions, their permissions, the REST API and the sweeper schedule."""
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from constructs import Construct
+from tollgate import routes
+from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, TABLES, USAGE, Env
+
+from stacks import permissions as p
+from stacks.config import DeploySettings
+from stacks.data_stack import DataStack
+from stacks.functions import TollgateFunction, dependency_layer, function_code
+from stacks.rest_api import STAGE_NAME, TollgateRestApi
+from stacks.waf import TollgateWaf
+
+API_STACK_NAME = "TollgateApi"
+SWEEP_EVERY = Duration.minutes(5)
+
+
+class ApiStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = API_STACK_NAME, *,
+                 data: DataStack, settings: DeploySettings, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        code = function_code()
+        layer = dependency_layer(self, "Dependencies")
+        common_env = {
+            Env.POWERTOOLS_SERVICE_NAME: "tollgate",
+            Env.POWERTOOLS_METRICS_NAMESPACE: "Tollgate",
+            Env.STAGE: STAGE_NAME,
+            **{t.env_var: data.tables[t.logical_id].table_name for t in TABLES},
+        }
+
+        def function(construct_id: str, module: str, description: str, *, memory_mb: int, timeout: Duration,
+                     env: dict[str, str] | None = None) -> TollgateFunction:
+            return TollgateFunction(
+                self, construct_id,
+                handler=f"handlers.{module}.lambda_handler",
+                description=description,
+                code=code,
+                layer=layer,
+                environment={**common_env, **(env or {})},
+                memory_mb=memory_mb,
+                timeout=timeout,
+            )
+
+        # bcrypt is CPU-bound and Lambda CPU scales with memory: 1024 MB keeps a cold key check short.
+        self.authorizer = function(
+            "Authorizer", "authorizer", "Tollgate: authenticates API keys and service tokens",
+            memory_mb=1024, timeout=Duration.seconds(10),
+            env={Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
+        # The gateway's timeout outlives API Gateway's 29 s integration timeout on purpose: after a slow
+        # provider call the function must still settle its reservations and write the usage record.
+        self.gateway = function(
+            "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
+            memory_mb=1024, timeout=Duration.seconds(150),
+            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn})
+        self.admin = function(
+            "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
+            memory_mb=512, timeout=Duration.seconds(30),
+            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn})
+        # Shorter than the schedule period, so two sweeps never overlap.
+        self.sweeper = function(
+            "Sweeper", "sweeper", "Tollgate: releases expired budget reservations",
+            memory_mb=512, timeout=Duration.minutes(4))
+        self._grant(data)
+
+        events.Rule(
+            self, "SweepSchedule",
+            description="Tollgate: release expired reservations",
+            schedule=events.Schedule.rate(SWEEP_EVERY),
+            targets=[targets.LambdaFunction(self.sweeper.function, retry_attempts=2, max_event_age=SWEEP_EVERY)],
+        )
+
+        self.rest_api = TollgateRestApi(
+            self, "Http",
+            authorizer=self.authorizer.function,
+            functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function},
+        )
+        self.waf = TollgateWaf(
+            self, "Waf",
+            stage=self.rest_api.api.deployment_stage,
+            rate_limit_per_5min=settings.waf_rate_limit_per_5min,
+            geo_block_countries=settings.geo_block_countries,
+        )
+        CfnOutput(self, "ApiUrl", value=self.rest_api.api.url)
+
+    def _grant(self, data: DataStack) -> None:
+        api_keys, usage = data.api_keys_table, data.usage_table
+        budgets, provider_keys = data.budgets_table, data.provider_keys_table
+
+        # UpdateItem: the authorizer records a key's last use (a conditional write, at most once a minute).
+        self._allow(self.authorizer, p.table_access(api_keys, API_KEYS, [p.GET, p.UPDATE]))
+        self._allow(self.authorizer, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
+        self._allow(self.authorizer, [p.secret_read(data.jwt_secret)])
+
+        # The gateway reserves and settles in transactions; it writes usage but never reads it, and it
+        # has no access at all to the API keys table (identity arrives in the authorizer context).
+        self._allow(self.gateway, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
+        self._allow(self.gateway, p.table_access(usage, USAGE, [p.PUT]))
+        self._allow(self.gateway, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
+        self._allow(self.gateway, [p.key_use(data.byok_key, ["kms:Decrypt"])])
+        self._allow(self.gateway, p.topic_publish(data.alert_topic, data.alert_key))
+
+        self._allow(self.admin, p.table_access(api_keys, API_KEYS, (*p.READ, p.SCAN, *p.WRITE)))
+        self._allow(self.admin, p.table_access(usage, USAGE, (*p.READ, p.SCAN)))
+        self._allow(self.admin, p.table_access(budgets, BUDGETS, (*p.READ, p.SCAN, *p.TRANSACT)))
+        self._allow(self.admin, p.table_access(provider_keys, PROVIDER_KEYS, (*p.READ, *p.WRITE)))
+        self._allow(self.admin, [p.key_use(data.byok_key, ["kms:GenerateDataKey", "kms:Decrypt"])])
+
+        self._allow(self.sweeper, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
+        self._allow(self.sweeper, p.table_access(usage, USAGE, [p.PUT]))
+
+    @staticmethod
+    def _allow(fn: TollgateFunction, statements) -> None:
+        for statement in statements:
+            fn.allow(statement)

@@ -1,0 +1,32 @@
+"""Deployment settings read from CDK context (cdk.json, or `cdk deploy -c key=value`)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from constructs import Construct
+
+# WAF rate-based rules accept 10 .. 2,000,000,000 requests per evaluation window.
+_WAF_MIN_RATE = 10
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    alert_email: str | None
+    geo_block_countries: tuple[str, ...]
+    waf_rate_limit_per_5min: int
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> "DeploySettings":
+        node = scope.node
+        countries = node.try_get_context("geo_block_countries") or []
+        if isinstance(countries, str):  # from the command line: '["RU","KP"]' or 'RU,KP'
+            countries = json.loads(countries) if countries.strip().startswith("[") else countries.split(",")
+        rate = int(node.try_get_context("waf_rate_limit_per_5min") or 1000)
+        if rate < _WAF_MIN_RATE:
+            raise ValueError(f"waf_rate_limit_per_5min must be at least {_WAF_MIN_RATE}, got {rate}")
+        return cls(
+            alert_email=(node.try_get_context("alert_email") or "").strip() or None,
+            geo_block_countries=tuple(c.strip().upper() for c in countries if c.strip()),
+            waf_rate_limit_per_5min=rate,
+        )

@@ -1,0 +1,107 @@
+"""TollgateData: the state that outlives a deployment — tables, the BYOK key, the JWT secret, alerts.
+
+Tables come from tollgate.schema.TABLES, the module the runtime and the local stack read too.
+"""
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+from tollgate import schema
+
+from stacks.nag import acknowledge
+
+DATA_STACK_NAME = "TollgateData"
+JWT_SECRET_LENGTH = 64
+
+
+def output_name(table: schema.Table) -> str:
+    """CfnOutput id holding a table's physical name, e.g. ApiKeysTableName (read by `tollgate bootstrap`)."""
+    return f"{table.logical_id}Name"
+
+
+class DataStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str = DATA_STACK_NAME, *,
+                 alert_email: str | None = None, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        self.tables: dict[str, dynamodb.Table] = {t.logical_id: self._table(t) for t in schema.TABLES}
+        self.api_keys_table = self.tables[schema.API_KEYS.logical_id]
+        self.usage_table = self.tables[schema.USAGE.logical_id]
+        self.budgets_table = self.tables[schema.BUDGETS.logical_id]
+        self.provider_keys_table = self.tables[schema.PROVIDER_KEYS.logical_id]
+
+        # Envelope encryption of users' own provider keys. Retained with the provider-keys table:
+        # without this key its ciphertexts cannot be decrypted.
+        self.byok_key = kms.Key(
+            self, "ByokKey",
+            description="Tollgate: envelope encryption of bring-your-own provider keys",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        self.jwt_secret = secretsmanager.Secret(
+            self, "JwtSigningSecret",
+            description="Tollgate: HS256 signing secret of service tokens",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=JWT_SECRET_LENGTH, exclude_punctuation=True),
+        )
+        acknowledge(self.jwt_secret, "AwsSolutions-SMG4",
+                    "An HS256 signing secret: rotating it invalidates every service token issued with it, "
+                    "so operators rotate it deliberately (and re-issue tokens), not on a schedule.")
+
+        self.alert_topic = self._alert_topic()
+        if alert_email:
+            self.alert_topic.add_subscription(subscriptions.EmailSubscription(alert_email))
+
+        for table in schema.TABLES:
+            CfnOutput(self, output_name(table), value=self.tables[table.logical_id].table_name)
+        CfnOutput(self, "ByokKeyArn", value=self.byok_key.key_arn)
+        CfnOutput(self, "JwtSecretArn", value=self.jwt_secret.secret_arn)
+        CfnOutput(self, "AlertTopicArn", value=self.alert_topic.topic_arn)
+
+    def _table(self, spec: schema.Table) -> dynamodb.Table:
+        def attr(name: str) -> dynamodb.Attribute:
+            return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+        table = dynamodb.Table(
+            self, spec.logical_id,
+            partition_key=attr(spec.partition_key),
+            sort_key=attr(spec.sort_key) if spec.sort_key else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            time_to_live_attribute=spec.ttl_attribute,
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for index in spec.indexes:
+            table.add_global_secondary_index(
+                index_name=index.name,
+                partition_key=attr(index.partition_key),
+                sort_key=attr(index.sort_key) if index.sort_key else None,
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        return table
+
+    def _alert_topic(self) -> sns.Topic:
+        # A customer-managed key, because CloudWatch alarms cannot publish to a topic encrypted with
+        # the AWS-managed SNS key: the key policy must let cloudwatch.amazonaws.com use it.
+        self.alert_key = key = kms.Key(
+            self, "AlertsKey",
+            description="Tollgate: encryption of the alerts topic",
+            enable_key_rotation=True,
+        )
+        key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+        ))
+        return sns.Topic(self, "AlertTopic", display_name="Tollgate alerts", master_key=key, enforce_ssl=True)

@@ -1,0 +1,126 @@
+"""The REST API, built from tollgate.routes: resources, methods, authorizers, gateway responses, stage.
+
+The local API Gateway emulator reads the same route table, identity sources and cache TTL.
+"""
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+from tollgate import routes
+
+from stacks.functions import LOG_RETENTION
+from stacks.nag import acknowledge
+
+STAGE_NAME = "prod"
+# Stage-wide method throttling defaults (requests per second / burst); per-key limits are the gateway's.
+THROTTLE_RATE_PER_S = 100
+THROTTLE_BURST = 200
+
+_F = apigw.AccessLogField
+_ACCESS_LOG_FORMAT = {
+    "requestId": _F.context_request_id(),
+    "time": _F.context_request_time(),
+    "ip": _F.context_identity_source_ip(),
+    "method": _F.context_http_method(),
+    "resource": _F.context_resource_path(),
+    "path": _F.context_path(),
+    "status": _F.context_status(),
+    "protocol": _F.context_protocol(),
+    "responseLength": _F.context_response_length(),
+    "responseLatency": _F.context_response_latency(),
+    "integrationLatency": _F.context_integration_latency(),
+    "integrationStatus": _F.context_integration_status(),
+    "principal": _F.context_authorizer_principal_id(),
+    "authorizerStatus": _F.context_authorizer_status(),
+    "authorizerLatency": _F.context_authorizer_latency(),
+    "authorizerError": _F.context_authorizer_error(),
+    "iamUser": _F.context_identity_user_arn(),
+    "error": _F.context_error_message(),
+    "errorType": _F.context_error_response_type(),
+    "xrayTraceId": _F.context_xray_trace_id(),
+}
+
+
+class TollgateRestApi(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *,
+        authorizer: lambda_.IFunction,
+        functions: dict[str, lambda_.IFunction],  # routes.GATEWAY_FUNCTION / ADMIN_FUNCTION -> function
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
+        self.api = apigw.RestApi(
+            self, "Api",
+            description="Tollgate AI gateway",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # API Gateway execution logging needs the account-level CloudWatch role.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FORMAT)),
+                tracing_enabled=True,
+                metrics_enabled=True,
+                # ERROR, not INFO, and no data trace: execution logs must not carry prompts or keys.
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                throttling_rate_limit=THROTTLE_RATE_PER_S,
+                throttling_burst_limit=THROTTLE_BURST,
+            ),
+        )
+        self.authorizers = {
+            a.name: apigw.RequestAuthorizer(
+                self, f"Authorizer-{a.name}",
+                authorizer_name=f"tollgate-{a.name}",
+                handler=authorizer,
+                identity_sources=[a.identity_source],
+                results_cache_ttl=Duration.seconds(routes.AUTHORIZER_CACHE_TTL_S),
+            )
+            for a in routes.AUTHORIZERS
+        }
+        # allow_test_invoke=False: one invoke permission per method instead of two; the Lambda resource
+        # policy has a size limit and the route table grows.
+        integrations = {name: apigw.LambdaIntegration(fn, allow_test_invoke=False) for name, fn in functions.items()}
+        self.methods = {(r.method, r.path): self._add_route(r, integrations[r.function]) for r in routes.ROUTES}
+        for response_type, (status, body) in routes.GATEWAY_RESPONSES.items():
+            self.api.add_gateway_response(
+                f"Response-{response_type}",
+                type=apigw.ResponseType.of(response_type),
+                status_code=str(status),
+                templates={"application/json": json.dumps(body)},
+            )
+        self._acknowledge()
+
+    def _add_route(self, route: routes.Route, integration: apigw.Integration) -> apigw.Method:
+        resource = self.api.root.resource_for_path(route.path)
+        if route.auth == routes.IAM:
+            options = {"authorization_type": apigw.AuthorizationType.IAM}
+        elif route.auth == routes.NONE:
+            options = {"authorization_type": apigw.AuthorizationType.NONE}
+        else:
+            options = {"authorizer": self.authorizers[route.auth]}
+        method = resource.add_method(route.method, integration, **options)
+        if route.auth == routes.NONE:
+            acknowledge(method, "AwsSolutions-APIG4",
+                        f"{route.method} {route.path} is deliberately public (a liveness probe); "
+                        "it returns no data and calls no provider.")
+        return method
+
+    def _acknowledge(self) -> None:
+        acknowledge(self.api, "AwsSolutions-COG4",
+                    "Callers are programs, not Cognito users: OpenAI/Anthropic SDKs authenticate with "
+                    "API keys or service JWTs (Lambda REQUEST authorizer), agent tasks with SigV4 (AWS_IAM).")
+        acknowledge(self.api, "AwsSolutions-APIG2",
+                    "Request bodies are validated by the gateway Lambda so that errors come back in the "
+                    "OpenAI/Anthropic wire shape the SDKs parse; an API Gateway validator answers in its own.")
+        cloud_watch_role = self.api.node.find_child("CloudWatchRole")
+        acknowledge(cloud_watch_role,
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AmazonAPIGatewayPushToCloudWatchLogs]",
+                    "The account-level role API Gateway uses to write execution logs; the AWS-managed "
+                    "policy is the documented one and grants CloudWatch Logs actions only.")

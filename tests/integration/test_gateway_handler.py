@@ -1,0 +1,74 @@
+"""The gateway handler end to end over emulated AWS and the fake provider: metered exactly once."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from tests.integration.world import body_of, headers_of
+from tollgate.pricing import Catalogue
+from tollgate.providers.base import Usage
+
+
+def _usage_items(world, user="alice"):
+    return world.dynamodb.query(
+        TableName=world.env["TOLLGATE_USAGE_TABLE"], KeyConditionExpression="pk = :u",
+        ExpressionAttributeValues={":u": {"S": user}})["Items"]
+
+
+def test_chat_completion_is_metered_once_with_the_catalogue_price(world):
+    raw, _ = world.create_key()
+    principal = world.principal(raw)
+    resp = world.call("POST", "/v1/chat/completions", {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50,
+    }, principal=principal)
+    assert resp["statusCode"] == 200, resp["body"]
+    body = body_of(resp)
+    usage = body["usage"]
+    items = _usage_items(world)
+    assert len(items) == 1
+    item = items[0]
+    price = Catalogue.load().price("gpt-4o-mini")
+    expected = Catalogue.cost(price, Usage(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]))
+    assert Decimal(item["costUsd"]["N"]) == expected > 0
+    assert headers_of(resp)["x-tollgate-cost-usd"] == str(expected)
+    assert int(item["promptTokens"]["N"]) == usage["prompt_tokens"]
+    assert item["status"]["S"] == "ok"
+    assert headers_of(resp)["x-ratelimit-limit-requests"] == "60"
+
+
+def test_unknown_model_is_refused_in_openai_shape_without_a_provider_call(world):
+    raw, _ = world.create_key()
+    resp = world.call("POST", "/v1/chat/completions", {"model": "gpt-unknown-9", "messages": []},
+                      principal=world.principal(raw))
+    assert resp["statusCode"] == 400
+    assert body_of(resp)["error"]["code"] == "model_not_priced"
+    assert world.fake.calls == []
+    assert _usage_items(world) == []
+
+
+def test_missing_scope_is_403_in_anthropic_shape(world):
+    raw, _ = world.create_key(scopes=("ai:embed",))
+    resp = world.call("POST", "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 10,
+                                              "messages": [{"role": "user", "content": "hi"}]},
+                      principal=world.principal(raw))
+    assert resp["statusCode"] == 403
+    assert body_of(resp) == {"type": "error", "error": {"type": "permission_error",
+                                                        "message": "This credential lacks the 'ai:complete' scope."}}
+
+
+def test_provider_500_releases_the_reservation_and_records_a_zero_cost_attempt(world):
+    raw, _ = world.create_key()
+    resp = world.call("POST", "/v1/chat/completions", {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "[[fake:status=500]] hi"}]},
+        principal=world.principal(raw))
+    assert resp["statusCode"] == 502
+    items = _usage_items(world)
+    assert [(i["status"]["S"], Decimal(i["costUsd"]["N"])) for i in items] == [("error", Decimal(0))]
+    budget = world.call("GET", "/admin/budgets", principal=_admin(world), query={"user": "alice"})
+    shown = body_of(budget)
+    assert Decimal(shown["reserved_usd"]) == 0 and Decimal(shown["spent_usd"]) == 0
+
+
+def _admin(world):
+    raw, _ = world.create_key(user="root", scopes=("admin",))
+    return world.principal(raw)
