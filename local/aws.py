@@ -116,7 +116,7 @@ class MotoServer:
         app = _SerialisedApp(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="moto-server", daemon=True)
         self._thread.start()
         return self.endpoint_url
 

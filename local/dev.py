@@ -10,6 +10,7 @@ in-process. `LocalStack` is the same thing as an object, for the e2e tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tollgate import scopes
 from tollgate.auth import iam
@@ -58,8 +59,10 @@ _SCRUBBED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
 class LocalStack:
     """Emulated AWS + fake provider + API Gateway emulator, wired through environment variables.
 
-    The handlers run in this process, so `start` sets os.environ (and `stop` restores it); `env` is
-    the environment for subprocesses (CLI, workers), without the fake platform keys.
+    The handlers run in this process, so `start` sets os.environ and leaves it set (`stop`,
+    `restore_env` put it back; `environment()` applies it for a block). `env` is the environment for
+    subprocesses (CLI, workers): the same, plus TOLLGATE_ENDPOINT / TOLLGATE_ADMIN_KEY, without the
+    fake platform keys.
     """
 
     def __init__(self, *, use_fake: bool | None = None, aws_in_subprocess: bool = False, quiet: bool = False,
@@ -80,7 +83,8 @@ class LocalStack:
         self.env: dict[str, str] = {}
         self.providers: dict[str, str] = {}  # provider -> "fake" | "real"
         self._aws: Any = None
-        self._saved_env: dict[str, str | None] = {}
+        self._runtime_env: dict[str, str | None] = {}  # what the stack sets (None: unsets)
+        self._saved_env: dict[str, str | None] = {}  # what it replaced, while applied
 
     def start(self, port: int = 0, state_dir: str | os.PathLike = ".tollgate") -> "LocalStack":
         try:
@@ -106,7 +110,6 @@ class LocalStack:
 
         self._apply_env(provision(client, self.prefix))
         self._apply_env(self._provider_env())
-        _reset_runtime_caches()
 
         self.admin_key = _create_admin_key(client("dynamodb"), os.environ[API_KEYS.env_var])
         self.emulator = ApiGatewayEmulator(iam_credentials={LOCAL_ACCESS_KEY_ID: AGENT_CREDENTIAL},
@@ -127,13 +130,7 @@ class LocalStack:
                 except Exception as error:  # noqa: BLE001 - stop the rest regardless
                     print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
         self.emulator = self.fake = self._aws = None
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-        _reset_runtime_caches()
+        self.restore_env()
 
     def __enter__(self) -> "LocalStack":
         return self
@@ -143,13 +140,37 @@ class LocalStack:
 
     # -- environment --
 
+    def apply_env(self) -> None:
+        """Point this process (the in-process handlers) at the stack. `start` leaves it applied."""
+        self._apply_env(self._runtime_env)
+
+    def restore_env(self) -> None:
+        """Put back the environment from before `apply_env`, and drop clients built from ours."""
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        _reset_runtime_caches()
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        self.apply_env()
+        try:
+            yield
+        finally:
+            self.restore_env()
+
     def _apply_env(self, values: dict[str, str | None]) -> None:
-        for name, value in values.items():
+        for name, value in list(values.items()):
+            self._runtime_env[name] = value
             self._saved_env.setdefault(name, os.environ.get(name))
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        _reset_runtime_caches()
 
     def _aws_env(self) -> dict[str, str | None]:
         env: dict[str, str | None] = {name: None for name in _SCRUBBED}

@@ -268,7 +268,8 @@ class ApiGatewayEmulator:
 
     def start(self, port: int = 0) -> str:
         self._server = _Server((LOOPBACK, port), _RequestHandler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="apigw-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="apigw-emulator",
+                                        daemon=True)
         self._thread.start()
         return self.url
 
@@ -352,15 +353,18 @@ class ApiGatewayEmulator:
         authorizer = routes.authorizer(route.auth)
         if authorizer is None:
             raise _Rejected("AUTHORIZER_CONFIGURATION_ERROR", f"route names unknown authorizer {route.auth!r}")
-        identity = request.header(authorizer.header)
-        if not identity:
-            raise _Rejected("UNAUTHORIZED")  # API Gateway does not invoke the authorizer
-        key = (authorizer.name, identity)
+        key = None  # without an identity source API Gateway cannot cache: it invokes every time
+        if authorizer.header:
+            identity = request.header(authorizer.header)
+            if not identity:
+                raise _Rejected("UNAUTHORIZED")  # API Gateway does not invoke the authorizer
+            key = (authorizer.name, identity)
         now = self._clock()
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached and cached[0] > now:
-            return cached[1]
+        if key is not None:
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached and cached[0] > now:
+                return cached[1]
 
         function = self._authorizer or _load(_AUTHORIZER_MODULE)
         if function is None:
@@ -375,7 +379,7 @@ class ApiGatewayEmulator:
             traceback.print_exc(file=sys.stderr)
             raise _Rejected("AUTHORIZER_FAILURE", f"authorizer raised {type(error).__name__}") from None
         _check_authorizer_output(output)
-        if self.cache_ttl_s > 0:
+        if key is not None and self.cache_ttl_s > 0:
             with self._lock:
                 self._cache[key] = (now + self.cache_ttl_s, output)
         return output

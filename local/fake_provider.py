@@ -95,11 +95,15 @@ def _tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / 4)
 
 
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
 def prompt_tokens(body: dict[str, Any]) -> int:
-    messages = body.get("messages") or []
     count = sum(_tokens(t) for t in _texts(body.get("system")))
-    for message in messages:
-        count += sum(_tokens(t) for t in _texts(message.get("content") if isinstance(message, dict) else None)) + 3
+    for message in _messages(body):
+        count += sum(_tokens(t) for t in _texts(message.get("content"))) + 3
     return count
 
 
@@ -112,9 +116,8 @@ def embedding_inputs(body: dict[str, Any]) -> list[Any]:
 
 def _prompt_texts(body: dict[str, Any]) -> list[str]:
     texts = _texts(body.get("system"))
-    for message in body.get("messages") or []:
-        if isinstance(message, dict):
-            texts += _texts(message.get("content"))
+    for message in _messages(body):
+        texts += _texts(message.get("content"))
     return texts + [i for i in embedding_inputs(body) if isinstance(i, str)]
 
 
@@ -376,7 +379,7 @@ class FakeProvider:
         if method == "GET":
             return models_reply(wire)
         if not isinstance(body, dict):
-            return error_reply(wire, 400, "The request body is not valid JSON.")
+            return error_reply(wire, 400, "The request body must be a JSON object.")
         if controls.status and controls.status >= 400:
             return error_reply(wire, controls.status, f"fake provider: forced HTTP {controls.status}",
                                retry_after_ms=controls.retry_after_ms)

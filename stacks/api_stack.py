@@ -55,7 +55,8 @@ class ApiStack(Stack):
         self.gateway = function(
             "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
             memory_mb=1024, timeout=Duration.seconds(150),
-            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn})
+            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
+                 Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn})
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
             memory_mb=512, timeout=Duration.seconds(30),
@@ -91,7 +92,9 @@ class ApiStack(Stack):
         budgets, provider_keys = data.budgets_table, data.provider_keys_table
 
         # UpdateItem: the authorizer records a key's last use (a conditional write, at most once a minute).
+        # GetItem on budgets: a user's monthly limit goes into the authorizer context.
         self._allow(self.authorizer, p.table_access(api_keys, API_KEYS, [p.GET, p.UPDATE]))
+        self._allow(self.authorizer, p.table_access(budgets, BUDGETS, [p.GET]))
         self._allow(self.authorizer, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
         self._allow(self.authorizer, [p.secret_read(data.jwt_secret)])
 
@@ -102,6 +105,7 @@ class ApiStack(Stack):
         self._allow(self.gateway, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
         self._allow(self.gateway, [p.key_use(data.byok_key, ["kms:Decrypt"])])
         self._allow(self.gateway, p.topic_publish(data.alert_topic, data.alert_key))
+        self._allow(self.gateway, [p.secret_read(data.platform_keys_secret)])
 
         self._allow(self.admin, p.table_access(api_keys, API_KEYS, (*p.READ, p.SCAN, *p.WRITE)))
         self._allow(self.admin, p.table_access(usage, USAGE, (*p.READ, p.SCAN)))

@@ -4,7 +4,7 @@ Tables come from tollgate.schema.TABLES, the module the runtime and the local st
 """
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -18,6 +18,7 @@ from stacks.nag import acknowledge
 
 DATA_STACK_NAME = "TollgateData"
 JWT_SECRET_LENGTH = 64
+PLATFORM_PROVIDERS = ("openai", "anthropic")
 
 
 def output_name(table: schema.Table) -> str:
@@ -55,6 +56,18 @@ class DataStack(Stack):
                     "An HS256 signing secret: rotating it invalidates every service token issued with it, "
                     "so operators rotate it deliberately (and re-issue tokens), not on a schedule.")
 
+        # The platform's own OpenAI/Anthropic keys, read by the gateway (tollgate.platform_keys). Deployed
+        # with empty placeholders, which are not secret; operators put the real keys in after deploying.
+        # CloudFormation compares templates, not live values, so later deploys leave those keys alone.
+        self.platform_keys_secret = secretsmanager.Secret(
+            self, "PlatformKeysSecret",
+            description="Tollgate: the platform's provider API keys (JSON object: openai, anthropic)",
+            secret_object_value={p: SecretValue.unsafe_plain_text("") for p in PLATFORM_PROVIDERS},
+        )
+        acknowledge(self.platform_keys_secret, "AwsSolutions-SMG4",
+                    "Provider API keys are issued by OpenAI and Anthropic; Secrets Manager has no rotation "
+                    "function for them. Operators rotate them in the provider console and put the new value.")
+
         self.alert_topic = self._alert_topic()
         if alert_email:
             self.alert_topic.add_subscription(subscriptions.EmailSubscription(alert_email))
@@ -63,6 +76,7 @@ class DataStack(Stack):
             CfnOutput(self, output_name(table), value=self.tables[table.logical_id].table_name)
         CfnOutput(self, "ByokKeyArn", value=self.byok_key.key_arn)
         CfnOutput(self, "JwtSecretArn", value=self.jwt_secret.secret_arn)
+        CfnOutput(self, "PlatformKeysSecretArn", value=self.platform_keys_secret.secret_arn)
         CfnOutput(self, "AlertTopicArn", value=self.alert_topic.topic_arn)
 
     def _table(self, spec: schema.Table) -> dynamodb.Table:

@@ -1,6 +1,4 @@
-"""pytest fixtures for the fake provider. Import both names into a conftest (or a test module):
-
-    from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: F401
+"""pytest fixtures for the fake provider, imported by tests/conftest.py.
 
 One server runs for the whole session; `fake_provider` hands it to a test with its call log cleared.
 OpenAI base URL: f"{fake_provider.url}/v1"; Anthropic base URL: fake_provider.url.

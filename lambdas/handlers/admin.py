@@ -1,22 +1,15 @@
 """Admin Lambda: keys, usage and budgets for operators (scope `admin`), and a user's own usage."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 from aws_lambda_powertools.logging import correlation_paths
 
 from handlers._api import json_body, json_response, resolver
 from tollgate import routes, wiring
-from tollgate.admin import Admin
 from tollgate.auth import api_keys
 from tollgate.auth.principal import Principal
 from tollgate.observability import logger, tracer
-from tollgate.settings import settings
 
-
-@lru_cache(maxsize=1)
-def admin() -> Admin:
-    return Admin(settings(), wiring.key_store(), wiring.limits_store(), wiring.usage_store())
+admin = wiring.admin
 
 
 def _query(name: str) -> str | None:

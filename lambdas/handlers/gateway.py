@@ -14,7 +14,8 @@ def _metered(principal: Principal):
     event = app.current_event
     reply = wiring.gateway().handle(MeteredRequest(
         request_id=event.request_context.request_id, path=event.path, principal=principal,
-        body=json_body(app), user_agent=event.headers.get("user-agent") or event.headers.get("User-Agent") or ""))
+        body=json_body(app), user_agent=event.headers.get("user-agent") or "",
+        idempotency_key=event.headers.get("idempotency-key")))
     return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
 
 

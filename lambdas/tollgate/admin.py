@@ -11,6 +11,7 @@ from tollgate.clock import Clock, iso, parse_iso, utc_now
 from tollgate.errors import InvalidRequest, NotFound
 from tollgate.settings import Settings
 from tollgate.store.limits import month_of, summary
+from tollgate.money import text as usd
 
 
 def _money(value: Any, name: str) -> Decimal | None:
@@ -84,7 +85,7 @@ class Admin:
             raise InvalidRequest("'limit' must be an integer.", param="limit") from None
         records = [metering.public(i) for i in self.usage.for_user(user, start, end, max(1, min(n, 10000)))]
         return {"user": user, "from": start, "to": end, "records": records,
-                "total_cost_usd": str(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
+                "total_cost_usd": usd(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
                 "total_tokens": sum(r["total_tokens"] for r in records)}
 
     # -- budgets -------------------------------------------------------------------------------

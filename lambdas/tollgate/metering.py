@@ -8,6 +8,7 @@ from typing import Any
 
 from tollgate.clock import iso
 from tollgate.providers.base import Usage
+from tollgate.money import text as usd
 
 OK = "ok"
 ERROR = "error"
@@ -59,7 +60,7 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "model": item.get("model"), "prompt_tokens": int(item.get("promptTokens", 0)),
         "completion_tokens": int(item.get("completionTokens", 0)), "total_tokens": int(item.get("totalTokens", 0)),
         "cached_tokens": int(item.get("cachedTokens", 0)), "cache_write_tokens": int(item.get("cacheWriteTokens", 0)),
-        "cost_usd": str(item.get("costUsd", "0")), "request_type": item.get("requestType"),
+        "cost_usd": usd(item.get("costUsd", "0")), "request_type": item.get("requestType"),
         "endpoint": item.get("endpoint"), "user_agent": item.get("userAgent"),
         "duration_ms": int(item.get("durationMs", 0)), "byok": bool(item.get("byok", False)),
         "status": item.get("status"), "key_id": item.get("keyId"), "run_id": item.get("runId"),

@@ -4,10 +4,11 @@ One source of truth for the CDK API stack, the local API Gateway emulator and th
 checks. Standard library only: CDK code imports this module.
 
 Authentication. API Gateway invokes a REQUEST authorizer only when *all* of its identity sources are
-present, and caches its answer per identity-source values. The openai SDK sends
-`Authorization: Bearer`, the anthropic SDK sends `x-api-key`; so there are two authorizers (the same
-Lambda), each with a single identity source, and each route names the one its clients use.
-`/internal/v1/*` uses AWS_IAM (SigV4) instead.
+present, and caches its answer per identity-source values, so a route can key its cache on one header
+only. The openai SDK and current anthropic SDKs send `Authorization: Bearer`: every /v1 route uses that.
+Clients that send `x-api-key` (older anthropic SDKs, Anthropic's curl examples) use the same routes
+under `/anthropic` (base URL `https://<api>/anthropic`), whose authorizer keys on `x-api-key`. Both
+authorizers are the same Lambda. `/internal/v1/*` uses AWS_IAM (SigV4) instead.
 """
 from __future__ import annotations
 
@@ -62,9 +63,11 @@ class Route:
 
 
 def _v1(method: str, path: str, scope: str | None, wire: str, metered: bool) -> list[Route]:
-    """A public /v1 route (API key or JWT) and, for metered ones, its SigV4 twin under /internal/v1."""
-    auth = X_API_KEY.name if wire == ANTHROPIC else BEARER.name
-    routes = [Route(method, f"/v1{path}", scope, auth, wire, GATEWAY_FUNCTION, metered)]
+    """A public /v1 route (API key or JWT), its x-api-key twin for Anthropic-format routes, and for
+    metered ones its SigV4 twin under /internal/v1."""
+    routes = [Route(method, f"/v1{path}", scope, BEARER.name, wire, GATEWAY_FUNCTION, metered)]
+    if wire == ANTHROPIC:
+        routes.append(Route(method, f"/anthropic/v1{path}", scope, X_API_KEY.name, wire, GATEWAY_FUNCTION, metered))
     if metered:
         routes.append(Route(method, f"/internal/v1{path}", scope, IAM, wire, GATEWAY_FUNCTION, metered))
     return routes

@@ -4,6 +4,7 @@ Plain Python: handlers build a MeteredRequest from their event and turn the Repl
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -12,17 +13,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from tollgate import budgets, estimate, metric_names
+from tollgate import budgets, estimate, loopguard, metric_names
 from tollgate.auth.principal import Principal
 from tollgate.clock import Clock, utc_now
-from tollgate.errors import BudgetExceeded, InvalidRequest
+from tollgate.errors import BudgetExceeded, InvalidRequest, LoopDetected
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
 from tollgate.pricing import Catalogue, ModelPrice
 from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
 from tollgate.ratelimits import headers as rate_headers
 from tollgate.ratelimits import window_for
 from tollgate.settings import Settings
-from tollgate.store.ledger import Ledger, Plan, Reservation
+from tollgate.store.ledger import IdempotentReplay, Ledger, Plan, Replay, Reservation
+from tollgate.money import text as usd
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class MeteredRequest:
     user_agent: str = ""
     run_id: str | None = None
     run_budget_usd: Decimal | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -58,7 +61,7 @@ KeyResolver = Callable[[Principal, str], tuple[str, bool]]  # (principal, provid
 
 class MeteredGateway:
     def __init__(self, settings: Settings, catalogue: Catalogue, ledger: Ledger, providers: Any,
-                 keys: KeyResolver, metrics: Any = None, clock: Clock = utc_now):
+                 keys: KeyResolver, metrics: Any = None, clock: Clock = utc_now, alerts: Any = None):
         self.settings = settings
         self.catalogue = catalogue
         self.ledger = ledger
@@ -66,6 +69,7 @@ class MeteredGateway:
         self.keys = keys
         self.metrics = metrics
         self.clock = clock
+        self.alerts = alerts
 
     def handle(self, req: MeteredRequest) -> Reply:
         operation = _operation(req.path)
@@ -76,7 +80,17 @@ class MeteredGateway:
         _check_route_fits_model(operation, price)
         bound = self._bound(operation, price, req.body)
         plan = self._plan(req, price, bound, self.clock())
-        res, bound, lowered_from = self._reserve(plan, price, bound)
+        try:
+            res, bound, lowered_from = self._reserve(plan, price, bound)
+        except IdempotentReplay as replay:
+            r = replay.replay
+            return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"})
+        except LoopDetected:
+            self._count(metric_names.LOOP_DETECTIONS)
+            if self.alerts:
+                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user,
+                                          fingerprint=plan.loop.sk.split("#")[0])
+            raise
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
@@ -98,7 +112,10 @@ class MeteredGateway:
             cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
             tokens=bound.tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
-            usage_sk=usage_sk(now, req.request_id))
+            usage_sk=usage_sk(now, req.request_id),
+            loop=loopguard.counter(req.principal.id, req.body, now, self.settings.loop_max_repeats,
+                                   self.settings.loop_window_s),
+            idempotency_pk=_idempotency_pk(req))
 
     def _reserve(self, plan: Plan, price: ModelPrice,
                  bound: estimate.Bound) -> tuple[Reservation, estimate.Bound, int | None]:
@@ -153,20 +170,22 @@ class MeteredGateway:
                         extra={"request_id": req.request_id, "model": price.id})
             usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
         cost = self.catalogue.cost(price, usage)
+        headers = self._headers(req, res, cost, lowered_from, bound)
+        replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                     model=result.model or price.id)
+                     model=result.model or price.id, replay=replay)
+        self._warn(req, res, cost)
         if self.metrics:
             self._count(metric_names.REQUESTS)
             self.metrics.add_metric(name=metric_names.TOKENS, unit="Count", value=usage.total_tokens)
             self.metrics.add_metric(name=metric_names.COST_USD, unit="None", value=float(cost))
             self.metrics.add_metric(name=metric_names.PROVIDER_LATENCY_MS, unit="Milliseconds",
                                     value=(time.monotonic() - started) * 1000)
-        return Reply(result.status, result.body, result.content_type,
-                     self._headers(req, res, cost, lowered_from, bound))
+        return Reply(result.status, result.body, result.content_type, headers)
 
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
-                model: str | None = None) -> None:
+                model: str | None = None, replay: Replay | None = None) -> None:
         record = UsageRecord(
             user=req.principal.user, request_id=req.request_id, started_at=res.plan.started_at,
             principal=req.principal.id, key_id=req.principal.key_id, provider=price.provider,
@@ -174,19 +193,28 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        self.ledger.settle(res, record.item(), cost, usage.total_tokens)
+        self.ledger.settle(res, record.item(), cost, usage.total_tokens, replay)
+
+    def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
+        if not self.alerts:
+            return
+        refund = res.plan.cost - cost
+        for level in res.near_limit(refund):
+            subject = level.pk.split("#", 1)[1]
+            self.alerts.budget_warning(level_kind=level.kind, subject=subject, period=level.sk,
+                                       limit=level.limit, remaining=res.budget_remaining[level.kind] + refund)
 
     def _headers(self, req: MeteredRequest, res: Reservation, cost: Decimal, lowered_from: int | None,
                  bound: estimate.Bound) -> dict[str, str]:
         plan = res.plan
-        out = {"x-request-id": req.request_id, "x-tollgate-cost-usd": str(cost)}
+        out = {"x-request-id": req.request_id, "x-tollgate-cost-usd": usd(cost)}
         if plan.window:
             out.update(rate_headers(plan.window, res.remaining_requests, res.remaining_tokens))
         refund = plan.cost - cost
         remaining = [v + refund for v in res.budget_remaining.values()]
         if remaining:
-            out["x-tollgate-budget-remaining-usd"] = str(max(min(remaining), Decimal(0)))
-        out["x-tollgate-budget-state"] = "warning" if res.warnings else "ok"
+            out["x-tollgate-budget-remaining-usd"] = usd(max(min(remaining), Decimal(0)))
+        out["x-tollgate-budget-state"] = "warning" if res.near_limit(refund) else "ok"
         if lowered_from is not None:
             out["x-tollgate-max-tokens"] = str(bound.max_tokens)
             out["x-tollgate-max-tokens-lowered-from"] = str(lowered_from)
@@ -195,6 +223,15 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _idempotency_pk(req: MeteredRequest) -> str | None:
+    key = req.idempotency_key
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise InvalidRequest("The Idempotency-Key header must be 1 to 255 characters.")
+    return f"IDEM#{req.principal.id}#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _operation(path: str) -> str:

@@ -36,6 +36,9 @@ class Settings:
     default_max_tokens: int
     reservation_ttl_s: int
     bcrypt_rounds: int
+    loop_max_repeats: int  # identical requests allowed per principal per loop window
+    loop_window_s: int
+    budget_alert_interval_s: int  # at most one warning per budget per interval
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -71,6 +74,9 @@ class Settings:
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
             reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "600")),
             bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
+            loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "10")),
+            loop_window_s=int(get(Env.LOOP_WINDOW_S, "3600")),
+            budget_alert_interval_s=int(get(Env.BUDGET_ALERT_INTERVAL_S, str(6 * 3600))),
         )
 
 

@@ -78,11 +78,29 @@ def provider_key(principal: Any, provider: str) -> tuple[str, bool]:
 
 
 @lru_cache(maxsize=1)
+def alerts() -> Any:
+    import boto3
+
+    from tollgate.alerts import Alerts
+
+    s = settings()
+    return Alerts(s.alert_topic_arn, s.budgets_table, dynamodb(), boto3.client("sns"), s.budget_alert_interval_s)
+
+
+@lru_cache(maxsize=1)
 def gateway() -> Any:
     from tollgate.observability import metrics
     from tollgate.service import MeteredGateway
 
-    return MeteredGateway(settings(), catalogue(), ledger(), providers(), provider_key, metrics=metrics)
+    return MeteredGateway(settings(), catalogue(), ledger(), providers(), provider_key, metrics=metrics,
+                          alerts=alerts())
+
+
+@lru_cache(maxsize=1)
+def admin() -> Any:
+    from tollgate.admin import Admin
+
+    return Admin(settings(), key_store(), limits_store(), usage_store())
 
 
 def reset() -> None:
@@ -90,7 +108,7 @@ def reset() -> None:
     from tollgate import settings as settings_module
     from tollgate.store import dynamo
 
-    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, gateway):
+    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin):
         fn.cache_clear()
     settings_module.settings.cache_clear()
     dynamo.client.cache_clear()

@@ -30,7 +30,7 @@ def test_chat_completion_is_metered_once_with_the_catalogue_price(world):
     price = Catalogue.load().price("gpt-4o-mini")
     expected = Catalogue.cost(price, Usage(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]))
     assert Decimal(item["costUsd"]["N"]) == expected > 0
-    assert headers_of(resp)["x-tollgate-cost-usd"] == str(expected)
+    assert Decimal(headers_of(resp)["x-tollgate-cost-usd"]) == expected
     assert int(item["promptTokens"]["N"]) == usage["prompt_tokens"]
     assert item["status"]["S"] == "ok"
     assert headers_of(resp)["x-ratelimit-limit-requests"] == "60"

@@ -9,7 +9,6 @@ import traceback
 import pytest
 
 from local.fake_provider import prompt_tokens
-from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: F401
 from tollgate import errors
 from tollgate.providers import base
 from tollgate.providers._common import ClientCache, redact
@@ -272,3 +271,45 @@ def test_importing_the_adapters_does_not_import_the_sdks():
             "loaded = [m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=".", env={"PYTHONPATH": "lambdas:."})
+
+
+# --- stream metering edge cases (pure functions) -----------------------------------------------------
+
+def test_openai_stream_without_usage_is_metered_at_the_worst_case():
+    from tollgate.providers.openai_provider import meter_stream
+
+    raw = b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+    body = {"model": "m", "messages": user("hello"), "max_tokens": 50}
+    _, usage, model = meter_stream(raw, body, keep_usage_chunk=False, api_key=KEY)
+    assert model == "m" and usage.output_tokens == 50
+    assert usage.input_tokens >= len(json.dumps(body["messages"]))
+
+
+def test_openai_error_mid_stream_fails():
+    from tollgate.providers.openai_provider import meter_stream
+
+    raw = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\r\n\r\ndata: {"error":{"message":"overloaded"}}\r\n\r\n'
+    with pytest.raises(errors.ProviderFailed, match="overloaded"):
+        meter_stream(raw, {"model": "m"}, keep_usage_chunk=False, api_key=KEY)
+
+
+def test_anthropic_message_delta_may_restate_input_usage():
+    from tollgate.providers.anthropic_provider import meter_stream
+
+    raw = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"c","usage":'
+           b'{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}}}\n\n'
+           b'event: message_delta\ndata: {"type":"message_delta","delta":{},"usage":'
+           b'{"input_tokens":12,"output_tokens":30,"cache_read_input_tokens":null}}\n\n'
+           b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    sse, usage, model = meter_stream(raw, {"model": "c", "max_tokens": 99}, api_key=KEY)
+    assert sse == raw and model == "c"
+    assert usage == base.Usage(input_tokens=17, output_tokens=30, cached_input_tokens=5)
+
+
+def test_anthropic_error_event_mid_stream_fails():
+    from tollgate.providers.anthropic_provider import meter_stream
+
+    raw = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"c","usage":{"input_tokens":3}}}\n\n'
+           b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
+    with pytest.raises(errors.ProviderFailed, match="Overloaded"):
+        meter_stream(raw, {"model": "c", "max_tokens": 9}, api_key=KEY)

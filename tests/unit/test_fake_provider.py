@@ -15,7 +15,6 @@ import openai
 import pytest
 
 from local.fake_provider import FakeProvider, prompt_tokens
-from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: F401
 
 GPT = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from tollgate.clock import iso, parse_iso
 from tollgate.errors import AuthenticationFailed
+from tollgate.money import text as usd
 
 PREFIX = "sk-"
 SECRET_LENGTH = 48
@@ -55,8 +56,8 @@ class ApiKeyRecord:
             "key_id": self.key_id, "user": self.user_id, "name": self.name, "scopes": list(self.scopes),
             "status": self.status, "created_at": self.created_at, "expires_at": self.expires_at,
             "last_used": self.last_used, "rpm": self.rpm, "tpm": self.tpm,
-            "monthly_budget_usd": None if self.monthly_budget_usd is None else str(self.monthly_budget_usd),
-            "hourly_budget_usd": None if self.hourly_budget_usd is None else str(self.hourly_budget_usd),
+            "monthly_budget_usd": None if self.monthly_budget_usd is None else usd(self.monthly_budget_usd),
+            "hourly_budget_usd": None if self.hourly_budget_usd is None else usd(self.hourly_budget_usd),
         }
         return out
 

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 # Providers echo keys back half-masked ("Incorrect API key provided: sk-abc123**********wxyz").
 _MASKED_KEY = re.compile(r"[\w\-.]*\*{3,}[\w\-.]*")
-_KEY_LIKE = re.compile(r"\b(?:sk|sk-ant|sk-proj)-[\w\-]{6,}")
+_KEY_LIKE = re.compile(r"\bsk-[\w\-]{6,}")
 
 
 class ClientCache(Generic[T]):

@@ -88,12 +88,12 @@ class AnthropicProvider:
         if not isinstance(body.get("max_tokens"), int):
             raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
         sdk = self._sdk()
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens", "stream")}
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
         stream = bool(body.get("stream"))
         try:
             create = self._client(api_key).messages.with_streaming_response.create
             with create(model=body.get("model"), messages=body.get("messages"), max_tokens=body["max_tokens"],
-                        stream=stream, extra_body=rest) as resp:
+                        extra_body=rest) as resp:
                 raw, status = resp.read(), resp.status_code
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None

@@ -88,8 +88,10 @@ class OpenAIProvider:
         if stream:
             # Always ask for the final usage chunk: it is what a stream is metered by.
             rest["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if "stream" in body:  # sent only if the client sent it, so the provider sees the client's body
+            rest["stream"] = body["stream"]
         create = self._client(api_key).chat.completions.with_streaming_response.create
-        with create(model=body.get("model"), messages=body.get("messages"), stream=stream, extra_body=rest) as resp:
+        with create(model=body.get("model"), messages=body.get("messages"), extra_body=rest) as resp:
             raw, status = resp.read(), resp.status_code
         if stream:
             client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))

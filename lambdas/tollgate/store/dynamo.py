@@ -5,12 +5,24 @@ and boto3's TypeSerializer keeps numbers as Decimal.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-_ser = TypeSerializer()
+class _PlainNumbers(TypeSerializer):
+    """Numbers in plain notation: Decimal arithmetic yields forms like 0E-7, which DynamoDB emulators
+    (and humans reading a table) handle badly."""
+
+    def _serialize_n(self, value: Any) -> str:
+        text = super()._serialize_n(value)
+        if "E" in text or "e" in text:
+            text = format(Decimal(text), "f")
+        return text
+
+
+_ser = _PlainNumbers()
 _de = TypeDeserializer()
 
 

@@ -28,9 +28,10 @@ from typing import Any
 
 from tollgate.budgets import Level
 from tollgate.clock import iso
-from tollgate.errors import BudgetExceeded, Conflict, RateLimited
+from tollgate.errors import BudgetExceeded, Conflict, LoopDetected, RateLimited
 from tollgate.ratelimits import Window, margin
 from tollgate.store.dynamo import from_item, to_item, values
+from tollgate.money import text as usd
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,28 @@ class Plan:
     started_at: datetime
     expires_at: datetime  # after this the sweeper may release the reservation
     usage_sk: str  # the usage record's sort key, fixed now so a late settle hits the same record
+    loop: LoopCounter | None = None
+    idempotency_pk: str | None = None  # set when the client sent an Idempotency-Key
+
+
+@dataclass(frozen=True)
+class LoopCounter:
+    """Identical requests from one principal within a window: the gateway-side loop guard."""
+
+    pk: str
+    sk: str
+    limit: int
+    expires: int
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored answer to an earlier request with the same Idempotency-Key."""
+
+    status: int
+    body: str
+    content_type: str
+    headers: dict[str, str]
 
 
 @dataclass
@@ -61,8 +84,13 @@ class Reservation:
     plan: Plan
     remaining_requests: int = 0  # exact near the limit, else a lower bound
     remaining_tokens: int = 0
-    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> remaining after, where known
-    warnings: list[Level] = field(default_factory=list)  # levels now in their warning zone
+    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> remaining after (or a lower bound)
+    exact: set[str] = field(default_factory=set)  # level kinds whose remaining is exact, not a bound
+
+    def near_limit(self, refund: Decimal) -> list[Level]:
+        """Levels in their warning zone once `refund` (worst case minus actual cost) is given back."""
+        return [lvl for lvl in self.plan.levels
+                if lvl.kind in self.exact and self.budget_remaining[lvl.kind] + refund < lvl.warning_floor]
 
 
 def reservation_pk(request_id: str) -> str:
@@ -71,6 +99,28 @@ def reservation_pk(request_id: str) -> str:
 
 def pending_shard(request_id: str) -> str:
     return f"p{int(hashlib.sha256(request_id.encode()).hexdigest(), 16) % PENDING_SHARDS}"
+
+
+IDEMPOTENCY_SK = "IDEM"
+IDEMPOTENCY_TTL_S = 24 * 3600
+_MAX_REPLAY_BYTES = 300_000
+
+
+class IdempotentReplay(Exception):
+    def __init__(self, replay: Replay):
+        self.replay = replay
+
+
+def _layout(plan: Plan) -> dict[str, int]:
+    """Index of each item kind in the reservation transaction (CancellationReasons follow it)."""
+    at = len(plan.levels)
+    out = {}
+    for kind, present in (("window", plan.window), ("loop", plan.loop), ("idempotency", plan.idempotency_pk)):
+        if present:
+            out[kind] = at
+            at += 1
+    out["reservation"] = at
+    return out
 
 
 class _Cancelled(Exception):
@@ -112,7 +162,7 @@ class Ledger:
             self._transact(self._reserve_items(plan, with_margin=False), token=f"{plan.request_id}/r2")
         except _Cancelled as c:
             self._check_hard_limits(plan, c.reasons)
-            raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
+            raise Conflict(f"Reservation failed; retry the request. {c.reasons}", code="reservation_conflict") from None
         self._exact(res, plan, known_old, assume_fresh=not with_margin)
         return res
 
@@ -157,6 +207,23 @@ class Ledger:
                                                     ttl=w.expires, rneed=rneed, tneed=tneed),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
+        if plan.loop:
+            items.append({"Update": {
+                "TableName": self.budgets, "Key": to_item({"pk": plan.loop.pk, "sk": plan.loop.sk}),
+                "UpdateExpression": "SET hits = if_not_exists(hits, :zero) + :one, #ttl = if_not_exists(#ttl, :ttl)",
+                "ConditionExpression": "attribute_not_exists(hits) OR hits < :limit",
+                "ExpressionAttributeNames": {"#ttl": "ttl"},
+                "ExpressionAttributeValues": values(zero=0, one=1, ttl=plan.loop.expires, limit=plan.loop.limit),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }})
+        if plan.idempotency_pk:
+            items.append({"Put": {
+                "TableName": self.budgets,
+                "Item": to_item({"pk": plan.idempotency_pk, "sk": IDEMPOTENCY_SK, "requestId": plan.request_id,
+                                 "state": "pending", "ttl": int(plan.started_at.timestamp()) + IDEMPOTENCY_TTL_S}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }})
         items.append({"Put": {
             "TableName": self.budgets,
             "Item": to_item({
@@ -175,7 +242,7 @@ class Ledger:
         """Raise for a limit this request cannot fit; return the old values the failure revealed."""
         old: dict[int, dict[str, Any]] = {}
         n_levels = len(plan.levels)
-        window_index = n_levels if plan.window else -1
+        layout = _layout(plan)
         for i, reason in enumerate(reasons):
             if reason.get("Code") != "ConditionalCheckFailed":
                 continue
@@ -185,7 +252,7 @@ class Ledger:
                 remaining = Decimal(item.get("remainingUsd", plan.levels[i].limit))
                 if remaining < plan.cost:
                     raise _budget_error(plan.levels[i], remaining, plan.cost)
-            elif i == window_index:
+            elif i == layout.get("window"):
                 w = plan.window
                 rem_req = int(item.get("remainingRequests", w.rpm))
                 rem_tok = int(item.get("remainingTokens", w.tpm))
@@ -196,6 +263,13 @@ class Ledger:
                         f"Rate limit reached: {limit} {kind} per minute. Retry after {w.retry_after} s.",
                         headers={"retry-after": w.retry_after,
                                  **_rate_headers(w, max(0, rem_req), max(0, rem_tok))})
+            elif i == layout.get("loop"):
+                raise LoopDetected(
+                    f"Loop detected: this exact request was sent {plan.loop.limit} times within a few minutes. "
+                    "It is refused so a retry loop cannot keep spending; change the request or wait.")
+            elif i == layout.get("idempotency"):
+                raise IdempotentReplay(_replay(item)) if item.get("state") == "done" else Conflict(
+                    "A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
             else:
                 raise Conflict("A request with this id is already in progress.", code="duplicate_request")
         return old
@@ -208,7 +282,6 @@ class Ledger:
             res.remaining_tokens = margin(plan.window.tpm)
 
     def _exact(self, res: Reservation, plan: Plan, old: dict[int, dict[str, Any]], assume_fresh: bool) -> None:
-        n = len(plan.levels)
         for i, lvl in enumerate(plan.levels):
             if i in old:
                 after = Decimal(old[i].get("remainingUsd", lvl.limit)) - plan.cost
@@ -218,10 +291,11 @@ class Ledger:
                 after = lvl.warning_floor  # passed with margin: a lower bound
             if after is not None:
                 res.budget_remaining[lvl.kind] = after
-                if i in old and after < lvl.warning_floor:
-                    res.warnings.append(lvl)
+            if i in old:
+                res.exact.add(lvl.kind)
         if plan.window:
             w = plan.window
+            n = _layout(plan)["window"]
             if n in old:
                 res.remaining_requests = int(old[n].get("remainingRequests", w.rpm)) - 1
                 res.remaining_tokens = int(old[n].get("remainingTokens", w.tpm)) - plan.tokens
@@ -229,8 +303,12 @@ class Ledger:
                 res.remaining_requests, res.remaining_tokens = margin(w.rpm), margin(w.tpm)
 
     # -- settle ------------------------------------------------------------------------------
-    def settle(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal, actual_tokens: int) -> bool:
-        """Record the usage and settle every level. Returns False if this request was already settled."""
+    def settle(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal, actual_tokens: int,
+               replay: Replay | None = None) -> bool:
+        """Record the usage and settle every level. Returns False if this request was already settled.
+
+        With an Idempotency-Key, `replay` (the answer) is stored for later retries; without one (the
+        request failed) the key is freed so the client may try again."""
         plan = res.plan
         refund = plan.cost - actual_cost
         items = [
@@ -248,6 +326,8 @@ class Ledger:
             }})
         if plan.window and plan.tokens != actual_tokens:
             items.append(self._token_refund(plan.window, plan.tokens - actual_tokens))
+        if plan.idempotency_pk:
+            items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         try:
             self._transact(items, token=f"{plan.request_id}/s")
             return True
@@ -275,6 +355,18 @@ class Ledger:
             return True
         except _Cancelled:
             return False
+
+    def _idempotency_outcome(self, pk: str, replay: Replay | None) -> dict[str, Any]:
+        key = to_item({"pk": pk, "sk": IDEMPOTENCY_SK})
+        if replay is None or len(replay.body) > _MAX_REPLAY_BYTES:
+            return {"Delete": {"TableName": self.budgets, "Key": key}}
+        return {"Update": {
+            "TableName": self.budgets, "Key": key,
+            "UpdateExpression": "SET #state = :done, #status = :status, body = :body, contentType = :ct, headers = :h",
+            "ExpressionAttributeNames": {"#state": "state", "#status": "status"},
+            "ExpressionAttributeValues": values(done="done", status=replay.status, body=replay.body,
+                                                ct=replay.content_type, h=replay.headers),
+        }}
 
     def _usage_put(self, usage_item: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
@@ -330,6 +422,11 @@ class Ledger:
             time.sleep(random.uniform(0.005, 0.03) * (2 ** attempt))
 
 
+def _replay(item: dict[str, Any]) -> Replay:
+    return Replay(int(item.get("status", 200)), str(item.get("body", "")), str(item.get("contentType", "application/json")),
+                  {str(k): str(v) for k, v in (item.get("headers") or {}).items()})
+
+
 def _token(name: str, attempt: str) -> str:
     """A ClientRequestToken (≤ 36 chars), so botocore's own retries of the same call are idempotent."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{attempt}"))
@@ -345,7 +442,7 @@ def _budget_error(level: Level, remaining: Decimal, cost: Decimal) -> BudgetExce
     err = BudgetExceeded(
         f"The {level.label} is exhausted: ${max(remaining, ZERO):.6f} of ${level.limit:.2f} remains and this "
         f"request may cost up to ${cost:.6f}. Ask an operator to raise the budget, or wait for the next period.",
-        headers={"x-tollgate-budget-remaining-usd": str(max(remaining, ZERO)),
+        headers={"x-tollgate-budget-remaining-usd": usd(max(remaining, ZERO)),
                  "x-tollgate-budget-level": level.kind})
     err.level = level  # type: ignore[attr-defined]
     err.remaining = max(remaining, ZERO)  # type: ignore[attr-defined]

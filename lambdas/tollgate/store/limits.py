@@ -8,6 +8,7 @@ from typing import Any
 
 from tollgate import budgets
 from tollgate.store.dynamo import from_item, to_item, values
+from tollgate.money import text as usd
 
 LIMITS_SK = "LIMITS"
 
@@ -70,8 +71,8 @@ def summary(item: dict[str, Any] | None, limit: Decimal, period: str) -> dict[st
     spent = Decimal(item.get("spentUsd", 0))
     reserved = Decimal(item.get("reservedUsd", 0))
     limit = Decimal(item.get("limitUsd", limit))
-    return {"period": period, "limit_usd": str(limit), "spent_usd": str(spent), "reserved_usd": str(reserved),
-            "remaining_usd": str(Decimal(item.get("remainingUsd", limit - spent - reserved)))}
+    return {"period": period, "limit_usd": usd(limit), "spent_usd": usd(spent), "reserved_usd": usd(reserved),
+            "remaining_usd": usd(Decimal(item.get("remainingUsd", limit - spent - reserved)))}
 
 
 def month_of(now: datetime) -> str:

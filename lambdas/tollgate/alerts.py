@@ -1,0 +1,57 @@
+"""Operator alerts on the SNS topic: budget warnings and loop detections, each sent at most once per
+interval per subject, deduplicated with a conditional write shared by every container."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from tollgate.clock import Clock, iso, utc_now
+from tollgate.store.dynamo import to_item, values
+from tollgate.money import text as usd
+
+log = logging.getLogger(__name__)
+
+
+class Alerts:
+    def __init__(self, topic_arn: str | None, budgets_table: str, dynamodb: Any, sns: Any,
+                 interval_s: int, clock: Clock = utc_now):
+        self.topic_arn = topic_arn
+        self.table = budgets_table
+        self.dynamodb = dynamodb
+        self.sns = sns
+        self.interval = timedelta(seconds=interval_s)
+        self.clock = clock
+
+    def budget_warning(self, *, level_kind: str, subject: str, period: str, limit: Any, remaining: Any) -> bool:
+        return self._once(f"ALERT#BUDGET#{subject}", f"{level_kind}#{period}", {
+            "type": "budget_warning", "level": level_kind, "subject": subject, "period": period,
+            "limit_usd": usd(limit), "remaining_usd": usd(remaining)})
+
+    def loop_detected(self, *, principal: str, user: str, fingerprint: str) -> bool:
+        return self._once(f"ALERT#LOOP#{principal}", fingerprint, {
+            "type": "loop_detected", "principal": principal, "user": user, "fingerprint": fingerprint})
+
+    def _once(self, pk: str, sk: str, message: dict[str, Any]) -> bool:
+        now = self.clock()
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item=to_item({"pk": pk, "sk": sk, "sentAt": iso(now), "ttl": int((now + self.interval).timestamp())}),
+                ConditionExpression="attribute_not_exists(pk) OR sentAt < :cutoff",
+                ExpressionAttributeValues=values(cutoff=iso(now - self.interval)))
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        if not self.topic_arn:
+            log.warning("alert not sent: no topic configured", extra={"alert": message["type"]})
+            return False
+        try:
+            self.sns.publish(TopicArn=self.topic_arn, Subject=f"Tollgate: {message['type'].replace('_', ' ')}",
+                             Message=json.dumps(message, indent=2))
+        except Exception:  # an alert must never fail the request that triggered it
+            log.exception("could not publish alert", extra={"alert": message["type"]})
+            return False
+        return True
+
+
