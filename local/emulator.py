@@ -15,6 +15,7 @@ stack must fail where the deployed one fails:
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import importlib
@@ -237,8 +238,9 @@ def verify_sigv4(request: HttpRequest, credentials: Mapping[str, IamCredential],
 # --- the emulator ------------------------------------------------------------------------------
 
 class ApiGatewayEmulator:
-    """One REST API stage. Functions and the authorizer are called in-process; by default the real
-    handlers (imported when first needed), or the callables given (tests)."""
+    """One REST API stage. Functions and the authorizer are called in-process: the callables given
+    (`functions` maps tollgate.routes function names to handlers; tests stub them), else the real
+    handlers, imported when first needed."""
 
     def __init__(self, functions: Mapping[str, LambdaFunction] | None = None,
                  authorizer: LambdaFunction | None = None,
@@ -246,7 +248,7 @@ class ApiGatewayEmulator:
                  region: str = "us-east-1", account_id: str = DEFAULT_ACCOUNT_ID, api_id: str = "tollgatelocal",
                  stage: str = "local", cache_ttl_s: float = routes.AUTHORIZER_CACHE_TTL_S,
                  clock: Callable[[], float] = time.monotonic, quiet: bool = False):
-        self._functions = dict(functions or {})
+        self.functions = dict(functions or {})
         self._authorizer = authorizer
         self.iam_credentials = dict(iam_credentials or {})
         self.region, self.account_id, self.api_id, self.stage = region, account_id, api_id, stage
@@ -332,7 +334,7 @@ class ApiGatewayEmulator:
         elif route.auth != routes.NONE:
             output = self._authorize(route, request, {
                 "type": "REQUEST", "methodArn": method_arn, **base,
-                "requestContext": json.loads(json.dumps(context))})
+                "requestContext": copy.deepcopy(context)})
             if not policy_allows(output["policyDocument"], method_arn):
                 raise _Rejected("ACCESS_DENIED")
             context["authorizer"] = {**{k: _stringify(v) for k, v in (output.get("context") or {}).items()
@@ -385,8 +387,8 @@ class ApiGatewayEmulator:
         return output
 
     def _function(self, name: str) -> LambdaFunction | None:
-        if name in self._functions:
-            return self._functions[name]
+        if name in self.functions:
+            return self.functions[name]
         module = _HANDLER_MODULES.get(name)
         return _load(module) if module else None
 

@@ -60,7 +60,7 @@ class ApiStack(Stack):
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
             memory_mb=512, timeout=Duration.seconds(30),
-            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn})
+            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
         # Shorter than the schedule period, so two sweeps never overlap.
         self.sweeper = function(
             "Sweeper", "sweeper", "Tollgate: releases expired budget reservations",
@@ -112,6 +112,7 @@ class ApiStack(Stack):
         self._allow(self.admin, p.table_access(budgets, BUDGETS, (*p.READ, p.SCAN, *p.TRANSACT)))
         self._allow(self.admin, p.table_access(provider_keys, PROVIDER_KEYS, (*p.READ, *p.WRITE)))
         self._allow(self.admin, [p.key_use(data.byok_key, ["kms:GenerateDataKey", "kms:Decrypt"])])
+        self._allow(self.admin, [p.secret_read(data.jwt_secret)])  # signs service tokens (POST /admin/tokens)
 
         self._allow(self.sweeper, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
         self._allow(self.sweeper, p.table_access(usage, USAGE, [p.PUT]))

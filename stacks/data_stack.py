@@ -1,4 +1,4 @@
-"""TollgateData: the state that outlives a deployment — tables, the BYOK key, the JWT secret, alerts.
+"""TollgateData: the state that outlives a deployment — tables, the BYOK key, secrets, the alerts topic.
 
 Tables come from tollgate.schema.TABLES, the module the runtime and the local stack read too.
 """
@@ -53,8 +53,9 @@ class DataStack(Stack):
                 password_length=JWT_SECRET_LENGTH, exclude_punctuation=True),
         )
         acknowledge(self.jwt_secret, "AwsSolutions-SMG4",
-                    "An HS256 signing secret: rotating it invalidates every service token issued with it, "
-                    "so operators rotate it deliberately (and re-issue tokens), not on a schedule.")
+                    "HS256 signing key of service tokens, rotated by operators on demand (put-secret-value); "
+                    "verifiers accept the AWSPREVIOUS version for a grace period so issued tokens survive it. "
+                    "Scheduled rotation would need a custom rotation Lambda for a random key.")
 
         # The platform's own OpenAI/Anthropic keys, read by the gateway (tollgate.platform_keys). Deployed
         # with empty placeholders, which are not secret; operators put the real keys in after deploying.
@@ -68,7 +69,9 @@ class DataStack(Stack):
                     "Provider API keys are issued by OpenAI and Anthropic; Secrets Manager has no rotation "
                     "function for them. Operators rotate them in the provider console and put the new value.")
 
-        self.alert_topic = self._alert_topic()
+        self.alert_key = self._alert_key()
+        self.alert_topic = sns.Topic(self, "AlertTopic", display_name="Tollgate alerts",
+                                     master_key=self.alert_key, enforce_ssl=True)
         if alert_email:
             self.alert_topic.add_subscription(subscriptions.EmailSubscription(alert_email))
 
@@ -104,10 +107,10 @@ class DataStack(Stack):
             )
         return table
 
-    def _alert_topic(self) -> sns.Topic:
+    def _alert_key(self) -> kms.Key:
         # A customer-managed key, because CloudWatch alarms cannot publish to a topic encrypted with
         # the AWS-managed SNS key: the key policy must let cloudwatch.amazonaws.com use it.
-        self.alert_key = key = kms.Key(
+        key = kms.Key(
             self, "AlertsKey",
             description="Tollgate: encryption of the alerts topic",
             enable_key_rotation=True,
@@ -118,4 +121,4 @@ class DataStack(Stack):
             resources=["*"],
             conditions={"StringEquals": {"aws:SourceAccount": self.account}},
         ))
-        return sns.Topic(self, "AlertTopic", display_name="Tollgate alerts", master_key=key, enforce_ssl=True)
+        return key

@@ -34,6 +34,14 @@ app = resolver(routes.ADMIN_FUNCTION, {
     ("GET", "/v1/usage"): lambda p: _usage(p, p.user),
     ("GET", "/admin/budgets"): lambda p: json_response(200, admin().budget(_query("user"), _query("key"))),
     ("PUT", "/admin/budgets"): lambda p: json_response(200, admin().set_budget(json_body(app))),
+    ("POST", "/admin/tokens"): lambda p: json_response(201, admin().issue_token(json_body(app), wiring.jwt_secrets())),
+    ("POST", "/admin/keys/{keyId}/rotate"): lambda p, keyId: json_response(
+        201, admin().rotate_key(keyId, json_body(app) if app.current_event.body else {})),
+    ("PUT", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(
+        200, wiring.byok().put(p.user, provider, json_body(app))),
+    ("GET", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(200, wiring.byok().describe(p.user, provider)),
+    ("DELETE", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(
+        200, wiring.byok().delete(p.user, provider)),
 })
 
 

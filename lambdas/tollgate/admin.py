@@ -69,8 +69,44 @@ class Admin:
         records = self.keys.list_by_user(user) if user else self.keys.list_all()
         return {"keys": [r.public() for r in sorted(records, key=lambda r: r.created_at)]}
 
+    def rotate_key(self, key_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A new key for the same user, scopes, limits and budgets; the old one works for `grace_s` more."""
+        old = self.keys.get(key_id)
+        if old is None:
+            raise NotFound(f"No API key with id {key_id}.")
+        if old.status == api_keys.REVOKED:
+            raise InvalidRequest("A revoked key cannot be rotated.")
+        grace = body.get("grace_s", 86400)
+        if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
+            raise InvalidRequest("'grace_s' must be 0 to 2592000 seconds.", param="grace_s")
+        now = self.clock()
+        raw, record = api_keys.issue(
+            old.user_id, name=old.name, scopes=old.scopes, now=now, rounds=self.settings.bcrypt_rounds,
+            expires_at=parse_iso(old.expires_at) if old.expires_at else None, rpm=old.rpm, tpm=old.tpm,
+            monthly_budget_usd=old.monthly_budget_usd, hourly_budget_usd=old.hourly_budget_usd,
+            lineage=old.lineage or old.key_id)
+        self.keys.put(record)
+        grace_end = now + timedelta(seconds=grace)
+        if not old.expires_at or parse_iso(old.expires_at) > grace_end:
+            old = self.keys.set_expiry(key_id, iso(grace_end))
+        return {"key": raw, **record.public(), "previous": old.public()}
+
     def set_key_status(self, key_id: str, status: str) -> dict[str, Any]:
         return self.keys.set_status(key_id, status).public()
+
+    def issue_token(self, body: dict[str, Any], secrets: Any) -> dict[str, Any]:
+        from tollgate.auth import jwt_tokens
+
+        ttl = body.get("ttl_s", jwt_tokens.DEFAULT_TTL_S)
+        if isinstance(ttl, bool) or not isinstance(ttl, int):
+            raise InvalidRequest("'ttl_s' must be an integer number of seconds.", param="ttl_s")
+        requested = body.get("scopes") or []
+        if not isinstance(requested, list):
+            raise InvalidRequest("'scopes' must be a list.", param="scopes")
+        current = next(s for s in secrets if s.current)
+        token, expires = jwt_tokens.issue(current, service=str(body.get("service") or ""), scopes=requested,
+                                          now=self.clock(), ttl_s=ttl, user=body.get("user"))
+        return {"token": token, "service": body.get("service"), "scopes": requested, "expires_at": iso(expires)}
 
     # -- usage ---------------------------------------------------------------------------------
     def usage_for(self, user: str | None, start: str | None, end: str | None, limit: str | None) -> dict[str, Any]:
@@ -97,14 +133,16 @@ class Admin:
             limit = self.limits.user_monthly_usd(user)
             limit = self.settings.default_user_monthly_usd if limit is None else limit
             month = summary(self.limits.counter(budgets.user_pk(user), budgets.month_sk(now)), limit, month_of(now))
-            return {"scope": "user", "id": user, **_monthly(month), "hourly": None}
+            exempt = bool(self.limits.user_limits(user).get("byokBudgetExempt"))
+            return {"scope": "user", "id": user, **_monthly(month), "hourly": None, "byok_budget_exempt": exempt}
         record = self.keys.get(key)
         if record is None:
             raise NotFound(f"No API key with id {key}.")
         monthly = record.monthly_budget_usd if record.monthly_budget_usd is not None else self.settings.default_key_monthly_usd
         hourly = record.hourly_budget_usd if record.hourly_budget_usd is not None else self.settings.default_key_hourly_usd
-        month = summary(self.limits.counter(budgets.principal_pk(key), budgets.month_sk(now)), monthly, month_of(now))
-        hour = summary(self.limits.counter(budgets.principal_pk(key), budgets.hour_sk(now)), hourly,
+        account = budgets.principal_pk(record.lineage or key)
+        month = summary(self.limits.counter(account, budgets.month_sk(now)), monthly, month_of(now))
+        hour = summary(self.limits.counter(account, budgets.hour_sk(now)), hourly,
                        budgets.hour_sk(now).split("#", 1)[1])
         return {"scope": "key", "id": key, **_monthly(month), "hourly": hour}
 
@@ -116,20 +154,30 @@ class Admin:
         hourly = _money(body.get("hourly_usd"), "hourly_usd")
         now = self.clock()
         if user:
+            exempt = body.get("byok_budget_exempt")
             if hourly is not None:
                 raise InvalidRequest("The hourly cap is set per key ('key'), not per user.", param="hourly_usd")
-            if monthly is None:
-                raise InvalidRequest("'monthly_usd' is required.", param="monthly_usd")
-            self.limits.set_user_monthly_usd(user, monthly)
-            self.limits.set_counter_limit(budgets.user_pk(user), budgets.month_sk(now), monthly)
+            if monthly is None and exempt is None:
+                raise InvalidRequest("Give 'monthly_usd' and/or 'byok_budget_exempt'.", param="monthly_usd")
+            if exempt is not None:
+                if not isinstance(exempt, bool):
+                    raise InvalidRequest("'byok_budget_exempt' must be true or false.", param="byok_budget_exempt")
+                self.limits.set_byok_budget_exempt(user, exempt)
+            if monthly is not None:
+                self.limits.set_user_monthly_usd(user, monthly)
+                self.limits.set_counter_limit(budgets.user_pk(user), budgets.month_sk(now), monthly)
             return self.budget(user, None)
         if monthly is None and hourly is None:
             raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
+        record = self.keys.get(key)
+        if record is None:
+            raise NotFound(f"No API key with id {key}.")
         self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
+        account = budgets.principal_pk(record.lineage or key)
         if monthly is not None:
-            self.limits.set_counter_limit(budgets.principal_pk(key), budgets.month_sk(now), monthly)
+            self.limits.set_counter_limit(account, budgets.month_sk(now), monthly)
         if hourly is not None:
-            self.limits.set_counter_limit(budgets.principal_pk(key), budgets.hour_sk(now), hourly)
+            self.limits.set_counter_limit(account, budgets.hour_sk(now), hourly)
         return self.budget(None, key)
 
 

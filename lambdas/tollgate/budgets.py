@@ -71,9 +71,9 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
 
     hour_expiry = periods.epoch(now + timedelta(days=2))
     levels = [
-        level(KEY_MONTH, principal_pk(principal.id), month_sk(now),
+        level(KEY_MONTH, principal_pk(principal.account), month_sk(now),
               lim.key_monthly_usd if lim.key_monthly_usd is not None else settings.default_key_monthly_usd),
-        level(KEY_HOUR, principal_pk(principal.id), hour_sk(now),
+        level(KEY_HOUR, principal_pk(principal.account), hour_sk(now),
               lim.key_hourly_usd if lim.key_hourly_usd is not None else settings.default_key_hourly_usd,
               hour_expiry),
         level(USER_MONTH, user_pk(principal.user), month_sk(now),

@@ -31,7 +31,7 @@ class Window:
 def window_for(principal: Principal, now: datetime, settings: Settings) -> Window:
     lim = principal.limits
     return Window(
-        pk=f"RATE#{principal.id}",
+        pk=f"RATE#{principal.account}",
         sk=f"MIN#{periods.minute(now)}",
         rpm=lim.rpm if lim.rpm is not None else settings.default_rpm,
         tpm=lim.tpm if lim.tpm is not None else settings.default_tpm,

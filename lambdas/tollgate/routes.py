@@ -89,6 +89,11 @@ ROUTES: tuple[Route, ...] = tuple(
         Route("GET", "/admin/usage", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("GET", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("PUT", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/tokens", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys/{keyId}/rotate", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("PUT", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
+        Route("GET", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
+        Route("DELETE", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
     ]
 )
 

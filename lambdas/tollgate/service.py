@@ -106,14 +106,16 @@ class MeteredGateway:
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id,
                                     run_budget_usd=req.run_budget_usd)
+        if price.provider in req.principal.byok_providers and req.principal.byok_budget_exempt:
+            levels = [lvl for lvl in levels if lvl.kind == budgets.RUN]  # still metered, not held
         return Plan(
-            request_id=req.request_id, user=req.principal.user, principal_id=req.principal.id,
+            request_id=req.request_id, user=req.principal.user, principal_id=req.principal.account,
             levels=tuple(levels), window=window_for(req.principal, now, self.settings),
             cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
             tokens=bound.tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
-            loop=loopguard.counter(req.principal.id, req.body, now, self.settings.loop_max_repeats,
+            loop=loopguard.counter(req.principal.account, req.body, now, self.settings.loop_max_repeats,
                                    self.settings.loop_window_s),
             idempotency_pk=_idempotency_pk(req))
 
@@ -231,7 +233,7 @@ def _idempotency_pk(req: MeteredRequest) -> str | None:
         return None
     if not 1 <= len(key) <= 255:
         raise InvalidRequest("The Idempotency-Key header must be 1 to 255 characters.")
-    return f"IDEM#{req.principal.id}#{hashlib.sha256(key.encode()).hexdigest()}"
+    return f"IDEM#{req.principal.account}#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _operation(path: str) -> str:

@@ -61,17 +61,48 @@ def providers() -> Any:
 
 
 def user_context(user: str) -> dict[str, Any]:
-    return {"user_monthly_usd": limits_store().user_monthly_usd(user), "byok": ()}
+    """What the authorizer adds about a user: their monthly limit and which providers they bring keys for."""
+    limits = limits_store().user_limits(user)
+    return {"user_monthly_usd": limits.get("monthlyUsd"), "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
+            "byok": byok().providers_of(user)}
+
+
+@lru_cache(maxsize=1)
+def byok() -> Any:
+    import boto3
+
+    from tollgate.byok import ByokService
+    from tollgate.store.provider_keys import ProviderKeyStore
+
+    s = settings()
+    return ByokService(ProviderKeyStore(s.provider_keys_table, dynamodb()), boto3.client("kms"), s.byok_kms_key_id,
+                       providers())
+
+
+def jwt_secrets() -> Any:
+    from tollgate.auth import jwt_secrets as secrets
+
+    arn = settings().jwt_secret_arn
+    if not arn:
+        from tollgate.errors import AuthenticationFailed
+
+        raise AuthenticationFailed("Service tokens are not configured.", code="invalid_token")
+    return secrets.cached(arn)
 
 
 @lru_cache(maxsize=1)
 def authenticator() -> Any:
+    from tollgate.auth import jwt_tokens
     from tollgate.auth.authenticate import Authenticator
+    from tollgate.clock import utc_now
 
-    return Authenticator(key_store(), user_context)
+    return Authenticator(key_store(), user_context, jwt_verifier=jwt_tokens.verifier(jwt_secrets, utc_now))
 
 
 def provider_key(principal: Any, provider: str) -> tuple[str, bool]:
+    """(api key, byok?): the user's own key for this provider when they brought one, else the platform's."""
+    if provider in principal.byok_providers:
+        return byok().key_for(principal.user, provider), True
     from tollgate.platform_keys import platform_key
 
     return platform_key(provider, settings()), False
@@ -108,7 +139,11 @@ def reset() -> None:
     from tollgate import settings as settings_module
     from tollgate.store import dynamo
 
-    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin):
+    from tollgate.auth import jwt_secrets as secrets
+
+    secrets._memo.clear()
+    secrets._PROVIDER = None
+    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin, byok):
         fn.cache_clear()
     settings_module.settings.cache_clear()
     dynamo.client.cache_clear()

@@ -128,11 +128,13 @@ def test_admin_seals_byok_keys(statements, data_template):
     assert _actions_on(statements[ADMIN], data_template, byok) == {"kms:GenerateDataKey", "kms:Decrypt"}
 
 
-def test_only_the_authorizer_reads_the_jwt_secret(statements, data_template):
+def test_only_the_authorizer_and_admin_read_the_jwt_secret(statements, data_template):
+    """The authorizer verifies service tokens; admin signs them (POST /admin/tokens)."""
     secret = _data_id(data_template, "JwtSigningSecret")
     readers = {h for h, st in statements.items() if _actions_on(st, data_template, secret)}
-    assert readers == {AUTHORIZER}
-    assert _actions_on(statements[AUTHORIZER], data_template, secret) == {"secretsmanager:GetSecretValue"}
+    assert readers == {AUTHORIZER, ADMIN}
+    for handler in readers:
+        assert _actions_on(statements[handler], data_template, secret) == {"secretsmanager:GetSecretValue"}
 
 
 def test_function_roles_carry_no_managed_policies(api_template):

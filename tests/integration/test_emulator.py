@@ -22,6 +22,14 @@ AGENT_KEY, AGENT_SECRET = "AKIAAGENTTEST0000001", "agent-secret"
 AGENT = IamCredential(AGENT_SECRET, f"arn:aws:sts::{ACCOUNT}:assumed-role/agent/run-1", "AROAAGENT:run-1", ACCOUNT)
 
 
+def _first_route(auth: str, method: str) -> routes.Route:
+    return next(r for r in routes.ROUTES if r.auth == auth and r.method == method and "{" not in r.path)
+
+
+X_API_KEY_ROUTE = _first_route(routes.X_API_KEY.name, "POST")  # e.g. the Anthropic messages route
+IAM_ROUTE = _first_route(routes.IAM, "POST")
+
+
 def _policy(effect: str, resource: str | list[str]) -> dict:
     return {"Version": "2012-10-17",
             "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}]}
@@ -147,7 +155,7 @@ def test_health_needs_no_credentials(emulator, stubs):
     ("GET", "/v1/models", {}),
     ("GET", "/v1/models", {"Authorization": ""}),
     ("GET", "/v1/models", {"x-api-key": "sk-a"}),  # the bearer authorizer's source is Authorization
-    ("POST", "/v1/messages", {"Authorization": "Bearer sk-a"}),  # the x-api-key authorizer's source is x-api-key
+    ("POST", X_API_KEY_ROUTE.path, {"Authorization": "Bearer sk-a"}),  # that authorizer's source is x-api-key
 ])
 def test_missing_identity_source_is_401_without_calling_the_authorizer(emulator, method, path, headers):
     status, response_headers, body = call(emulator, method, path, headers, b"{}" if method == "POST" else b"")
@@ -174,7 +182,7 @@ def test_result_is_cached_per_identity_value_for_the_ttl(emulator, clock):
 
 def test_each_authorizer_has_its_own_cache(emulator):
     call(emulator, "GET", "/v1/models", {"Authorization": "sk-a"})
-    call(emulator, "POST", "/v1/messages", {"x-api-key": "sk-a"}, b"{}")
+    call(emulator, "POST", X_API_KEY_ROUTE.path, {"x-api-key": "sk-a"}, b"{}")
     assert emulator.authorizer_calls == 2
 
 
@@ -283,7 +291,7 @@ def test_binary_bodies_travel_base64_encoded(emulator, stubs):
         return {"statusCode": 200, "isBase64Encoded": True, "headers": {"Content-Type": "application/octet-stream"},
                 "body": base64.b64encode(raw[::-1]).decode()}
 
-    emulator._functions[routes.GATEWAY_FUNCTION] = binary
+    emulator.functions[routes.GATEWAY_FUNCTION] = binary
     status, _, body = call(emulator, "POST", "/v1/chat/completions", bearer("sk-a"), raw)
     assert (status, body) == (200, raw[::-1])
     assert stubs["seen"]["isBase64Encoded"] is True
@@ -291,7 +299,7 @@ def test_binary_bodies_travel_base64_encoded(emulator, stubs):
 
 
 def test_response_headers_merge_single_and_multi_value(emulator):
-    emulator._functions[routes.GATEWAY_FUNCTION] = lambda e, c: {
+    emulator.functions[routes.GATEWAY_FUNCTION] = lambda e, c: {
         "statusCode": 429, "headers": {"retry-after": "2", "x-one": "a"},
         "multiValueHeaders": {"x-one": ["a", "b"], "Set-Cookie": ["c=1", "d=2"]}, "body": "slow down"}
     status, headers, body = call(emulator, "GET", "/v1/models", bearer("sk-a"))
@@ -307,7 +315,7 @@ def test_response_headers_merge_single_and_multi_value(emulator):
     "not a dict",
 ])
 def test_malformed_proxy_response_is_502(emulator, result):
-    emulator._functions[routes.GATEWAY_FUNCTION] = lambda e, c: result
+    emulator.functions[routes.GATEWAY_FUNCTION] = lambda e, c: result
     assert call(emulator, "GET", "/v1/models", bearer("sk-a"))[0] == 502
 
 
@@ -315,13 +323,13 @@ def test_function_exception_is_502(emulator, capsys):
     def broken(event, context):
         raise ValueError("bug")
 
-    emulator._functions[routes.GATEWAY_FUNCTION] = broken
+    emulator.functions[routes.GATEWAY_FUNCTION] = broken
     assert call(emulator, "GET", "/v1/models", bearer("sk-a"))[0] == 502
 
 
 # --- AWS_IAM (SigV4) --------------------------------------------------------------------------
 
-IAM_PATH = "/internal/v1/chat/completions"
+IAM_PATH = IAM_ROUTE.path
 BODY = b'{"model": "gpt-4o-mini", "messages": []}'
 
 
@@ -409,5 +417,5 @@ def test_iam_route_ignores_headers_added_after_signing(emulator):
 def test_authorizer_without_identity_source_runs_on_every_request(emulator, monkeypatch):
     monkeypatch.setattr(routes, "authorizer", lambda name: routes.Authorizer(name, ""))
     for _ in range(2):
-        assert call(emulator, "POST", "/v1/messages", {}, b"{}")[0] == 200
+        assert call(emulator, "POST", X_API_KEY_ROUTE.path, {}, b"{}")[0] == 200
     assert emulator.authorizer_calls == 2

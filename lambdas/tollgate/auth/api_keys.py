@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 import string
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -48,7 +48,7 @@ class ApiKeyRecord:
     tpm: int | None = None
     monthly_budget_usd: Decimal | None = None
     hourly_budget_usd: Decimal | None = None
-    extra: dict = field(default_factory=dict)
+    lineage: str | None = None  # set on a rotated key: the id of the first key of its line
 
     def public(self) -> dict:
         """What an operator may see: everything but the hash."""
@@ -58,6 +58,7 @@ class ApiKeyRecord:
             "last_used": self.last_used, "rpm": self.rpm, "tpm": self.tpm,
             "monthly_budget_usd": None if self.monthly_budget_usd is None else usd(self.monthly_budget_usd),
             "hourly_budget_usd": None if self.hourly_budget_usd is None else usd(self.hourly_budget_usd),
+            "lineage": self.lineage,
         }
         return out
 
@@ -84,8 +85,8 @@ def generate() -> str:
 
 def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, rounds: int = 12,
           expires_at: datetime | None = None, rpm: int | None = None, tpm: int | None = None,
-          monthly_budget_usd: Decimal | None = None,
-          hourly_budget_usd: Decimal | None = None) -> tuple[str, ApiKeyRecord]:
+          monthly_budget_usd: Decimal | None = None, hourly_budget_usd: Decimal | None = None,
+          lineage: str | None = None) -> tuple[str, ApiKeyRecord]:
     """A new key: (raw key, to be shown once; the record to store)."""
     import bcrypt
 
@@ -95,6 +96,7 @@ def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, ro
         key_hash=bcrypt.hashpw(raw.encode(), bcrypt.gensalt(rounds)).decode(),
         created_at=iso(now), expires_at=iso(expires_at) if expires_at else None,
         rpm=rpm, tpm=tpm, monthly_budget_usd=monthly_budget_usd, hourly_budget_usd=hourly_budget_usd,
+        lineage=lineage,
     )
     return raw, record
 

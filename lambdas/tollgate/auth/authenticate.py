@@ -28,7 +28,7 @@ class Authenticator:
                  jwt_verifier: Callable[[str], Principal] | None = None, clock: Clock = utc_now,
                  monotonic: Callable[[], float] = time.monotonic):
         self.keys = keys
-        self.user_context = user_context  # user -> {"user_monthly_usd": Decimal|None, "byok": set[str]}
+        self.user_context = user_context  # user -> {"user_monthly_usd", "byok": providers, "byok_budget_exempt"}
         self.jwt_verifier = jwt_verifier
         self.clock = clock
         self.monotonic = monotonic
@@ -69,6 +69,8 @@ class Authenticator:
                           key_hourly_usd=record.hourly_budget_usd,
                           user_monthly_usd=user.get("user_monthly_usd")),
             byok_providers=frozenset(user.get("byok", ())),
+            lineage=record.lineage,
+            byok_budget_exempt=bool(user.get("byok_budget_exempt")),
         )
 
     def _recently_verified(self, key_id: str, raw: str, key_hash: str) -> bool:

@@ -35,10 +35,17 @@ class Principal:
     scopes: frozenset[str]
     limits: Limits = field(default_factory=Limits)
     byok_providers: frozenset[str] = frozenset()
+    lineage: str | None = None  # a rotated key keeps the first key's id here: budgets and limits follow it
+    byok_budget_exempt: bool = False  # an operator let this user's own-key calls bypass the budgets
 
     @property
     def key_id(self) -> str | None:
         return self.id if self.kind == API_KEY else None
+
+    @property
+    def account(self) -> str:
+        """What per-key budgets, rate limits and the loop guard attach to (stable across key rotation)."""
+        return self.lineage or self.id
 
     def require(self, scope: str | None) -> None:
         if scope and scope not in self.scopes:
@@ -52,6 +59,10 @@ class Principal:
             "scopes": " ".join(sorted(self.scopes)),
             "byok": ",".join(sorted(self.byok_providers)),
         }
+        if self.lineage:
+            ctx["lineage"] = self.lineage
+        if self.byok_budget_exempt:
+            ctx["byok_budget_exempt"] = "true"
         for name in ("rpm", "tpm", "key_monthly_usd", "key_hourly_usd", "user_monthly_usd"):
             value = getattr(self.limits, name)
             if value is not None:
@@ -77,4 +88,6 @@ class Principal:
                 user_monthly_usd=opt("user_monthly_usd", Decimal),
             ),
             byok_providers=frozenset(p for p in str(ctx.get("byok", "")).split(",") if p),
+            lineage=str(ctx["lineage"]) if ctx.get("lineage") else None,
+            byok_budget_exempt=str(ctx.get("byok_budget_exempt", "")).lower() == "true",
         )

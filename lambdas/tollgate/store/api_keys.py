@@ -15,6 +15,7 @@ _FIELDS = {  # record attribute -> table attribute
     "key_id": "keyId", "user_id": "userId", "name": "name", "scopes": "scopes", "key_hash": "keyHash",
     "created_at": "createdAt", "status": "status", "expires_at": "expiresAt", "last_used": "lastUsed",
     "rpm": "rpm", "tpm": "tpm", "monthly_budget_usd": "monthlyBudgetUsd", "hourly_budget_usd": "hourlyBudgetUsd",
+    "lineage": "lineage",
 }
 
 
@@ -80,6 +81,16 @@ class ApiKeyStore:
                 ExpressionAttributeValues=values(**changes))
         except self.client.exceptions.ConditionalCheckFailedException:
             raise NotFound(f"No API key with id {key_id}.") from None
+
+    def set_expiry(self, key_id: str, expires_at: str) -> ApiKeyRecord:
+        try:
+            item = self.client.update_item(
+                TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression="SET expiresAt = :e",
+                ConditionExpression="attribute_exists(keyId)", ExpressionAttributeValues=values(e=expires_at),
+                ReturnValues="ALL_NEW")["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No API key with id {key_id}.") from None
+        return _to_record(item)
 
     def touch_last_used(self, key_id: str, now: datetime) -> bool:
         """Record use at most once a minute per key: a conditional write, shared by all containers."""

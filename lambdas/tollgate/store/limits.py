@@ -22,15 +22,25 @@ class LimitsStore:
         self.table = budgets_table
         self.client = client
 
-    def user_monthly_usd(self, user: str) -> Decimal | None:
+    def user_limits(self, user: str) -> dict[str, Any]:
         item = self.client.get_item(TableName=self.table,
                                     Key=to_item({"pk": user_limits_pk(user), "sk": LIMITS_SK})).get("Item")
-        value = from_item(item).get("monthlyUsd") if item else None
+        return from_item(item) if item else {}
+
+    def user_monthly_usd(self, user: str) -> Decimal | None:
+        value = self.user_limits(user).get("monthlyUsd")
         return Decimal(value) if value is not None else None
 
     def set_user_monthly_usd(self, user: str, limit: Decimal) -> None:
-        self.client.put_item(TableName=self.table, Item=to_item(
-            {"pk": user_limits_pk(user), "sk": LIMITS_SK, "monthlyUsd": limit}))
+        self._set_user_field(user, "monthlyUsd", limit)
+
+    def set_byok_budget_exempt(self, user: str, exempt: bool) -> None:
+        self._set_user_field(user, "byokBudgetExempt", exempt)
+
+    def _set_user_field(self, user: str, name: str, value: Any) -> None:
+        self.client.update_item(TableName=self.table, Key=to_item({"pk": user_limits_pk(user), "sk": LIMITS_SK}),
+                                UpdateExpression="SET #f = :v", ExpressionAttributeNames={"#f": name},
+                                ExpressionAttributeValues=values(v=value))
 
     def counter(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),

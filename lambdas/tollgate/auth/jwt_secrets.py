@@ -1,0 +1,57 @@
+"""The JWT signing secret from Secrets Manager: the current version and, during a rotation, the previous
+one. Read with Powertools parameters, cached for CACHE_S."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tollgate.auth.jwt_tokens import MIN_SECRET_BYTES, SigningSecret
+
+CACHE_S = 300
+
+
+_memo: dict[str, tuple[float, list[SigningSecret]]] = {}
+
+
+def cached(secret_arn: str) -> list[SigningSecret]:
+    """load(), remembered for CACHE_S (the rotation date costs a call of its own)."""
+    hit = _memo.get(secret_arn)
+    if hit and time.monotonic() < hit[0]:
+        return hit[1]
+    secrets = load(secret_arn)
+    _memo[secret_arn] = (time.monotonic() + CACHE_S, secrets)
+    return secrets
+
+
+def load(secret_arn: str, provider: Any = None) -> list[SigningSecret]:
+    provider = provider or _provider()
+    current = provider.get(secret_arn, max_age=CACHE_S, VersionStage="AWSCURRENT")
+    if len(current.encode()) < MIN_SECRET_BYTES:
+        raise RuntimeError("the JWT signing secret is shorter than 32 bytes")
+    secrets = [SigningSecret(current, current=True)]
+    try:
+        previous = provider.get(secret_arn, max_age=CACHE_S, VersionStage="AWSPREVIOUS")
+        became_previous = _current_created(secret_arn)
+        secrets.append(SigningSecret(previous, current=False, became_previous_at=became_previous))
+    except Exception:  # no previous version: no rotation has happened
+        pass
+    return secrets
+
+
+_PROVIDER = None
+
+
+def _provider() -> Any:
+    global _PROVIDER
+    if _PROVIDER is None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        _PROVIDER = SecretsProvider()
+    return _PROVIDER
+
+
+def _current_created(secret_arn: str) -> Any:
+    """When the current version was created: the moment the previous one stopped being current."""
+    import boto3
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn, VersionStage="AWSCURRENT")["CreatedDate"]
