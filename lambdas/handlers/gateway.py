@@ -4,10 +4,12 @@ from __future__ import annotations
 from aws_lambda_powertools.logging import correlation_paths
 
 from handlers._api import json_body, json_response, resolver, to_response
-from tollgate import routes, wiring
-from tollgate.auth.principal import Principal
+from tollgate import routes, scopes, wiring
+from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics, tracer
 from tollgate.service import MeteredRequest
+
+RUN_ID_HEADER = "x-tollgate-run-id"
 
 
 def _metered(principal: Principal):
@@ -15,8 +17,15 @@ def _metered(principal: Principal):
     reply = wiring.gateway().handle(MeteredRequest(
         request_id=event.request_context.request_id, path=event.path, principal=principal,
         body=json_body(app), user_agent=event.headers.get("user-agent") or "",
-        idempotency_key=event.headers.get("idempotency-key")))
+        idempotency_key=event.headers.get("idempotency-key"), run_id=_run_id(principal)))
     return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
+
+
+def _run_id(principal: Principal) -> str | None:
+    """An agent run's id, honoured only from a trusted IAM principal acting for a user (the agent tasks)."""
+    if principal.kind == IAM and scopes.ACT_AS in principal.scopes:
+        return app.current_event.headers.get(RUN_ID_HEADER) or None
+    return None
 
 
 def _models(principal: Principal):

@@ -34,10 +34,14 @@ class Level:
     limit: Decimal
     warning_floor: Decimal  # remaining below this is the warning zone
     expires: int | None = None  # epoch seconds for the item's TTL; None keeps it
+    must_exist: bool = False  # created elsewhere with its limit (an agent run's budget); never created here
 
     @property
     def label(self) -> str:
         return LABELS[self.kind]
+
+
+RUN_SK = "RUN"
 
 
 def user_pk(user: str) -> str:
@@ -82,6 +86,7 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
               else settings.default_user_monthly_usd),
     ]
     if run_id is not None:
-        levels.append(level(RUN, run_pk(run_id), "RUN",
-                            run_budget_usd if run_budget_usd is not None else Decimal(0)))
+        # The run's budget item is written when the run is created; its limit lives there.
+        limit = run_budget_usd if run_budget_usd is not None else Decimal(0)
+        levels.append(Level(RUN, run_pk(run_id), RUN_SK, limit, limit * floor, must_exist=True))
     return levels

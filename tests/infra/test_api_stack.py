@@ -98,7 +98,7 @@ def test_internal_v1_routes_use_iam_auth(methods):
 
 
 def test_public_v1_routes_never_skip_authentication(methods):
-    public = [m for (_, path), m in methods.items() if path.startswith(("/v1/", "/admin/"))]
+    public = [m for (_, path), m in methods.items() if path.startswith(("/v1/", "/anthropic/", "/admin/"))]
     assert public and all(m["AuthorizationType"] == "CUSTOM" for m in public)
 
 

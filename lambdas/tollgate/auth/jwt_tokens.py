@@ -26,6 +26,7 @@ MAX_TTL_S = 12 * 3600
 ROTATION_OVERLAP_S = MAX_TTL_S
 MAX_TOKEN_BYTES = 4096
 MIN_SECRET_BYTES = 32
+LEEWAY_S = 5
 INVALID = "Invalid service token."
 
 
@@ -63,16 +64,17 @@ def verify(token: str, secrets: Sequence[SigningSecret], now: datetime) -> Princ
         s.became_previous_at is not None and now - s.became_previous_at < timedelta(seconds=ROTATION_OVERLAP_S))]
     for secret in usable:
         try:
+            # Times are checked below against our clock (PyJWT only knows the wall clock).
             claims = jwt.decode(
-                token, secret.value, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, leeway=5,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": True},
+                token, secret.value, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_exp": False,
+                         "verify_nbf": False, "verify_iat": False},
             )
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as exc:
             raise _fail(type(exc).__name__) from None
-        if int(claims["iat"]) > int(now.timestamp()) + 5:
-            raise _fail("issued in the future")
+        _check_times(claims, int(now.timestamp()))
         granted = claims.get("scopes")
         if not isinstance(granted, list) or scope_names.unknown(granted):
             raise _fail("bad scopes claim")
@@ -80,6 +82,19 @@ def verify(token: str, secrets: Sequence[SigningSecret], now: datetime) -> Princ
         return Principal(kind=JWT, id=f"svc:{subject}", user=str(claims.get("user") or f"svc:{subject}"),
                          scopes=frozenset(granted))
     raise _fail("signature matches no current secret")
+
+
+def _check_times(claims: dict, now: int) -> None:
+    try:
+        exp, iat, nbf = int(claims["exp"]), int(claims["iat"]), int(claims.get("nbf", claims["iat"]))
+    except (TypeError, ValueError):
+        raise _fail("non-numeric time claim") from None
+    if exp <= now - LEEWAY_S:
+        raise _fail("expired")
+    if iat > now + LEEWAY_S or nbf > now + LEEWAY_S:
+        raise _fail("not yet valid")
+    if exp - iat > MAX_TTL_S:
+        raise _fail("lifetime longer than allowed")
 
 
 def _fail(reason: str) -> AuthenticationFailed:

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -141,7 +141,7 @@ class Ledger:
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
         for level in plan.levels:
-            if plan.cost > level.limit:
+            if plan.cost > level.limit and not level.must_exist:
                 raise _budget_error(level, level.limit, plan.cost)
         if plan.window and plan.tokens > plan.window.tpm:
             raise RateLimited(
@@ -167,7 +167,7 @@ class Ledger:
         return res
 
     def _margin_fits(self, plan: Plan) -> bool:
-        if any(plan.cost + lvl.warning_floor > lvl.limit for lvl in plan.levels):
+        if any(plan.cost + lvl.warning_floor > lvl.limit or lvl.must_exist for lvl in plan.levels):
             return False
         w = plan.window
         return w is None or (1 + margin(w.rpm) <= w.rpm and plan.tokens + margin(w.tpm) <= w.tpm)
@@ -183,10 +183,12 @@ class Ledger:
             if lvl.expires:
                 update += ", #ttl = if_not_exists(#ttl, :ttl)"
                 vals["ttl"] = lvl.expires
+            condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :need" if lvl.must_exist
+                         else "attribute_not_exists(remainingUsd) OR remainingUsd >= :need")
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
                 "UpdateExpression": update,
-                "ConditionExpression": "attribute_not_exists(remainingUsd) OR remainingUsd >= :need",
+                "ConditionExpression": condition,
                 **({"ExpressionAttributeNames": {"#ttl": "ttl"}} if lvl.expires else {}),
                 "ExpressionAttributeValues": values(**vals),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -249,9 +251,10 @@ class Ledger:
             item = from_item(reason.get("Item") or {})
             old[i] = item
             if i < n_levels:
-                remaining = Decimal(item.get("remainingUsd", plan.levels[i].limit))
+                remaining = Decimal(item.get("remainingUsd", 0 if plan.levels[i].must_exist else plan.levels[i].limit))
                 if remaining < plan.cost:
-                    raise _budget_error(plan.levels[i], remaining, plan.cost)
+                    level = replace(plan.levels[i], limit=Decimal(item.get("limitUsd", plan.levels[i].limit)))
+                    raise _budget_error(level, remaining, plan.cost)
             elif i == layout.get("window"):
                 w = plan.window
                 rem_req = int(item.get("remainingRequests", w.rpm))
