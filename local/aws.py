@@ -21,6 +21,8 @@ import sys
 import threading
 from typing import Any, Callable, Iterator
 
+from local import moto_fixes
+
 # Reentrant: a moto backend may itself make an emulated call while handling one.
 EMULATOR_LOCK = threading.RLock()
 
@@ -38,6 +40,7 @@ def _install_stubber_lock() -> None:
     global _patch_depth, _original_process_request
     from moto.core.botocore_stubber import BotocoreStubber
 
+    moto_fixes.apply()
     with _patch_guard:
         if _patch_depth == 0:
             original = BotocoreStubber.process_request
@@ -110,9 +113,11 @@ class MotoServer:
         from werkzeug.serving import make_server
 
         class QuietHandler(MotoRequestHandler):
+            disable_nagle_algorithm = True  # small writes must not wait for delayed ACKs
             def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per AWS call is noise
                 pass
 
+        moto_fixes.apply()
         app = _SerialisedApp(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]

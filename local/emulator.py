@@ -494,6 +494,7 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    disable_nagle_algorithm = True  # small header and body writes must not wait for delayed ACKs
     server: _Server
 
     def _dispatch(self) -> None:

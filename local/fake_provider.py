@@ -395,6 +395,7 @@ class FakeProvider:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small header and body writes must not wait for delayed ACKs
     fake: FakeProvider
 
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)

@@ -10,7 +10,3 @@ for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 os.environ.pop("AWS_PROFILE", None)
 
 from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: E402,F401
-
-from local import moto_fixes  # noqa: E402
-
-moto_fixes.apply()

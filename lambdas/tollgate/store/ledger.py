@@ -162,7 +162,8 @@ class Ledger:
             self._transact(self._reserve_items(plan, with_margin=False), token=f"{plan.request_id}/r2")
         except _Cancelled as c:
             self._check_hard_limits(plan, c.reasons)
-            raise Conflict(f"Reservation failed; retry the request. {c.reasons}", code="reservation_conflict") from None
+            log.warning("reservation cancelled for no known limit", extra={"codes": [r.get("Code") for r in c.reasons]})
+            raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
         self._exact(res, plan, known_old, assume_fresh=not with_margin)
         return res
 

@@ -1,0 +1,154 @@
+"""`make bench`: hot-path cost of a metered request, each figure next to a baseline from the same run.
+
+- DynamoDB calls per metered chat request with a warm key (target 2), next to the article's
+  check-then-act metering (get budget, put usage, update budget) counted the same way.
+- Gateway handler time per request, with AWS (moto server) and the provider (fake) on loopback, next to
+  the same provider call made directly with the openai SDK, and to one DynamoDB GetItem round trip.
+- Cold-start import time of the gateway and authorizer handler modules, next to
+  `import boto3; boto3.client("dynamodb")`, each in a fresh interpreter.
+
+The last line is `dynamodb_calls_per_request=N` for the scripts that watch it.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUESTS = 60
+COLD_RUNS = 5
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _cold(import_line: str) -> float:
+    code = f"import time; t=time.perf_counter(); {import_line}; print(time.perf_counter()-t)"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}", "AWS_DEFAULT_REGION": "us-east-1",
+           "POWERTOOLS_TRACE_DISABLED": "true"}
+    runs = []
+    for _ in range(COLD_RUNS):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        runs.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def main() -> None:
+    os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+                       "POWERTOOLS_LOG_LEVEL": "ERROR"})
+    import boto3
+    import openai
+
+    from local.aws import MotoServer
+    from local.fake_provider import FakeProvider
+    from local.lambda_context import LambdaContext
+    from local.tables import provision
+    from tests.integration.world import proxy_event
+    from tollgate import wiring
+    from tollgate.auth import api_keys
+    from tollgate.clock import utc_now
+    from tollgate.schema import Env
+    from tollgate.store.api_keys import ApiKeyStore
+
+    aws = MotoServer()
+    os.environ["AWS_ENDPOINT_URL"] = aws.start()
+    fake = FakeProvider()
+    fake_url = fake.start()
+    env = provision(boto3.client, prefix="bench")
+    env.update({Env.OPENAI_BASE_URL: f"{fake_url}/v1", Env.OPENAI_API_KEY: "sk-fake-platform",
+                Env.ANTHROPIC_BASE_URL: fake_url, Env.ANTHROPIC_API_KEY: "sk-fake-platform", Env.BCRYPT_ROUNDS: "4",
+                Env.DEFAULT_RPM: "100000", Env.LOOP_MAX_REPEATS: "100000"})
+    os.environ.update(env)
+    wiring.reset()
+
+    raw, record = api_keys.issue("bench", name="bench", scopes=("ai:complete",), now=utc_now(), rounds=4)
+    ApiKeyStore(env["TOLLGATE_API_KEYS_TABLE"], boto3.client("dynamodb")).put(record)
+    principal = wiring.authenticator().authenticate(raw)  # warm key: the authorizer's answer is cached
+
+    from handlers import gateway
+
+    calls: list[str] = []
+    wiring.dynamodb().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    body = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "benchmark"}]}
+
+    def one(i: int) -> None:
+        event = proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions",
+                            {**body, "messages": [{"role": "user", "content": f"benchmark {i}"}]},
+                            principal, {}, None, {}, str(uuid.uuid4()))
+        resp = gateway.lambda_handler(event, LambdaContext(function_name="gateway"))
+        assert resp["statusCode"] == 200, resp["body"]
+
+    for i in range(5):  # warm up: SDK import, clients, connections
+        one(i)
+    calls.clear()
+    gateway_times = []
+    for i in range(REQUESTS):
+        t = time.perf_counter()
+        one(100 + i)
+        gateway_times.append(time.perf_counter() - t)
+    calls_per_request = len(calls) / REQUESTS
+
+    # Baseline 1: the article's check-then-act metering, counted with the same hook.
+    ddb = wiring.dynamodb()
+    calls.clear()
+    table = env["TOLLGATE_BUDGETS_TABLE"]
+    ddb.get_item(TableName=table, Key={"pk": {"S": "BASE#u"}, "sk": {"S": "b"}})
+    ddb.put_item(TableName=env["TOLLGATE_USAGE_TABLE"], Item={"pk": {"S": "u"}, "sk": {"S": str(uuid.uuid4())}})
+    ddb.update_item(TableName=table, Key={"pk": {"S": "BASE#u"}, "sk": {"S": "b"}},
+                    UpdateExpression="ADD spent :c", ExpressionAttributeValues={":c": {"N": "1"}})
+    article_calls = len(calls)
+
+    # Baseline 2: the same provider call without the gateway.
+    direct = openai.OpenAI(base_url=f"{fake_url}/v1", api_key="sk-fake-platform", max_retries=0)
+    direct_times = []
+    for i in range(REQUESTS):
+        t = time.perf_counter()
+        direct.chat.completions.create(**{**body, "messages": [{"role": "user", "content": f"direct {i}"}]})
+        direct_times.append(time.perf_counter() - t)
+
+    # Baseline 3: one DynamoDB round trip on the same emulator, and one transaction of the reservation's
+    # shape (moto copies each table a transaction touches, so its transactions cost far more than AWS's).
+    ddb_times, tx_times = [], []
+    for i in range(REQUESTS):
+        t = time.perf_counter()
+        ddb.get_item(TableName=table, Key={"pk": {"S": "BASE#u"}, "sk": {"S": "b"}})
+        ddb_times.append(time.perf_counter() - t)
+        items = [{"Update": {"TableName": table, "Key": {"pk": {"S": f"BASE#{n}"}, "sk": {"S": "b"}},
+                             "UpdateExpression": "ADD spent :c", "ExpressionAttributeValues": {":c": {"N": "1"}}}}
+                 for n in range(5)]
+        items.append({"Put": {"TableName": env["TOLLGATE_USAGE_TABLE"],
+                              "Item": {"pk": {"S": "u"}, "sk": {"S": f"tx{i}"}}}})
+        t = time.perf_counter()
+        ddb.transact_write_items(TransactItems=items)
+        tx_times.append(time.perf_counter() - t)
+
+    fake.stop()
+    aws.stop()
+
+    cold_gateway = _cold("import handlers.gateway")
+    cold_authorizer = _cold("import handlers.authorizer")
+    cold_boto = _cold('import boto3; boto3.client("dynamodb")')
+
+    g, d, r, x = _median_ms(gateway_times), _median_ms(direct_times), _median_ms(ddb_times), _median_ms(tx_times)
+    print(f"metered chat request, warm key ({REQUESTS} requests, medians)")
+    print(f"  dynamodb calls per request        {calls_per_request:6.2f}   (article check-then-act: {article_calls})")
+    print(f"  gateway handler time              {g:8.2f} ms")
+    print(f"  same call, openai SDK direct      {d:8.2f} ms   gateway/direct = {g / d:.2f}x")
+    print(f"  one DynamoDB GetItem (emulated)   {r:8.2f} ms")
+    print(f"  one 6-item transaction (emulated) {x:8.2f} ms   gateway - direct - 2 transactions = {g - d - 2 * x:.2f} ms")
+    print(f"cold-start imports (fresh interpreter, median of {COLD_RUNS})")
+    print(f"  import handlers.gateway           {cold_gateway * 1000:8.1f} ms   ratio to boto3+client = {cold_gateway / cold_boto:.2f}x")
+    print(f"  import handlers.authorizer        {cold_authorizer * 1000:8.1f} ms   ratio to boto3+client = {cold_authorizer / cold_boto:.2f}x")
+    print(f"  import boto3; client('dynamodb')  {cold_boto * 1000:8.1f} ms")
+    print(f"dynamodb_calls_per_request={calls_per_request:g}")
+
+
+if __name__ == "__main__":
+    main()
