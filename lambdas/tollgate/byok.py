@@ -134,7 +134,7 @@ class ByokService:
         item = self.store.get(user, provider)
         if item is None:
             raise ProviderKeyUnavailable(
-                f"Your {provider} key was removed; retry in a few minutes to use the platform's key.")
+                f"Your {provider} key was removed; retry in a minute to use the platform's key.")
         sealed = sealed_of(item)
         cache_key = DataKeyCache.key(user, provider, sealed.encrypted_data_key)
         try:

@@ -45,6 +45,7 @@ TOLLGATE = "tollgate"
 
 GATEWAY_FUNCTION = "gateway"
 ADMIN_FUNCTION = "admin"
+RUNS_FUNCTION = "runs"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Route:
     scope: str | None  # required scope; None = any authenticated principal
     auth: str  # an Authorizer name, IAM or NONE
     wire: str  # OPENAI, ANTHROPIC or TOLLGATE
-    function: str  # GATEWAY_FUNCTION or ADMIN_FUNCTION
+    function: str  # GATEWAY_FUNCTION, ADMIN_FUNCTION or RUNS_FUNCTION
     metered: bool = False  # goes through reserve -> provider -> settle
 
     @property
@@ -94,6 +95,9 @@ ROUTES: tuple[Route, ...] = tuple(
         Route("PUT", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
         Route("GET", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
         Route("DELETE", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
+        # Agent runs. Reading one needs no scope: only its owner or an admin sees it (tollgate.runs).
+        Route("POST", "/v1/agents/runs", scopes.AGENTS_RUN, BEARER.name, TOLLGATE, RUNS_FUNCTION),
+        Route("GET", "/v1/agents/runs/{runId}", None, BEARER.name, TOLLGATE, RUNS_FUNCTION),
     ]
 )
 

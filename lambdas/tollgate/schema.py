@@ -75,7 +75,17 @@ PROVIDER_KEYS = Table(
     sort_key="provider",
 )
 
-TABLES: tuple[Table, ...] = (API_KEYS, USAGE, BUDGETS, PROVIDER_KEYS)
+# Agent runs: one item per run, pk = run id. Written by the runs API (created with the run's budget item
+# in the budgets table, in one transaction) and by the agent workers (status, checkpoint, result).
+# Finished runs expire after tollgate.runs.RUN_RETENTION_DAYS.
+RUNS = Table(
+    logical_id="RunsTable",
+    env_var="TOLLGATE_RUNS_TABLE",
+    partition_key="runId",
+    ttl_attribute="ttl",
+)
+
+TABLES: tuple[Table, ...] = (API_KEYS, USAGE, BUDGETS, PROVIDER_KEYS, RUNS)
 
 
 class Env:
@@ -105,6 +115,8 @@ class Env:
     LOOP_MAX_REPEATS = "TOLLGATE_LOOP_MAX_REPEATS"
     LOOP_WINDOW_S = "TOLLGATE_LOOP_WINDOW_S"
     BUDGET_ALERT_INTERVAL_S = "TOLLGATE_BUDGET_ALERT_INTERVAL_S"
+    RUNS_QUEUE_URL = "TOLLGATE_RUNS_QUEUE_URL"
+    RUNS_MAX_BUDGET_USD = "TOLLGATE_RUNS_MAX_BUDGET_USD"
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
-from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, USAGE, Env
+from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, USAGE, Env
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Settings:
     loop_max_repeats: int  # identical requests allowed per principal per loop window
     loop_window_s: int
     budget_alert_interval_s: int  # at most one warning per budget per interval
+    runs_table: str = "tollgate-runs"
+    runs_queue_url: str | None = None  # the SQS queue agent runs are sent to
+    runs_max_budget_usd: Decimal = Decimal(50)  # the most one agent run may be given
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -72,11 +75,14 @@ class Settings:
             default_tpm=int(get(Env.DEFAULT_TPM, "100000")),
             warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
-            reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "600")),
+            reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "300")),
             bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
             loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "10")),
             loop_window_s=int(get(Env.LOOP_WINDOW_S, "3600")),
             budget_alert_interval_s=int(get(Env.BUDGET_ALERT_INTERVAL_S, str(6 * 3600))),
+            runs_table=get(RUNS.env_var, "tollgate-runs"),
+            runs_queue_url=get(Env.RUNS_QUEUE_URL),
+            runs_max_budget_usd=Decimal(get(Env.RUNS_MAX_BUDGET_USD, "50")),
         )
 
 

@@ -134,6 +134,18 @@ def admin() -> Any:
     return Admin(settings(), key_store(), limits_store(), usage_store())
 
 
+@lru_cache(maxsize=1)
+def runs() -> Any:
+    import boto3
+
+    from tollgate.runs import Runs, SqsRunQueue
+    from tollgate.store.runs import RunStore
+
+    s = settings()
+    return Runs(s, RunStore(s.runs_table, s.budgets_table, dynamodb()), SqsRunQueue(s.runs_queue_url, boto3.client("sqs")),
+                catalogue())
+
+
 def reset() -> None:
     """Forget every built collaborator (tests change the environment between cases)."""
     from tollgate import settings as settings_module
@@ -143,7 +155,8 @@ def reset() -> None:
 
     secrets._memo.clear()
     secrets._PROVIDER = None
-    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin, byok):
+    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin, byok,
+               runs):
         fn.cache_clear()
     settings_module.settings.cache_clear()
     dynamo.client.cache_clear()

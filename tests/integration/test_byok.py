@@ -226,6 +226,16 @@ def _scan_everything(world) -> str:
     return json.dumps([_items(world, t.env_var) for t in TABLES], default=str)
 
 
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now (pytest swaps it between phases; capsys's during the test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 @pytest.fixture
 def all_logs(caplog, capsys, monkeypatch):
     """Every log record at DEBUG (caplog), and the Powertools JSON lines on stdout (capsys)."""
@@ -233,13 +243,12 @@ def all_logs(caplog, capsys, monkeypatch):
 
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger=logger.name)
-    # Powertools' handler keeps the stdout it found when the logger was created: point it at capsys's.
-    monkeypatch.setattr(logger.registered_handler, "stream", sys.stdout)
+    # Powertools' handler keeps the stdout it found when the logger was created.
+    monkeypatch.setattr(logger.registered_handler, "stream", _CurrentStdout())
 
     def collected() -> str:
         out, err = capsys.readouterr()
         records = [f"{r.getMessage()} {r.__dict__!r} {r.exc_text or ''}" for r in caplog.records]
-        open("/tmp/probe2.txt", "w").write(out + "\n----\n" + err)
         assert records and '"level"' in out, "no logs were captured"
         return "\n".join([out, err, *records])
     return collected

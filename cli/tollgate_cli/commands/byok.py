@@ -1,0 +1,130 @@
+"""`tollgate byok set | show | delete`: your own provider key (bring your own key).
+
+The key belongs to the calling user, so these commands authenticate with that user's Tollgate API key
+(--api-key or TOLLGATE_API_KEY, needing the byok:manage scope), falling back to the admin key. The
+provider key is never taken from the command line (it would land in shell history and `ps`): it is
+read from --key-file, from a pipe, or typed at a prompt without echo.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from tollgate.providers.registry import DEFAULT_FACTORIES
+from tollgate_cli import config
+from tollgate_cli.client import DEFAULT_TIMEOUT_S, AdminClient, path_param
+from tollgate_cli.context import Context
+from tollgate_cli.errors import CliError, UsageError
+from tollgate_cli.formatting import fields, when
+
+API_KEY_ENV = "TOLLGATE_API_KEY"
+PROVIDERS = tuple(sorted(DEFAULT_FACTORIES))
+MAX_KEY_CHARS = 512
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    byok = subparsers.add_parser("byok", help="store, show and delete your own provider keys",
+                                 description="Bring your own provider key: requests to that provider then use it.")
+    sub = byok.add_subparsers(dest="byok_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("set", parents=[common], help="validate and store your key for a provider",
+                       description="Validate your key with the provider, then store it encrypted. The key is "
+                                   "read from --key-file, from standard input, or typed without echo.")
+    _provider(p)
+    p.add_argument("--key-file", metavar="FILE", help="read the provider key from this file ('-': standard input)")
+    p.set_defaults(handler=set_key, parser=p)
+
+    p = sub.add_parser("show", parents=[common], help="show your stored key for a provider (last 4 characters)",
+                       description="Show your stored key for a provider: its last 4 characters and dates.")
+    _provider(p)
+    p.set_defaults(handler=show, parser=p)
+
+    p = sub.add_parser("delete", parents=[common], help="delete your stored key for a provider",
+                       description="Delete your stored key: requests to that provider use the platform's key again.")
+    _provider(p)
+    p.set_defaults(handler=delete, parser=p)
+
+
+def _provider(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", required=True, choices=PROVIDERS, help=f"one of: {', '.join(PROVIDERS)}")
+    p.add_argument("--api-key", metavar="KEY", help=f"your Tollgate API key, with the byok:manage scope "
+                                                    f"(env {API_KEY_ENV}; default: the admin key)")
+
+
+def _client(ctx: Context) -> AdminClient:
+    a = ctx.args
+    cfg = config.resolve(endpoint_flag=getattr(a, "endpoint", None), admin_key_flag=getattr(a, "admin_key", None),
+                         environ=ctx.environ, cwd=ctx.cwd)
+    if getattr(a, "api_key", None):
+        key, source = a.api_key.strip(), "--api-key"
+    elif ctx.environ.get(API_KEY_ENV, "").strip():
+        key, source = ctx.environ[API_KEY_ENV].strip(), API_KEY_ENV
+    else:
+        key, source = cfg.admin_key, cfg.admin_key_source
+    if not key:
+        raise CliError(f"no API key: pass --api-key or set {API_KEY_ENV} (your key, with the byok:manage scope)")
+    return AdminClient(cfg.endpoint, key, timeout=getattr(a, "timeout", None) or DEFAULT_TIMEOUT_S,
+                       auth_hint=f"API key from {source} (it needs the byok:manage scope), endpoint {cfg.endpoint}")
+
+
+def _path(provider: str) -> str:
+    return f"/v1/provider-keys/{path_param(provider)}"
+
+
+def read_provider_key(ctx: Context) -> str:
+    a = ctx.args
+    if a.key_file and a.key_file != "-":
+        try:
+            with open(a.key_file, encoding="utf-8") as f:
+                text = f.read(MAX_KEY_CHARS * 2)
+        except OSError as e:
+            raise CliError(f"cannot read {a.key_file}: {e.strerror or e}") from None
+    elif a.key_file == "-" or not sys.stdin.isatty():
+        text = sys.stdin.readline()
+    else:
+        text = getpass.getpass(f"{a.provider} API key (not echoed): ")
+    key = text.strip()
+    if not key:
+        raise UsageError("no provider key given (empty input)")
+    if len(key) > MAX_KEY_CHARS:
+        raise UsageError(f"the provider key is longer than {MAX_KEY_CHARS} characters")
+    return key
+
+
+def set_key(ctx: Context) -> None:
+    provider_key = read_provider_key(ctx)
+    client = _client(ctx)
+    try:
+        result = client.put(_path(ctx.args.provider), {"api_key": provider_key})
+    except CliError as e:  # the gateway never echoes it; be sure anyway
+        e.message = e.message.replace(provider_key, "[redacted]")
+        raise
+    if ctx.json:
+        ctx.print_json(result)
+        return
+    ctx.print(f"Stored your {result.get('provider', ctx.args.provider)} key ending in "
+              f"{result.get('last4')}; the provider accepted it.")
+    ctx.print("Requests to this provider use it within a minute (once cached credentials expire).")
+
+
+def show(ctx: Context) -> None:
+    result = _client(ctx).get(_path(ctx.args.provider))
+    if ctx.json:
+        ctx.print_json(result)
+        return
+    ctx.print(fields([
+        ("provider", result.get("provider")),
+        ("key", f"…{result.get('last4')}" if result.get("last4") else None),
+        ("created", when(result.get("created_at"))),
+        ("updated", when(result.get("updated_at"))),
+        ("validated", when(result.get("validated_at"))),
+    ], indent=""))
+
+
+def delete(ctx: Context) -> None:
+    result = _client(ctx).request("DELETE", _path(ctx.args.provider))
+    if ctx.json:
+        ctx.print_json(result)
+        return
+    ctx.print(f"Deleted your {ctx.args.provider} key: requests to {ctx.args.provider} use the platform's key.")
