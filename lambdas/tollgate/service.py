@@ -16,7 +16,7 @@ from typing import Any, Callable
 from tollgate import budgets, estimate, loopguard, metric_names
 from tollgate.auth.principal import Principal
 from tollgate.clock import Clock, utc_now
-from tollgate.errors import BudgetExceeded, InvalidRequest, LoopDetected
+from tollgate.errors import BudgetExceeded, InvalidRequest, LoopDetected, RateLimited
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
 from tollgate.pricing import Catalogue, ModelPrice
 from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
@@ -78,6 +78,8 @@ class MeteredGateway:
             raise InvalidRequest("'model' is required.", param="model")
         price = self.catalogue.price(model)
         _check_route_fits_model(operation, price)
+        if self.metrics:
+            self.metrics.add_dimension(name=metric_names.DIM_PROVIDER, value=price.provider)
         bound = self._bound(operation, price, req.body)
         plan = self._plan(req, price, bound, self.clock())
         try:
@@ -85,6 +87,9 @@ class MeteredGateway:
         except IdempotentReplay as replay:
             r = replay.replay
             return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"})
+        except RateLimited:
+            self._count(metric_names.RATE_LIMIT_REFUSALS)
+            raise
         except LoopDetected:
             self._count(metric_names.LOOP_DETECTIONS)
             if self.alerts:

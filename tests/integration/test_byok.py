@@ -167,6 +167,23 @@ def test_an_unreachable_provider_is_502_and_nothing_is_stored(world, monkeypatch
     assert ALICE_KEY not in resp["body"] and _items(world) == []
 
 
+def test_validation_is_one_direct_call_with_the_short_timeout(world):
+    class Recording:
+        def __init__(self):
+            self.calls = []
+
+        def validate_key(self, api_key, *, timeout_s):
+            self.calls.append(timeout_s)
+            return True
+
+    provider = Recording()
+    service = wiring.byok()
+    service.providers = {"openai": provider}
+    service.validate_timeout_s = 2.5
+    service.put("alice", "openai", {"api_key": ALICE_KEY})
+    assert provider.calls == [2.5] and world.fake.calls == []
+
+
 # --- sealing -------------------------------------------------------------------------------------------
 
 def test_ciphertext_copied_onto_another_users_row_does_not_decrypt(world):
