@@ -28,7 +28,7 @@ class GuardTripped(Exception):
 @dataclass(frozen=True)
 class Limits:
     max_iterations: int = 50
-    max_identical_calls: int = 3  # the same call this many times in a row trips the guard
+    max_identical_calls: int = 3  # at most this many identical calls in a row; one more trips the guard
     max_consecutive_failures: int = 3
     wall_clock_s: float = 900.0
 

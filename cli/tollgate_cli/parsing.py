@@ -6,15 +6,15 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 
 
 def duration(text: str) -> timedelta:
-    """"30d", "12h", "90m", "2w" -> timedelta."""
+    """"30s", "15m", "12h", "30d", "2w" -> timedelta."""
     m = _DURATION.match(text)
     if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use a number and m/h/d/w, e.g. 30d or 12h")
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use a number and s/m/h/d/w, e.g. 30d or 12h")
     return timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
 
 

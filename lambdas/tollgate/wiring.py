@@ -151,8 +151,10 @@ def reset() -> None:
     from tollgate import settings as settings_module
     from tollgate.store import dynamo
 
+    from tollgate.auth import iam
     from tollgate.auth import jwt_secrets as secrets
 
+    iam._mapping.cache_clear()
     secrets._memo.clear()
     secrets._PROVIDER = None
     for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin, byok,

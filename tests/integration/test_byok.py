@@ -62,17 +62,13 @@ class Counting:
 
     def __getattr__(self, name):
         attr = getattr(self._client, name)
-        if callable(attr) and not name.startswith("get_paginator") and name != "exceptions":
-            def counted(*args, **kwargs):
-                self.calls.append(name)
-                return attr(*args, **kwargs)
-            return counted
-        if name == "get_paginator":
-            def paginator(op):
-                self.calls.append(op)
-                return attr(op)
-            return paginator
-        return attr
+        if name == "exceptions" or not callable(attr):
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls.append(args[0] if name == "get_paginator" else name)
+            return attr(*args, **kwargs)
+        return counted
 
 
 # --- the routes --------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ class World:
 
     def call(self, method: str, path: str, body: Any = None, *, principal: Principal | None = None,
              headers: dict[str, str] | None = None, resource: str | None = None,
-             query: dict[str, str] | None = None, request_id: str | None = None) -> dict[str, Any]:
+             query: dict[str, str] | None = None, request_id: str | None = None,
+             identity: dict[str, str] | None = None) -> dict[str, Any]:
         from tollgate import routes
 
         match = routes.match(method, path)
@@ -47,6 +48,7 @@ class World:
         route, params = match
         event = proxy_event(method, path, route.path if resource is None else resource, body, principal,
                             headers or {}, query, params, request_id)
+        event["requestContext"]["identity"].update(identity or {})
         module = __import__(f"handlers.{route.function}", fromlist=["lambda_handler"])
         return module.lambda_handler(event, LambdaContext(function_name=route.function))
 

@@ -1,4 +1,4 @@
-"""`tollgate keys create | list | revoke | suspend | resume`."""
+"""`tollgate keys create | list | revoke | suspend | resume | rotate`."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         p = sub.add_parser(action, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("key_id", metavar="KEY_ID", help="the key id (the first 12 characters of the key)")
         p.set_defaults(handler=change_status, parser=p, action=action, verb=verb)
+
+    p = sub.add_parser("rotate", parents=[common], help="replace a key; the old one works for a grace period",
+                       description="Issue a replacement key with the same user, scopes, limits and budgets. "
+                                   "The old key keeps working for the grace period, then expires.")
+    p.add_argument("key_id", metavar="KEY_ID", help="the key id to rotate")
+    p.add_argument("--grace", type=parsing.duration, default=None, metavar="DURATION",
+                   help="how long the old key keeps working, e.g. 1h or 7d (default 24h)")
+    p.set_defaults(handler=rotate, parser=p)
 
 
 def create(ctx: Context) -> None:
@@ -95,6 +103,22 @@ def change_status(ctx: Context) -> None:
         ctx.print_json(key)
         return
     ctx.print(f"{a.verb} key {key.get('key_id', a.key_id)} of {key.get('user')}: status is now {key.get('status')}.")
+
+
+def rotate(ctx: Context) -> None:
+    a = ctx.args
+    body = {"grace_s": int(a.grace.total_seconds())} if a.grace is not None else {}
+    key = ctx.client().post(f"/admin/keys/{path_param(a.key_id)}/rotate", body)
+    if ctx.json:
+        ctx.print_json(key)
+        return
+    previous = key.get("previous") or {}
+    ctx.print(f"Rotated {a.key_id}: new key {key.get('key_id')} for {key.get('user')}.")
+    ctx.print()
+    ctx.print(f"    {key.get('key')}")
+    ctx.print()
+    ctx.print(ONCE_WARNING)
+    ctx.print(f"The old key {previous.get('key_id', a.key_id)} works until {when(previous.get('expires_at'))}.")
 
 
 def _details(key: dict) -> str:
