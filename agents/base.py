@@ -20,6 +20,7 @@ class RunContext:
     save: Callable[[dict[str, Any], int], None] = lambda checkpoint, iterations: None
     should_stop: Callable[[], bool] = lambda: False  # the worker was told to stop (SIGTERM)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("agents.run"))
+    iterations: int = 0  # kept up to date by the agent, for a run that ends by an exception
 
 
 @dataclass(frozen=True)

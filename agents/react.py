@@ -57,7 +57,7 @@ class Tool(Protocol):
 def _argument(raw: str | None) -> str | None:
     if raw is None:
         return None
-    text = raw.strip().strip("`'\"").strip()
+    text = raw.strip().strip("`'\"*").strip()
     if text.startswith("{"):
         try:
             data = json.loads(text)
@@ -86,8 +86,9 @@ class ReActLoop:
     def __init__(self, ctx: RunContext, guards: Guards, tools: dict[str, Tool], *, task: str,
                  progress: Callable[[], str], plan: Callable[[], Decision | None],
                  valid: Callable[[str, str | None], bool], checkpoint: Callable[[], dict[str, Any]],
-                 trace: list[str]):
+                 trace: list[str], on_decision: Callable[[Decision], None] | None = None):
         self.ctx = ctx
+        self.on_decision = on_decision
         self.guards = guards
         self.tools = tools
         self.task = task
@@ -111,6 +112,8 @@ class ReActLoop:
                 self.guards.on_result(False)
                 self._note("controller call failed")
                 continue
+            if self.on_decision:
+                self.on_decision(decision)
             self.guards.on_tool_call(decision.action, decision.argument)
             observation = self.tools[decision.action](decision.argument)
             self._note(f"{decision.describe()} -> {observation.text}"

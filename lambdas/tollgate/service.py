@@ -16,7 +16,8 @@ from typing import Any, Callable
 from tollgate import budgets, estimate, loopguard, metric_names
 from tollgate.auth.principal import Principal
 from tollgate.clock import Clock, utc_now
-from tollgate.errors import BudgetExceeded, InvalidRequest, LoopDetected, RateLimited
+from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
+                             RateLimited, TollgateError)
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
 from tollgate.pricing import Catalogue, ModelPrice
 from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
@@ -169,6 +170,8 @@ class MeteredGateway:
             self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
                          getattr(exc, "code", type(exc).__name__), stream=stream)
             self._count(metric_names.ERRORS)
+            if isinstance(exc, ProviderRejected):
+                raise _as_client_error(exc, price.provider, price.provider in req.principal.byok_providers) from None
             raise
         usage = result.usage
         if usage.total_tokens == 0:
@@ -230,6 +233,21 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _as_client_error(exc: ProviderRejected, provider: str, byok: bool) -> TollgateError:
+    """A provider's refusal, as the client should see it: a provider refusing *our* credentials is not
+    the client's authentication failing, and a provider's rate limit is worth a retry later."""
+    if exc.status in (401, 403):
+        if byok:
+            return InvalidRequest(f"{provider} refused your own provider key; update it with "
+                                  "PUT /v1/provider-keys/" + provider + ".", code="invalid_provider_key")
+        return ProviderFailed(f"{provider} refused the platform's credentials; tell the operator.",
+                              code="provider_auth_failed")
+    if exc.status == 429:
+        return ProviderFailed(f"{provider} is rate limiting the gateway; retry later.", code="provider_rate_limited",
+                              status=503, headers={k: v for k, v in exc.headers.items() if k == "retry-after"})
+    return exc
 
 
 def _idempotency_pk(req: MeteredRequest) -> str | None:

@@ -72,3 +72,16 @@ def test_provider_500_releases_the_reservation_and_records_a_zero_cost_attempt(w
 def _admin(world):
     raw, _ = world.create_key(user="root", scopes=("admin",))
     return world.principal(raw)
+
+
+def test_the_provider_refusing_the_platform_key_is_a_502_not_the_clients_auth_error(world, monkeypatch):
+    from tollgate import wiring
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-invalid")
+    wiring.reset()
+    raw, _ = world.create_key()
+    resp = world.call("POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "hi"}]}, principal=world.principal(raw))
+    assert resp["statusCode"] == 502
+    assert body_of(resp)["error"]["code"] == "provider_auth_failed"
+    assert "sk-fake-invalid" not in resp["body"]
