@@ -45,7 +45,8 @@ app = resolver(routes.ADMIN_FUNCTION, {
 })
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True,
+                              log_event=False)  # never: request bodies carry provider keys
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

@@ -16,7 +16,7 @@ from tollgate.errors import AuthenticationFailed
 from tollgate.observability import logger, tracer
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: object) -> dict:
     request = APIGatewayAuthorizerRequestEvent(event)

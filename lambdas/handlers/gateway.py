@@ -44,7 +44,8 @@ _IMPLEMENTATIONS.update({("GET", "/v1/models"): _models, ("GET", "/health"): _he
 app = resolver(routes.GATEWAY_FUNCTION, _IMPLEMENTATIONS)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True,
+                              log_event=False)  # never: request bodies carry prompts
 @metrics.log_metrics(raise_on_empty_metrics=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: object) -> dict:

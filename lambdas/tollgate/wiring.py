@@ -64,7 +64,14 @@ def user_context(user: str) -> dict[str, Any]:
     """What the authorizer adds about a user: their monthly limit and which providers they bring keys for."""
     limits = limits_store().user_limits(user)
     return {"user_monthly_usd": limits.get("monthlyUsd"), "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
-            "byok": byok().providers_of(user)}
+            "byok": provider_key_store().providers_of(user)}
+
+
+@lru_cache(maxsize=1)
+def provider_key_store() -> Any:
+    from tollgate.store.provider_keys import ProviderKeyStore
+
+    return ProviderKeyStore(settings().provider_keys_table, dynamodb())
 
 
 @lru_cache(maxsize=1)
@@ -72,11 +79,8 @@ def byok() -> Any:
     import boto3
 
     from tollgate.byok import ByokService
-    from tollgate.store.provider_keys import ProviderKeyStore
 
-    s = settings()
-    return ByokService(ProviderKeyStore(s.provider_keys_table, dynamodb()), boto3.client("kms"), s.byok_kms_key_id,
-                       providers())
+    return ByokService(provider_key_store(), boto3.client("kms"), settings().byok_kms_key_id, providers())
 
 
 def jwt_secrets() -> Any:
@@ -157,7 +161,8 @@ def reset() -> None:
     iam._mapping.cache_clear()
     secrets._memo.clear()
     secrets._PROVIDER = None
-    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts, gateway, admin, byok,
+    for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts,
+               gateway, admin, byok, provider_key_store,
                runs):
         fn.cache_clear()
     settings_module.settings.cache_clear()

@@ -165,7 +165,22 @@ class Ledger:
             log.warning("reservation cancelled for no known limit", extra={"codes": [r.get("Code") for r in c.reasons]})
             raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
         self._exact(res, plan, known_old, assume_fresh=not with_margin)
+        unknown = [lvl for lvl in plan.levels if lvl.kind not in res.exact]
+        if not with_margin and unknown:
+            # This request is large next to a limit, so no margin attempt ran and taught us nothing:
+            # read what is left (one call, only for such requests).
+            self._read_remaining(res, unknown)
         return res
+
+    def _read_remaining(self, res: Reservation, levels: list[Level]) -> None:
+        keys = [to_item({"pk": lvl.pk, "sk": lvl.sk}) for lvl in levels]
+        got = self.client.batch_get_item(RequestItems={self.budgets: {"Keys": keys, "ConsistentRead": True}})
+        by_key = {(i["pk"]["S"], i["sk"]["S"]): from_item(i) for i in got["Responses"].get(self.budgets, [])}
+        for lvl in levels:
+            item = by_key.get((lvl.pk, lvl.sk))
+            if item and "remainingUsd" in item:
+                res.budget_remaining[lvl.kind] = Decimal(item["remainingUsd"])
+                res.exact.add(lvl.kind)
 
     def _margin_fits(self, plan: Plan) -> bool:
         if any(plan.cost + lvl.warning_floor > lvl.limit or lvl.must_exist for lvl in plan.levels):
