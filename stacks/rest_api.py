@@ -17,6 +17,16 @@ from stacks.functions import LOG_RETENTION
 from stacks.nag import acknowledge
 
 STAGE_NAME = "prod"
+# The metered routes wait for an LLM: API Gateway's default 29 s cuts off long completions. Above 29 s a
+# regional REST API needs the Service Quotas increase "Maximum integration timeout in milliseconds".
+GATEWAY_INTEGRATION_TIMEOUT_S = 120
+# The smallest body a metered route accepts: a JSON object with a "model" string. Everything else about
+# the body is checked by the gateway, which answers in the provider's error shape.
+METERED_BODY_SCHEMA = {
+    "type": "object",
+    "required": ["model"],
+    "properties": {"model": {"type": "string", "minLength": 1}},
+}
 # Stage-wide method throttling defaults (requests per second / burst); per-key limits are the gateway's.
 THROTTLE_RATE_PER_S = 100
 THROTTLE_BURST = 200
@@ -51,6 +61,7 @@ class TollgateRestApi(Construct):
         self, scope: Construct, construct_id: str, *,
         authorizer: lambda_.IFunction,
         functions: dict[str, lambda_.IFunction],  # routes.GATEWAY_FUNCTION / ADMIN_FUNCTION -> function
+        timeouts: dict[str, Duration] | None = None,  # function name -> integration timeout (default 29 s)
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
@@ -85,7 +96,9 @@ class TollgateRestApi(Construct):
         }
         # allow_test_invoke=False: one invoke permission per method instead of two; the Lambda resource
         # policy has a size limit and the route table grows.
-        integrations = {name: apigw.LambdaIntegration(fn, allow_test_invoke=False) for name, fn in functions.items()}
+        integrations = {name: apigw.LambdaIntegration(fn, allow_test_invoke=False, timeout=(timeouts or {}).get(name))
+                        for name, fn in functions.items()}
+        self._metered_body = self._metered_body_validation()
         self.methods = {(r.method, r.path): self._add_route(r, integrations[r.function]) for r in routes.ROUTES}
         for response_type, (status, body) in routes.GATEWAY_RESPONSES.items():
             self.api.add_gateway_response(
@@ -94,6 +107,7 @@ class TollgateRestApi(Construct):
                 status_code=str(status),
                 templates={"application/json": json.dumps(body)},
             )
+        self._execution_logs()
         self._acknowledge()
 
     def _add_route(self, route: routes.Route, integration: apigw.Integration) -> apigw.Method:
@@ -104,6 +118,8 @@ class TollgateRestApi(Construct):
             options = {"authorization_type": apigw.AuthorizationType.NONE}
         else:
             options = {"authorizer": self.authorizers[route.auth]}
+        if route.metered:
+            options.update(self._metered_body)
         method = resource.add_method(route.method, integration, **options)
         if route.auth == routes.NONE:
             acknowledge(method, "AwsSolutions-APIG4",
@@ -111,13 +127,37 @@ class TollgateRestApi(Construct):
                         "it returns no data and calls no provider.")
         return method
 
+    def _metered_body_validation(self) -> dict:
+        """Method options that make API Gateway refuse a metered call whose body is not a JSON object with
+        a "model" string (BAD_REQUEST_BODY, shaped by routes.GATEWAY_RESPONSES) before any Lambda runs."""
+        validator = apigw.RequestValidator(
+            self, "BodyValidator", rest_api=self.api,
+            validate_request_body=True, validate_request_parameters=True)
+        model = self.api.add_model(
+            "MeteredRequest",
+            content_type="application/json",
+            description="A metered request: a JSON object with a model",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                type=apigw.JsonSchemaType.OBJECT,
+                required=METERED_BODY_SCHEMA["required"],
+                properties={"model": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1)},
+            ),
+        )
+        return {"request_validator": validator, "request_models": {"application/json": model}}
+
+    def _execution_logs(self) -> None:
+        """API Gateway creates its execution log group itself, with no retention; created here first, it
+        gets one. (An API deployed before this group existed here already has it: delete it once.)"""
+        self.execution_logs = logs.LogGroup(
+            self, "ExecutionLogs", retention=LOG_RETENTION,
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}")
+        self.api.deployment_stage.node.add_dependency(self.execution_logs)
+
     def _acknowledge(self) -> None:
         acknowledge(self.api, "AwsSolutions-COG4",
                     "Callers are programs, not Cognito users: OpenAI/Anthropic SDKs authenticate with "
                     "API keys or service JWTs (Lambda REQUEST authorizer), agent tasks with SigV4 (AWS_IAM).")
-        acknowledge(self.api, "AwsSolutions-APIG2",
-                    "Request bodies are validated by the gateway Lambda so that errors come back in the "
-                    "OpenAI/Anthropic wire shape the SDKs parse; an API Gateway validator answers in its own.")
         cloud_watch_role = self.api.node.find_child("CloudWatchRole")
         acknowledge(cloud_watch_role,
                     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"

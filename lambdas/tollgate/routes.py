@@ -134,4 +134,9 @@ GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
         "type": "permission_error", "code": "access_denied", "message": "Access denied."}}),
     "MISSING_AUTHENTICATION_TOKEN": (404, {"type": "error", "error": {
         "type": "not_found_error", "code": "not_found", "message": "No such route."}}),
+    # The request validator of the metered routes (stacks/rest_api.py): the body is not a JSON object
+    # with a "model" string.
+    "BAD_REQUEST_BODY": (400, {"type": "error", "error": {
+        "type": "invalid_request_error", "code": "invalid_request_body", "param": "model",
+        "message": "The request body must be a JSON object with a 'model' string."}}),
 }
