@@ -31,7 +31,6 @@ from agents.runs import LostRun, WorkerRunStore
 
 log = logging.getLogger("agents.worker")
 
-MAX_VISIBILITY_S = 12 * 3600
 INTERRUPTED_REASON = "The worker was stopped (SIGTERM); the run resumes from its last checkpoint."
 
 
@@ -186,7 +185,7 @@ class Worker:
             left = (datetime.fromisoformat(str(lease).replace("Z", "+00:00")) - self.clock()).total_seconds()
         except ValueError:
             left = self.config.visibility_s
-        self._visibility(message, int(min(MAX_VISIBILITY_S, max(1, left + 5))))
+        self._visibility(message, int(min(self.config.visibility_s, max(1, left + 5))))
 
     # -- SQS --------------------------------------------------------------------------------------------
     def _delete(self, message: dict[str, Any]) -> None:
