@@ -22,6 +22,7 @@ import threading
 from typing import Any, Callable, Iterator
 
 from local import moto_fixes
+from local.serving import ServerThread
 
 # Reentrant: a moto backend may itself make an emulated call while handling one.
 EMULATOR_LOCK = threading.RLock()
@@ -97,8 +98,7 @@ class MotoServer:
     def __init__(self, host: str = LOOPBACK, port: int = 0):
         self.host = host
         self.port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -119,20 +119,15 @@ class MotoServer:
 
         moto_fixes.apply()
         app = _SerialisedApp(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="moto-server", daemon=True)
-        self._thread.start()
+        server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
+        self._serving = ServerThread(server, "moto-server")
+        self.port = self._serving.port
         return self.endpoint_url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
 
 def start_server(host: str = LOOPBACK, port: int = 0) -> str:

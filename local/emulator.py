@@ -37,6 +37,8 @@ from tollgate.routes import Route
 
 from local.lambda_context import LambdaContext
 
+from local.serving import ServerThread
+
 LambdaFunction = Callable[[dict, Any], Any]
 
 LOOPBACK = "127.0.0.1"
@@ -258,31 +260,23 @@ class ApiGatewayEmulator:
         self._cache: dict[tuple[str, str], tuple[float, dict]] = {}
         self._lock = threading.Lock()
         self._authorizer_calls = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     # -- lifecycle --
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        assert self._serving is not None, "start() first"
+        return f"http://{LOOPBACK}:{self._serving.port}"
 
     def start(self, port: int = 0) -> str:
-        self._server = _Server((LOOPBACK, port), _RequestHandler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="apigw-emulator",
-                                        daemon=True)
-        self._thread.start()
+        self._serving = ServerThread(_Server((LOOPBACK, port), _RequestHandler, self), "apigw-emulator")
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     @property
     def authorizer_calls(self) -> int:

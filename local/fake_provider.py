@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from local.serving import ServerThread
+
 DEFAULT_COMPLETION_TOKENS = 16
 _CONTROL = re.compile(r"\[\[fake:([a-z_]+)(?:=(\d+))?\]\]")
 _WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
@@ -310,25 +312,19 @@ class FakeProvider:
         self.host = host
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self.url = ""
 
     def start(self, port: int = 0) -> str:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _Server((self.host, port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-provider", daemon=True)
-        self._thread.start()
-        self.url = f"http://{self.host}:{self._server.server_address[1]}"
+        self._serving = ServerThread(_Server((self.host, port), handler), "fake-provider")
+        self.url = f"http://{self.host}:{self._serving.port}"
         return self.url
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = self._thread = None
+        if self._serving:
+            self._serving.stop()
+            self._serving = None
 
     def reset(self) -> None:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from aws_lambda_powertools.logging import correlation_paths
 
 from handlers._api import json_body, json_response, resolver, to_response
-from tollgate import routes, scopes, wiring
+from tollgate import metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics, tracer
 from tollgate.service import MeteredRequest
@@ -14,11 +14,23 @@ RUN_ID_HEADER = "x-tollgate-run-id"
 
 def _metered(principal: Principal):
     event = app.current_event
+    body = json_body(app)
     reply = wiring.gateway().handle(MeteredRequest(
         request_id=event.request_context.request_id, path=event.path, principal=principal,
-        body=json_body(app), user_agent=event.headers.get("user-agent") or "",
+        body=body, user_agent=event.headers.get("user-agent") or "",
         idempotency_key=event.headers.get("idempotency-key"), run_id=_run_id(principal)))
+    _log_metered(principal, body, reply.status, reply.headers)
     return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
+
+
+def _log_metered(principal: Principal, body: dict, status: int, headers: dict[str, str]) -> None:
+    """One structured line per metered answer, read by the top-spenders Contributor Insights rule. Who,
+    which model, what it cost: never the prompt or the completion. A replay was charged the first time."""
+    replayed = headers.get("x-tollgate-idempotent-replay") == "true"
+    cost = 0.0 if replayed else float(headers.get("x-tollgate-cost-usd") or 0)
+    logger.info(metric_names.METERED_LOG_MESSAGE, extra={
+        metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: cost,
+        "model": body.get("model"), "status": status, "replayed": replayed})
 
 
 def _run_id(principal: Principal) -> str | None:

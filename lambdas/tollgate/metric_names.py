@@ -18,3 +18,14 @@ RESERVATIONS_RELEASED = "ReservationsReleased"
 # Low cardinality only: never user, key or request ids.
 DIM_SERVICE = "service"
 DIM_PROVIDER = "provider"
+
+# The values of DIM_PROVIDER: every provider the gateway can call (tollgate.providers.registry). Dashboards
+# and alarms add the per-provider series up, so a provider added there is added here (a test checks).
+PROVIDERS = ("openai", "anthropic")
+
+# The one structured log line per metered answer (handlers/gateway.py), read by the Contributor Insights
+# rule of the top spenders (stacks/monitoring_stack.py): {"message": METERED_LOG_MESSAGE, LOG_USER: ...,
+# LOG_COST_USD: <number>}.
+METERED_LOG_MESSAGE = "metered request"
+LOG_USER = "user"
+LOG_COST_USD = "cost_usd"
