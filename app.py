@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The Tollgate CDK app: TollgateData and TollgateApi, checked by cdk-nag (AwsSolutions) on every synth.
+"""The Tollgate CDK app: TollgateData, TollgateApi, TollgateAgents and TollgateMonitoring, checked by cdk-nag
+(AwsSolutions) on every synth.
 
 `build_app()` is also what the infra tests synthesise, with cdk.json's context, so they check exactly
 what `cdk synth` produces.
@@ -19,9 +20,12 @@ for path in (ROOT, ROOT / "lambdas"):  # stacks/, and the shared constants in to
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
+from stacks.agents_stack import AgentsStack, gateway_principals  # noqa: E402
 from stacks.api_stack import ApiStack  # noqa: E402
 from stacks.config import DeploySettings  # noqa: E402
 from stacks.data_stack import DataStack  # noqa: E402
+from stacks.log_retention import LambdaLogRetention  # noqa: E402
+from stacks.monitoring_stack import MonitoringStack  # noqa: E402
 
 
 def cdk_json_context() -> dict:
@@ -43,8 +47,13 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> cdk.App
     env = environment(app)
     settings = DeploySettings.from_context(app)
     data = DataStack(app, alert_email=settings.alert_email, env=env)
-    ApiStack(app, data=data, settings=settings, env=env)
+    api = ApiStack(app, data=data, settings=settings, iam_principals=gateway_principals(), env=env)
+    agents = AgentsStack(app, data=data, api=api, env=env)
+    MonitoringStack(app, data=data, api=api, settings=settings, env=env, ecs_service=agents.service,
+                    queue=api.runs_queue.queue, dead_letter_queue=api.runs_queue.dead_letters,
+                    dead_letter_alarm=api.runs_queue.node.find_child("DeadLettersAlarm"))
     cdk.Tags.of(app).add("project", "tollgate")
+    cdk.Aspects.of(app).add(LambdaLogRetention())  # CDK's own functions' logs expire too
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

@@ -27,7 +27,7 @@ from typing import Any
 from agents import contract
 from agents.base import Outcome, RunContext, reviews_of
 from agents.gateway import GatewayError
-from agents.guards import Guards, GuardState, GuardTripped, Limits
+from agents.guards import Guards, GuardState, GuardTripped
 from agents.react import Decision, Observation, ReActLoop
 
 SENTIMENTS = ("positive", "negative", "neutral", "mixed")

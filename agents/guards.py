@@ -27,10 +27,12 @@ class GuardTripped(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    max_iterations: int = 50
+    # A ceiling: an agent sets its own below it from its input (the feedback agent: two steps per
+    # review, one report, a little slack), so a 200-review batch fits and a 3-review one cannot wander.
+    max_iterations: int = 500
     max_identical_calls: int = 3  # at most this many identical calls in a row; one more trips the guard
     max_consecutive_failures: int = 3
-    wall_clock_s: float = 900.0
+    wall_clock_s: float = 3600.0
 
 
 @dataclass

@@ -1,22 +1,27 @@
-"""TollgateApi: the four Lambda functions, their permissions, the REST API and the sweeper schedule."""
+"""TollgateApi: the Lambda functions, their permissions, the REST API, the sweeper schedule and the agent
+runs queue."""
 from __future__ import annotations
+
+import json
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 from tollgate import routes
-from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, TABLES, USAGE, Env
+from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, TABLES, USAGE, Env
 
 from stacks import permissions as p
 from stacks.config import DeploySettings
 from stacks.data_stack import DataStack
 from stacks.functions import TollgateFunction, dependency_layer, function_code
 from stacks.rest_api import GATEWAY_INTEGRATION_TIMEOUT_S, STAGE_NAME, TollgateRestApi
+from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
 SWEEP_EVERY = Duration.minutes(5)
+RUN_BUDGET_ITEMS = "BUDGET#RUN#*"  # tollgate.budgets.run_pk(...): the agent runs' budget items
 # The gateway outlives API Gateway's integration timeout on purpose: after a slow provider call the
 # function must still settle its reservations and write the usage record.
 GATEWAY_SETTLE_MARGIN_S = 30
@@ -28,7 +33,9 @@ RESERVATION_TTL_S = 2 * GATEWAY_TIMEOUT_S
 
 class ApiStack(Stack):
     def __init__(self, scope: Construct, construct_id: str = API_STACK_NAME, *,
-                 data: DataStack, settings: DeploySettings, **kwargs) -> None:
+                 data: DataStack, settings: DeploySettings, iam_principals: dict | None = None, **kwargs) -> None:
+        """iam_principals: IAM role name -> {"scopes", "user"}, the roles allowed on /internal/v1 (the
+        agent tasks' role, from stacks/agents_stack.py)."""
         super().__init__(scope, construct_id, **kwargs)
         code = function_code()
         layer = dependency_layer(self, "Dependencies")
@@ -63,11 +70,20 @@ class ApiStack(Stack):
             memory_mb=1024, timeout=Duration.seconds(GATEWAY_TIMEOUT_S),
             env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
-                 Env.RESERVATION_TTL_S: str(RESERVATION_TTL_S)})
+                 Env.RESERVATION_TTL_S: str(RESERVATION_TTL_S),
+                 Env.IAM_PRINCIPALS: json.dumps(iam_principals or {}, sort_keys=True)})
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
             memory_mb=512, timeout=Duration.seconds(30),
             env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
+        self.runs_queue = RunsQueue(self, "AgentRuns", alert_topic=data.alert_topic)
+        runs_env = {Env.RUNS_QUEUE_URL: self.runs_queue.queue.queue_url}
+        max_budget = self.node.try_get_context("agent_run_max_budget_usd")
+        if max_budget:
+            runs_env[Env.RUNS_MAX_BUDGET_USD] = str(max_budget)
+        self.runs = function(
+            "Runs", "runs", "Tollgate: agent runs API (start a run, read it)",
+            memory_mb=512, timeout=Duration.seconds(30), env=runs_env)
         # Shorter than the schedule period, so two sweeps never overlap.
         self.sweeper = function(
             "Sweeper", "sweeper", "Tollgate: releases expired budget reservations",
@@ -84,7 +100,8 @@ class ApiStack(Stack):
         self.rest_api = TollgateRestApi(
             self, "Http",
             authorizer=self.authorizer.function,
-            functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function},
+            functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function,
+                       routes.RUNS_FUNCTION: self.runs.function},
             timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(GATEWAY_INTEGRATION_TIMEOUT_S)},
         )
         self.waf = TollgateWaf(
@@ -124,6 +141,12 @@ class ApiStack(Stack):
 
         self._allow(self.sweeper, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
         self._allow(self.sweeper, p.table_access(usage, USAGE, [p.PUT]))
+
+        # A run and its budget item are created in one transaction (PutItem on each); a run that could
+        # not be queued is marked failed (UpdateItem). On the budgets table, only runs' budget items.
+        self._allow(self.runs, p.table_access(data.tables[RUNS.logical_id], RUNS, [p.GET, p.PUT, p.UPDATE]))
+        self._allow(self.runs, [p.item_access(budgets, [p.GET, p.PUT], [RUN_BUDGET_ITEMS])])
+        self._allow(self.runs, [p.queue_send(self.runs_queue.queue)])
 
     @staticmethod
     def _allow(fn: TollgateFunction, statements) -> None:

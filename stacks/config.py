@@ -8,6 +8,7 @@ from constructs import Construct
 
 # WAF rate-based rules accept 10 .. 2,000,000,000 requests per evaluation window.
 _WAF_MIN_RATE = 10
+_COST_PER_HOUR_CEILING_USD = 25.0
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class DeploySettings:
     alert_email: str | None
     geo_block_countries: tuple[str, ...]
     waf_rate_limit_per_5min: int
+    cost_per_hour_ceiling_usd: float = _COST_PER_HOUR_CEILING_USD  # the static cost alarm (all users)
 
     @classmethod
     def from_context(cls, scope: Construct) -> "DeploySettings":
@@ -25,8 +27,13 @@ class DeploySettings:
         rate = int(node.try_get_context("waf_rate_limit_per_5min") or 1000)
         if rate < _WAF_MIN_RATE:
             raise ValueError(f"waf_rate_limit_per_5min must be at least {_WAF_MIN_RATE}, got {rate}")
+        ceiling = node.try_get_context("cost_per_hour_ceiling_usd")
+        ceiling = _COST_PER_HOUR_CEILING_USD if ceiling in (None, "") else float(ceiling)
+        if ceiling <= 0:
+            raise ValueError(f"cost_per_hour_ceiling_usd must be positive, got {ceiling}")
         return cls(
             alert_email=(node.try_get_context("alert_email") or "").strip() or None,
             geo_block_countries=tuple(c.strip().upper() for c in countries if c.strip()),
             waf_rate_limit_per_5min=rate,
+            cost_per_hour_ceiling_usd=ceiling,
         )

@@ -14,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from tollgate import schema
 
 GET = "dynamodb:GetItem"
@@ -42,6 +43,25 @@ def table_access(table: dynamodb.ITable, spec: schema.Table, actions: Iterable[s
             resources=[f"{table.table_arn}/index/{index.name}" for index in spec.indexes],
         ))
     return statements
+
+
+def item_access(table: dynamodb.ITable, actions: Iterable[str], leading_keys: Iterable[str]) -> iam.PolicyStatement:
+    """`actions` on the items of `table` whose partition key matches one of `leading_keys` (wildcards
+    allowed), e.g. only the agent runs' budget items of the budgets table: BUDGET#RUN#*."""
+    return iam.PolicyStatement(
+        actions=sorted(set(actions)), resources=[table.table_arn],
+        conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": sorted(set(leading_keys))}},
+    )
+
+
+def queue_send(queue: sqs.IQueue) -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+
+
+def queue_consume(queue: sqs.IQueue) -> iam.PolicyStatement:
+    """What a worker does with a message: take it, keep it hidden while working, hand it back, delete it."""
+    return iam.PolicyStatement(actions=["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
+                               resources=[queue.queue_arn])
 
 
 def key_use(key: kms.IKey, actions: Iterable[str]) -> iam.PolicyStatement:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -67,6 +67,8 @@ class TollgateRestApi(Construct):
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
         self.api = apigw.RestApi(
             self, "Api",
+            # The ApiName dimension of the API's CloudWatch metrics: unique per deployment, not "Api".
+            rest_api_name=Stack.of(self).stack_name,
             description="Tollgate AI gateway",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # API Gateway execution logging needs the account-level CloudWatch role.

@@ -47,7 +47,8 @@ KNOWN_BAD_INPUTS_COUNT_ONLY = ("JavaDeserializationRCE_BODY", "Log4JRCE_BODY")
 # the number of digits of Content-Length. 1 MB is ~250k tokens of text, more than any model's context
 # that the gateway prices; API Gateway's own cap is 10 MB and a synchronous Lambda payload's 6 MB.
 MAX_BODY_BYTES = 1_000_000
-assert str(MAX_BODY_BYTES).rstrip("0") == "1", "MAX_BODY_BYTES must be a power of ten"
+if str(MAX_BODY_BYTES).rstrip("0") != "1":
+    raise ValueError("MAX_BODY_BYTES must be a power of ten")
 CONTENT_LENGTH_AT_LEAST_MAX = rf"^0*[1-9][0-9]{{{len(str(MAX_BODY_BYTES)) - 1},}}$"
 
 # Request headers replaced by "REDACTED" in WAF logs: API keys, service tokens and SigV4 session tokens.
@@ -73,7 +74,8 @@ def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
 
 def _block(status: int, body_key: str) -> wafv2.CfnWebACL.RuleActionProperty:
     return wafv2.CfnWebACL.RuleActionProperty(block=wafv2.CfnWebACL.BlockActionProperty(
-        custom_response=wafv2.CfnWebACL.CustomResponseProperty(response_code=status, custom_response_body_key=body_key)))
+        custom_response=wafv2.CfnWebACL.CustomResponseProperty(response_code=status,
+                                                               custom_response_body_key=body_key)))
 
 
 def _managed(name: str, count_only: Sequence[str] = ()) -> wafv2.CfnWebACL.RuleProperty:
@@ -140,13 +142,17 @@ class TollgateWaf(Construct):
                         country_codes=list(geo_block_countries))),
                 visibility_config=_visibility(GEO_BLOCK_RULE),
             ))
+        # Named, because WAF's CloudWatch metrics are keyed by the web ACL's name (the dashboards read them).
+        self.web_acl_name = f"{Stack.of(self).stack_name}-WebAcl"
         self.web_acl = wafv2.CfnWebACL(
             self, "WebAcl",
+            name=self.web_acl_name,
             scope="REGIONAL",
             description="Tollgate API: rate limit per IP, geo block, body size, AWS managed rules",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             custom_response_bodies={
-                key: wafv2.CfnWebACL.CustomResponseBodyProperty(content_type="APPLICATION_JSON", content=json.dumps(body))
+                key: wafv2.CfnWebACL.CustomResponseBodyProperty(content_type="APPLICATION_JSON",
+                                                                content=json.dumps(body))
                 for key, body in ((_RATE_LIMITED_BODY_KEY, _RATE_LIMITED_BODY), (_TOO_LARGE_BODY_KEY, _TOO_LARGE_BODY))
             },
             rules=sorted(rules, key=lambda r: r.priority),
@@ -164,7 +170,7 @@ class TollgateWaf(Construct):
         # WAF wants the log group's ARN without the ":*" suffix that the Arn attribute carries.
         arn = stack.format_arn(service="logs", resource="log-group", resource_name=log_group.log_group_name,
                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
-        config = wafv2.CfnLoggingConfiguration(
+        wafv2.CfnLoggingConfiguration(
             self, "Logging",
             resource_arn=self.web_acl.attr_arn,
             log_destination_configs=[arn],
@@ -173,5 +179,4 @@ class TollgateWaf(Construct):
                 for header in REDACTED_HEADERS
             ],
         )
-        config.node.add_dependency(log_group)
         return log_group

@@ -16,6 +16,7 @@ HANDLERS = {
     "authorizer": "handlers.authorizer.lambda_handler",
     routes.GATEWAY_FUNCTION: "handlers.gateway.lambda_handler",
     routes.ADMIN_FUNCTION: "handlers.admin.lambda_handler",
+    routes.RUNS_FUNCTION: "handlers.runs.lambda_handler",
     "sweeper": "handlers.sweeper.lambda_handler",
 }
 

@@ -263,8 +263,9 @@ def test_incident_replay_the_naive_agent_is_stopped_by_the_gateway_loop_guard(se
 
     Bound: the gateway's loop guard lets the same request through TOLLGATE_LOOP_MAX_REPEATS (10) times
     per window, then refuses it (429 loop_detected, x-should-retry: false, no provider call). So the
-    provider sees at most 1 + 10 calls, and the run spends at most 11 × the worst case of one call
-    (~$0.52 at gpt-4's $30/M input: ~$5.70) and in fact 11 × ~$0.12 — against 891 calls and $2,847.
+    provider sees at most 1 + 10 calls, and the run spends at most 11 × the worst case the gateway
+    reserves for one call (~$0.51 at gpt-4's $30/M input: ~$5.60), in fact 11 × ~$0.12 = ~$1.33,
+    against the article's 891 calls and $2,847. The run ends `failed`, stop reason `loop_detected`.
     """
     alice = service.key()
     english, spanish = ENGLISH[0], NON_ENGLISH[0]
@@ -304,7 +305,8 @@ def test_incident_replay_the_naive_agent_is_stopped_by_the_gateway_loop_guard(se
 def test_incident_replay_with_the_loop_guard_out_of_reach_the_run_budget_stops_it(service, monkeypatch):
     """Same agent, but the retries slip past the loop guard (configured out of reach here): the run's
     budget is the backstop. Bound: spent <= budget_usd ($2), so at most budget / cost of one call calls
-    (~16 at ~$0.12), whatever the agent does."""
+    (16 at ~$0.12), whatever the agent does; in fact the gateway refuses the call whose worst case
+    (~$0.51) no longer fits in what remains: 13 calls, ~$1.57."""
     _configure(monkeypatch, **{Env.LOOP_MAX_REPEATS: "100000"})
     alice = service.key()
     run_id = body_of(service.start(alice, "naive-feedback", [NON_ENGLISH[0]], "2", model="gpt-4"))["id"]

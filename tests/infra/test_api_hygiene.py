@@ -1,0 +1,116 @@
+"""API Gateway hygiene: execution logging without bodies, throttling, request validation of the metered
+routes, and timeouts that fit LLM calls (integration, gateway Lambda, reservation lifetime, sweeper)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from tollgate import routes
+from tollgate.schema import Env
+from tollgate.settings import Settings
+
+from stacks import api_stack, rest_api
+
+from .cfn import function_id, local_refs, resources
+
+GATEWAY_HANDLER = "handlers.gateway.lambda_handler"
+
+
+@pytest.fixture(scope="module")
+def methods(api_template) -> dict[tuple[str, str], dict]:
+    res = resources(api_template, "AWS::ApiGateway::Resource")
+
+    def path(rid: str) -> str:
+        props = res[rid]["Properties"]
+        parent = props["ParentId"]
+        return ("" if "Fn::GetAtt" in parent else path(parent["Ref"])) + "/" + props["PathPart"]
+
+    return {(m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]["Ref"])): m["Properties"]
+            for m in resources(api_template, "AWS::ApiGateway::Method").values()}
+
+
+@pytest.fixture(scope="module")
+def stage(api_template) -> dict:
+    [stage] = resources(api_template, "AWS::ApiGateway::Stage").values()
+    return stage
+
+
+def test_execution_logging_at_error_level_without_data_trace(stage):
+    [settings] = stage["Properties"]["MethodSettings"]
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False  # no request or response bodies: no prompts, no completions
+    assert settings["MetricsEnabled"] is True
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (
+        rest_api.THROTTLE_RATE_PER_S, rest_api.THROTTLE_BURST)
+
+
+def test_execution_log_group_exists_before_the_stage_with_retention(api_template, stage):
+    [api_id] = resources(api_template, "AWS::ApiGateway::RestApi")
+    groups = {k: v for k, v in resources(api_template, "AWS::Logs::LogGroup").items()
+              if "API-Gateway-Execution-Logs_" in json.dumps(v["Properties"].get("LogGroupName", ""))}
+    [(group_id, group)] = groups.items()
+    name = group["Properties"]["LogGroupName"]["Fn::Join"][1]
+    assert name == ["API-Gateway-Execution-Logs_", {"Ref": api_id}, f"/{rest_api.STAGE_NAME}"]
+    assert group["Properties"]["RetentionInDays"] > 0
+    assert group_id in stage["DependsOn"]  # else API Gateway may create it first, without retention
+
+
+def test_access_logs_are_json_with_the_request_id_and_have_retention(api_template, stage):
+    setting = stage["Properties"]["AccessLogSetting"]
+    assert json.loads(setting["Format"])["requestId"] == "$context.requestId"
+    [group_id] = {r for r in local_refs(setting["DestinationArn"]) if not r.startswith("AWS::")}
+    assert api_template["Resources"][group_id]["Properties"]["RetentionInDays"] > 0
+
+
+def test_metered_routes_validate_a_json_object_with_a_model(api_template, methods):
+    [validator_id] = resources(api_template, "AWS::ApiGateway::RequestValidator")
+    validator = api_template["Resources"][validator_id]["Properties"]
+    assert validator["ValidateRequestBody"] is True
+    [(model_id, model)] = resources(api_template, "AWS::ApiGateway::Model").items()
+    schema = model["Properties"]["Schema"]
+    assert model["Properties"]["ContentType"] == "application/json"
+    assert {k: v for k, v in schema.items() if k != "$schema"} == rest_api.METERED_BODY_SCHEMA
+    metered = [r for r in routes.ROUTES if r.metered]
+    assert metered and all(r.method == "POST" for r in metered)
+    for route in metered:
+        method = methods[(route.method, route.path)]
+        assert method["RequestValidatorId"] == {"Ref": validator_id}, route.path
+        assert method["RequestModels"] == {"application/json": {"Ref": model_id}}, route.path
+    for route in routes.ROUTES:
+        if not route.metered:  # admin bodies have their own shapes; some POSTs have none at all
+            assert "RequestValidatorId" not in methods[(route.method, route.path)], route.path
+
+
+def test_a_refused_body_answers_in_the_provider_error_shape():
+    status, body = routes.GATEWAY_RESPONSES["BAD_REQUEST_BODY"]
+    assert status == 400
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
+
+
+def test_gateway_routes_wait_for_llms_beyond_29_seconds(methods):
+    """The timeout is per integration, i.e. per function: every gateway route has it, the others not."""
+    assert any(r.metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION)
+    for route in routes.ROUTES:
+        timeout = methods[(route.method, route.path)]["Integration"].get("TimeoutInMillis")
+        if route.function == routes.GATEWAY_FUNCTION:
+            assert timeout == rest_api.GATEWAY_INTEGRATION_TIMEOUT_S * 1000 > 29_000, route.path
+        else:
+            assert timeout is None, route.path  # API Gateway's default 29 s
+
+
+def test_gateway_lambda_outlives_the_integration_and_reservations_outlive_the_lambda(api_template):
+    gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
+    timeout_s = gateway["Timeout"]
+    assert timeout_s == api_stack.GATEWAY_TIMEOUT_S
+    assert timeout_s > rest_api.GATEWAY_INTEGRATION_TIMEOUT_S  # time to settle after API Gateway gave up
+    ttl_s = int(gateway["Environment"]["Variables"][Env.RESERVATION_TTL_S])
+    assert ttl_s == api_stack.RESERVATION_TTL_S
+    assert ttl_s > timeout_s  # the sweeper never releases a reservation whose Lambda still runs
+    assert ttl_s == Settings.from_env({Env.RESERVATION_TTL_S: str(ttl_s)}).reservation_ttl_s
+
+
+def test_provider_calls_with_their_retries_fit_in_the_integration_timeout(api_template):
+    gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
+    settings = Settings.from_env(gateway["Environment"]["Variables"])
+    worst_case_s = settings.provider_timeout_s * (1 + settings.provider_max_retries)
+    assert worst_case_s <= rest_api.GATEWAY_INTEGRATION_TIMEOUT_S
