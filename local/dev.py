@@ -28,6 +28,7 @@ from tollgate.settings import Settings
 
 from local.aws import MotoServer, spawn_server
 from local.emulator import ApiGatewayEmulator, IamCredential
+from local.worker_runner import create_runs_queue, start_worker
 from local.tables import provision
 
 REGION = "us-east-1"
@@ -66,11 +67,14 @@ class LocalStack:
     """
 
     def __init__(self, *, use_fake: bool | None = None, aws_in_subprocess: bool = False, quiet: bool = False,
-                 prefix: str = "tollgate-local", fake_factory: Callable[[], Any] | None = None):
+                 prefix: str = "tollgate-local", fake_factory: Callable[[], Any] | None = None,
+                 worker: bool = False):
         """use_fake: True = always the fake provider (tests: never spend money), False = never,
         None = for each provider whose API key is not set in the environment."""
         self.use_fake = use_fake
         self.aws_in_subprocess = aws_in_subprocess
+        self.run_worker = worker  # the agent worker process (make dev runs one)
+        self.worker: Any = None
         self.quiet = quiet
         self.prefix = prefix
         self._fake_factory = fake_factory
@@ -109,6 +113,7 @@ class LocalStack:
             return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=REGION)
 
         self._apply_env(provision(client, self.prefix))
+        self._apply_env(create_runs_queue(client("sqs"), self.prefix))
         self._apply_env(self._provider_env())
 
         self.admin_key = _create_admin_key(client("dynamodb"), os.environ[API_KEYS.env_var])
@@ -121,15 +126,19 @@ class LocalStack:
         self.env = {k: v for k, v in os.environ.items() if not (k in FAKE_PLATFORM_KEYS and v == FAKE_PLATFORM_KEYS[k])}
         self.env.update(TOLLGATE_ENDPOINT=self.url, TOLLGATE_ADMIN_KEY=self.admin_key)
         _wait_healthy(self.url)
+        if self.run_worker:
+            self.worker = start_worker(self.env, self.url, (LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY),
+                                       on_line=None if self.quiet else lambda line: print("[worker]", line,
+                                                                                         file=sys.stderr))
 
     def stop(self) -> None:
-        for part in (self.emulator, self.fake, self._aws):
+        for part in (self.worker, self.emulator, self.fake, self._aws):
             if part is not None:
                 try:
                     part.stop()
                 except Exception as error:  # noqa: BLE001 - stop the rest regardless
                     print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
-        self.emulator = self.fake = self._aws = None
+        self.worker = self.emulator = self.fake = self._aws = None
         self.restore_env()
 
     def __enter__(self) -> "LocalStack":
@@ -291,6 +300,9 @@ Try it:
   export TOLLGATE_ENDPOINT={stack.url} TOLLGATE_ADMIN_KEY=$(cat {key_file})
   tollgate keys create --user alice
 
+  # an agent run (the worker runs beside the gateway): see `tollgate runs start --help`
+  tollgate runs start --agent feedback-analysis --input-file agents/examples/reviews.json --budget-usd 0.50
+
 Ctrl-C to stop.
 """
 
@@ -300,13 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (default 8080)")
     parser.add_argument("--state-dir", default=".tollgate", help="where the admin key and endpoint are written")
     parser.add_argument("--quiet", action="store_true", help="no access log")
+    parser.add_argument("--no-worker", action="store_true", help="do not run the agent worker")
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
 
-    stack = LocalStack(quiet=args.quiet)
+    stack = LocalStack(quiet=args.quiet, worker=not args.no_worker)
     try:
         stack.start(port=args.port, state_dir=args.state_dir)
     except OSError as error:

@@ -48,6 +48,7 @@ SIGV4_MAX_SKEW_S = 15 * 60
 _HANDLER_MODULES = {
     routes.GATEWAY_FUNCTION: "handlers.gateway",
     routes.ADMIN_FUNCTION: "handlers.admin",
+    routes.RUNS_FUNCTION: "handlers.runs",
 }
 _AUTHORIZER_MODULE = "handlers.authorizer"
 

@@ -35,6 +35,7 @@ class Level:
     warning_floor: Decimal  # remaining below this is the warning zone
     expires: int | None = None  # epoch seconds for the item's TTL; None keeps it
     must_exist: bool = False  # created elsewhere with its limit (an agent run's budget); never created here
+    owner: str | None = None  # the item's `user` must equal this (a run is charged only for its own user)
 
     @property
     def label(self) -> str:
@@ -88,5 +89,6 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
     if run_id is not None:
         # The run's budget item is written when the run is created; its limit lives there.
         limit = run_budget_usd if run_budget_usd is not None else Decimal(0)
-        levels.append(Level(RUN, run_pk(run_id), RUN_SK, limit, limit * floor, must_exist=True))
+        levels.append(Level(RUN, run_pk(run_id), RUN_SK, limit, limit * floor, must_exist=True,
+                            owner=principal.user))
     return levels

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from tollgate import budgets, estimate, loopguard, metric_names
-from tollgate.auth.principal import Principal
+from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
                              RateLimited, TollgateError)
@@ -121,7 +121,7 @@ class MeteredGateway:
             tokens=bound.tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
-            loop=loopguard.counter(req.principal.account, req.body, now, self.settings.loop_max_repeats,
+            loop=loopguard.counter(_loop_subject(req), req.body, now, self.settings.loop_max_repeats,
                                    self.settings.loop_window_s),
             idempotency_pk=_idempotency_pk(req))
 
@@ -233,6 +233,14 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _loop_subject(req: MeteredRequest) -> str:
+    """Whose repetitions count together: a key's, or for a service acting for users, one user's run."""
+    p = req.principal
+    if p.kind == IAM:
+        return f"{p.account}#{p.user}#{req.run_id or '-'}"
+    return p.account
 
 
 def _as_client_error(exc: ProviderRejected, provider: str, byok: bool) -> TollgateError:

@@ -80,3 +80,21 @@ def test_the_on_behalf_of_header_is_ignored_on_api_key_routes(world):
     resp = world.call("POST", "/v1/chat/completions", _chat(), principal=world.principal(raw),
                       headers={"x-tollgate-on-behalf-of": "alice"})
     assert resp["statusCode"] == 200 and _usage_users(world) == ["bob"]
+
+
+def test_a_run_is_charged_only_while_acting_for_its_own_user(iam_world):
+    from decimal import Decimal
+
+    from tollgate import budgets
+    from tollgate.store.dynamo import to_item
+
+    iam_world.dynamodb.put_item(TableName=iam_world.env["TOLLGATE_BUDGETS_TABLE"], Item=to_item({
+        "pk": budgets.run_pk("run-1"), "sk": budgets.RUN_SK, "user": "alice", "limitUsd": Decimal("1"),
+        "remainingUsd": Decimal("1"), "reservedUsd": Decimal(0), "spentUsd": Decimal(0)}))
+    as_bob = iam_world.call("POST", "/internal/v1/chat/completions", _chat(), identity={"userArn": AGENT_ROLE},
+                            headers={"x-tollgate-on-behalf-of": "bob", "x-tollgate-run-id": "run-1"})
+    assert as_bob["statusCode"] == 403 and body_of(as_bob)["error"]["code"] == "run_owner_mismatch"
+    as_alice = iam_world.call("POST", "/internal/v1/chat/completions", _chat(), identity={"userArn": AGENT_ROLE},
+                              headers={"x-tollgate-on-behalf-of": "alice", "x-tollgate-run-id": "run-1"})
+    assert as_alice["statusCode"] == 200
+    assert _usage_users(iam_world) == ["alice"]

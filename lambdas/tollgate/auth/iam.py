@@ -1,7 +1,8 @@
 """IAM callers (SigV4, verified by API Gateway's AWS_IAM authorization) mapped to principals.
 
 The mapping is configuration: TOLLGATE_IAM_PRINCIPALS is a JSON object role name -> {"scopes": [...],
-"user": "..."}. Only a principal holding the `act-as` scope may name, in the X-Tollgate-On-Behalf-Of
+"user": "...", "limits": {"rpm", "tpm", "monthly_usd", "hourly_usd"}} (limits optional; the defaults
+otherwise, shared by every call the role makes). Only a principal holding the `act-as` scope may name, in the X-Tollgate-On-Behalf-Of
 header, the user it acts for (the agent tasks do, for the user who started a run).
 """
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from tollgate import scopes
-from tollgate.auth.principal import IAM, Principal
+from tollgate.auth.principal import IAM, Limits, Principal
 from tollgate.errors import AuthenticationFailed, PermissionDenied
+from tollgate.schema import Env
 
-ENV = "TOLLGATE_IAM_PRINCIPALS"
+ENV = Env.IAM_PRINCIPALS
 ON_BEHALF_OF = "x-tollgate-on-behalf-of"
 _ROLE = re.compile(r"^arn:aws[\w-]*:(?:sts::\d+:assumed-role|iam::\d+:role)/(?:[\w+=,.@-]+/)*([\w+=,.@-]+?)(?:/[^/]+)?$")
 
@@ -48,4 +51,8 @@ def principal_for(identity: dict[str, Any], headers: dict[str, str], mapping: di
         if scopes.ACT_AS not in granted:
             raise PermissionDenied("This principal may not act for another user (needs the 'act-as' scope).")
         user = acting_for
-    return Principal(kind=IAM, id=f"iam:{role_name(arn)}", user=user, scopes=granted)
+    limits = config.get("limits") or {}
+    return Principal(kind=IAM, id=f"iam:{role_name(arn)}", user=user, scopes=granted, limits=Limits(
+        rpm=limits.get("rpm"), tpm=limits.get("tpm"),
+        key_monthly_usd=Decimal(str(limits["monthly_usd"])) if "monthly_usd" in limits else None,
+        key_hourly_usd=Decimal(str(limits["hourly_usd"])) if "hourly_usd" in limits else None))

@@ -201,11 +201,16 @@ class Ledger:
                 vals["ttl"] = lvl.expires
             condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :need" if lvl.must_exist
                          else "attribute_not_exists(remainingUsd) OR remainingUsd >= :need")
+            names = {"#ttl": "ttl"} if lvl.expires else {}
+            if lvl.owner is not None:
+                condition = f"({condition}) AND #owner = :owner"
+                names["#owner"] = "user"
+                vals["owner"] = lvl.owner
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
                 "UpdateExpression": update,
                 "ConditionExpression": condition,
-                **({"ExpressionAttributeNames": {"#ttl": "ttl"}} if lvl.expires else {}),
+                **({"ExpressionAttributeNames": names} if names else {}),
                 "ExpressionAttributeValues": values(**vals),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
@@ -268,8 +273,11 @@ class Ledger:
             old[i] = item
             if i < n_levels:
                 remaining = Decimal(item.get("remainingUsd", 0 if plan.levels[i].must_exist else plan.levels[i].limit))
+                level = plan.levels[i]
+                if level.owner is not None and item and item.get("user") != level.owner:
+                    raise Conflict("This agent run belongs to another user.", code="run_owner_mismatch", status=403)
                 if remaining < plan.cost:
-                    level = replace(plan.levels[i], limit=Decimal(item.get("limitUsd", plan.levels[i].limit)))
+                    level = replace(level, limit=Decimal(item.get("limitUsd", level.limit)))
                     raise _budget_error(level, remaining, plan.cost)
             elif i == layout.get("window"):
                 w = plan.window
@@ -459,8 +467,8 @@ def _rate_headers(window: Window, rem_req: int, rem_tok: int) -> dict[str, str]:
 
 def _budget_error(level: Level, remaining: Decimal, cost: Decimal) -> BudgetExceeded:
     err = BudgetExceeded(
-        f"The {level.label} is exhausted: ${max(remaining, ZERO):.6f} of ${level.limit:.2f} remains and this "
-        f"request may cost up to ${cost:.6f}. Ask an operator to raise the budget, or wait for the next period.",
+        f"The {level.label} is exhausted: ${usd(max(remaining, ZERO))} of ${usd(level.limit)} remains and this "
+        f"request may cost up to ${usd(cost)}. Ask an operator to raise the budget, or wait for the next period.",
         headers={"x-tollgate-budget-remaining-usd": usd(max(remaining, ZERO)),
                  "x-tollgate-budget-level": level.kind})
     err.level = level  # type: ignore[attr-defined]
