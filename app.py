@@ -51,7 +51,7 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> cdk.App
     agents = AgentsStack(app, data=data, api=api, env=env)
     MonitoringStack(app, data=data, api=api, settings=settings, env=env, ecs_service=agents.service,
                     queue=api.runs_queue.queue, dead_letter_queue=api.runs_queue.dead_letters,
-                    dead_letter_alarm=api.runs_queue.node.find_child("DeadLettersAlarm"))
+                    dead_letter_alarm=api.runs_queue.dead_letter_alarm)
     cdk.Tags.of(app).add("project", "tollgate")
     cdk.Aspects.of(app).add(LambdaLogRetention())  # CDK's own functions' logs expire too
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

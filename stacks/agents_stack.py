@@ -42,8 +42,9 @@ AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
 AGENT_SERVICE_USER = "agent-service"  # whose budgets pay when the agent role calls without acting for a user
 DEFAULT_MAX_TASKS = 4
 # ECS sends SIGTERM, waits this long, then SIGKILL (Fargate allows at most 120 s). The worker finishes
-# the step it is in (one gateway call: the API's integration timeout is 29 s, plus client retries)
-# and hands the run back well within it.
+# the step it is in and hands the run back. A gateway call can take as long as the API's integration
+# timeout (also 120 s); if SIGKILL lands mid-call, nothing is lost: the message reappears after its
+# visibility timeout, and the call's idempotency key makes the retried call return the first answer.
 STOP_TIMEOUT = Duration.seconds(120)
 IDLE_BEFORE_SCALE_IN = 5  # minutes with no run waiting or in flight before the tasks are stopped
 

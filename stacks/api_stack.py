@@ -128,7 +128,7 @@ class ApiStack(Stack):
         self._allow(self.gateway, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
         self._allow(self.gateway, p.table_access(usage, USAGE, [p.PUT]))
         self._allow(self.gateway, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
-        self._allow(self.gateway, [p.key_use(data.byok_key, ["kms:Decrypt"])])
+        self._allow(self.gateway, [p.byok_key_use(data.byok_key, ["kms:Decrypt"])])
         self._allow(self.gateway, p.topic_publish(data.alert_topic, data.alert_key))
         self._allow(self.gateway, [p.secret_read(data.platform_keys_secret)])
 
@@ -136,7 +136,7 @@ class ApiStack(Stack):
         self._allow(self.admin, p.table_access(usage, USAGE, (*p.READ, p.SCAN)))
         self._allow(self.admin, p.table_access(budgets, BUDGETS, (*p.READ, p.SCAN, *p.TRANSACT)))
         self._allow(self.admin, p.table_access(provider_keys, PROVIDER_KEYS, (*p.READ, *p.WRITE)))
-        self._allow(self.admin, [p.key_use(data.byok_key, ["kms:GenerateDataKey", "kms:Decrypt"])])
+        self._allow(self.admin, [p.byok_key_use(data.byok_key, ["kms:GenerateDataKey"])])
         self._allow(self.admin, [p.secret_read(data.jwt_secret)])  # signs service tokens (POST /admin/tokens)
 
         self._allow(self.sweeper, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))

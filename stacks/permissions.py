@@ -68,6 +68,15 @@ def key_use(key: kms.IKey, actions: Iterable[str]) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=sorted(set(actions)), resources=[key.key_arn])
 
 
+def byok_key_use(key: kms.IKey, actions: Iterable[str]) -> iam.PolicyStatement:
+    """BYOK data keys, only under the encryption context every sealed provider key carries (user,
+    provider): the key cannot be used for anything else through this grant."""
+    return iam.PolicyStatement(actions=sorted(set(actions)), resources=[key.key_arn], conditions={
+        "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["provider", "user"]},
+        "Null": {"kms:EncryptionContext:user": "false", "kms:EncryptionContext:provider": "false"},
+    })
+
+
 def secret_read(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
 

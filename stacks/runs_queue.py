@@ -41,7 +41,7 @@ class RunsQueue(Construct):
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
         )
-        alarm = cloudwatch.Alarm(
+        self.dead_letter_alarm = alarm = cloudwatch.Alarm(
             self, "DeadLettersAlarm",
             alarm_description="Tollgate: an agent run is stuck in the dead-letter queue",
             metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=Duration.minutes(5),

@@ -7,7 +7,7 @@ from handlers._api import json_body, json_response, resolver, to_response
 from tollgate import metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics, tracer
-from tollgate.service import MeteredRequest
+from tollgate.service import MeteredRequest, Reply
 
 RUN_ID_HEADER = "x-tollgate-run-id"
 
@@ -19,18 +19,17 @@ def _metered(principal: Principal):
         request_id=event.request_context.request_id, path=event.path, principal=principal,
         body=body, user_agent=event.headers.get("user-agent") or "",
         idempotency_key=event.headers.get("idempotency-key"), run_id=_run_id(principal)))
-    _log_metered(principal, body, reply.status, reply.headers)
+    _log_metered(principal, body, reply)
     return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
 
 
-def _log_metered(principal: Principal, body: dict, status: int, headers: dict[str, str]) -> None:
+def _log_metered(principal: Principal, body: dict, reply: Reply) -> None:
     """One structured line per metered answer, read by the top-spenders Contributor Insights rule. Who,
-    which model, what it cost: never the prompt or the completion. A replay was charged the first time."""
-    replayed = headers.get("x-tollgate-idempotent-replay") == "true"
-    cost = 0.0 if replayed else float(headers.get("x-tollgate-cost-usd") or 0)
+    which model, what it cost: never the prompt or the completion. The cost is a JSON number here (the
+    rule sums it); the usage table keeps the exact Decimal."""
     logger.info(metric_names.METERED_LOG_MESSAGE, extra={
-        metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: cost,
-        "model": body.get("model"), "status": status, "replayed": replayed})
+        metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: float(reply.cost),
+        "model": body.get("model"), "status": reply.status, "replayed": reply.replayed})
 
 
 def _run_id(principal: Principal) -> str | None:

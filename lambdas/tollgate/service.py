@@ -55,6 +55,8 @@ class Reply:
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    cost: Decimal = Decimal(0)  # what this answer was charged (0 for a replay: charged the first time)
+    replayed: bool = False
 
 
 KeyResolver = Callable[[Principal, str], tuple[str, bool]]  # (principal, provider) -> (api key, byok?)
@@ -87,7 +89,8 @@ class MeteredGateway:
             res, bound, lowered_from = self._reserve(plan, price, bound)
         except IdempotentReplay as replay:
             r = replay.replay
-            return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"})
+            return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"},
+                         replayed=True)
         except RateLimited:
             self._count(metric_names.RATE_LIMIT_REFUSALS)
             raise
@@ -191,7 +194,7 @@ class MeteredGateway:
             self.metrics.add_metric(name=metric_names.COST_USD, unit="None", value=float(cost))
             self.metrics.add_metric(name=metric_names.PROVIDER_LATENCY_MS, unit="Milliseconds",
                                     value=(time.monotonic() - started) * 1000)
-        return Reply(result.status, result.body, result.content_type, headers)
+        return Reply(result.status, result.body, result.content_type, headers, cost=cost)
 
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,

@@ -125,7 +125,18 @@ def test_only_the_gateway_reads_the_platform_provider_keys(statements, data_temp
 
 def test_admin_seals_byok_keys(statements, data_template):
     byok = _data_id(data_template, "ByokKey")
-    assert _actions_on(statements[ADMIN], data_template, byok) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert _actions_on(statements[ADMIN], data_template, byok) == {"kms:GenerateDataKey"}
+
+
+def test_byok_key_grants_require_the_owner_encryption_context(statements, data_template):
+    byok = _data_id(data_template, "ByokKey")
+    for handler in (GATEWAY, ADMIN):
+        grants = [st for st in statements[handler] if _actions_on([st], data_template, byok)]
+        assert grants, handler
+        for st in grants:
+            assert st["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["provider", "user"]
+            assert st["Condition"]["Null"] == {"kms:EncryptionContext:user": "false",
+                                               "kms:EncryptionContext:provider": "false"}
 
 
 def test_only_the_authorizer_and_admin_read_the_jwt_secret(statements, data_template):
