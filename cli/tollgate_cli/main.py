@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tollgate_cli import __version__, config, parsing
-from tollgate_cli.commands import bootstrap, budgets, byok, keys, runs, tokens, usage
+from tollgate_cli.commands import bootstrap, budgets, byok, keys, runs, tokens, usage, users
 from tollgate_cli.context import Context
 from tollgate_cli.errors import EXIT_USAGE, CliError, UsageError
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     budgets.register(sub, common)
     byok.register(sub, common)
     tokens.register(sub, common)
+    users.register(sub, common)
     runs.register(sub, common)
     bootstrap.register(sub, _options(top_level=False, api=False))
     return parser

@@ -34,6 +34,8 @@ app = resolver(routes.ADMIN_FUNCTION, {
     ("GET", "/v1/usage"): lambda p: _usage(p, p.user),
     ("GET", "/admin/budgets"): lambda p: json_response(200, admin().budget(_query("user"), _query("key"))),
     ("PUT", "/admin/budgets"): lambda p: json_response(200, admin().set_budget(json_body(app))),
+    ("GET", "/admin/users/{user}"): lambda p, user: json_response(200, admin().user_settings(user)),
+    ("PUT", "/admin/users/{user}"): lambda p, user: json_response(200, admin().set_user_settings(user, json_body(app))),
     ("POST", "/admin/tokens"): lambda p: json_response(201, admin().issue_token(json_body(app), wiring.jwt_secrets())),
     ("POST", "/admin/keys/{keyId}/rotate"): lambda p, keyId: json_response(
         201, admin().rotate_key(keyId, json_body(app) if app.current_event.body else {})),

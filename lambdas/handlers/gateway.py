@@ -10,11 +10,15 @@ from tollgate.observability import logger, metrics, tracer
 from tollgate.service import MeteredRequest, Reply
 
 RUN_ID_HEADER = "x-tollgate-run-id"
+PROMPT_FIELDS = ("model", "system", "messages", "input")
 
 
 def _metered(principal: Principal):
     event = app.current_event
     body = json_body(app)
+    if principal.log_prompts:  # an operator's explicit, per-user choice; never the default
+        logger.info("prompt logged for this user by operator setting", extra={
+            "prompt": {k: body[k] for k in PROMPT_FIELDS if k in body}})
     reply = wiring.gateway().handle(MeteredRequest(
         request_id=event.request_context.request_id, path=event.path, principal=principal,
         body=body, user_agent=event.headers.get("user-agent") or "",

@@ -108,6 +108,25 @@ class Admin:
                                           now=self.clock(), ttl_s=ttl, user=body.get("user"))
         return {"token": token, "service": body.get("service"), "scopes": requested, "expires_at": iso(expires)}
 
+    # -- per-user settings ---------------------------------------------------------------------
+    def user_settings(self, user: str) -> dict[str, Any]:
+        limits = self.limits.user_limits(user)
+        monthly = limits.get("monthlyUsd")
+        return {"user": user, "monthly_usd": usd(monthly) if monthly is not None else None,
+                "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
+                "log_prompts": bool(limits.get("logPrompts"))}
+
+    def set_user_settings(self, user: str, body: dict[str, Any]) -> dict[str, Any]:
+        setters = {"log_prompts": self.limits.set_log_prompts, "byok_budget_exempt": self.limits.set_byok_budget_exempt}
+        unknown = set(body) - set(setters)
+        if unknown or not body:
+            raise InvalidRequest(f"Settable: {', '.join(sorted(setters))}.", param=next(iter(unknown), None))
+        for name, value in body.items():
+            if not isinstance(value, bool):
+                raise InvalidRequest(f"'{name}' must be true or false.", param=name)
+            setters[name](user, value)
+        return self.user_settings(user)
+
     # -- usage ---------------------------------------------------------------------------------
     def usage_for(self, user: str | None, start: str | None, end: str | None, limit: str | None) -> dict[str, Any]:
         if not user:

@@ -91,6 +91,8 @@ ROUTES: tuple[Route, ...] = tuple(
         Route("GET", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("PUT", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("POST", "/admin/tokens", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("GET", "/admin/users/{user}", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("PUT", "/admin/users/{user}", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("POST", "/admin/keys/{keyId}/rotate", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("PUT", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
         Route("GET", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),

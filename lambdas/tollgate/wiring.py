@@ -64,7 +64,7 @@ def user_context(user: str) -> dict[str, Any]:
     """What the authorizer adds about a user: their monthly limit and which providers they bring keys for."""
     limits = limits_store().user_limits(user)
     return {"user_monthly_usd": limits.get("monthlyUsd"), "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
-            "byok": provider_key_store().providers_of(user)}
+            "log_prompts": bool(limits.get("logPrompts")), "byok": provider_key_store().providers_of(user)}
 
 
 @lru_cache(maxsize=1)

@@ -40,3 +40,9 @@ def test_a_revoked_key_stops_once_the_authorizer_cache_expires(local_stack):
     local_stack.emulator.clear_authorizer_cache()  # what API Gateway does when the 30 s TTL runs out
     with pytest.raises(openai.AuthenticationError):
         _chat(client)
+
+
+def test_per_user_settings_from_the_cli(local_stack):
+    assert tollgate(local_stack, "users", "show", "--user", "e2e-debug")["log_prompts"] is False
+    changed = tollgate(local_stack, "users", "set", "--user", "e2e-debug", "--log-prompts", "on")
+    assert changed == {"user": "e2e-debug", "monthly_usd": None, "byok_budget_exempt": False, "log_prompts": True}

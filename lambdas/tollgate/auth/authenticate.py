@@ -71,6 +71,7 @@ class Authenticator:
             byok_providers=frozenset(user.get("byok", ())),
             lineage=record.lineage,
             byok_budget_exempt=bool(user.get("byok_budget_exempt")),
+            log_prompts=bool(user.get("log_prompts")),
         )
 
     def _recently_verified(self, key_id: str, raw: str, key_hash: str) -> bool:

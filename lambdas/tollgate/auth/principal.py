@@ -37,6 +37,7 @@ class Principal:
     byok_providers: frozenset[str] = frozenset()
     lineage: str | None = None  # a rotated key keeps the first key's id here: budgets and limits follow it
     byok_budget_exempt: bool = False  # an operator let this user's own-key calls bypass the budgets
+    log_prompts: bool = False  # an operator turned prompt logging on for this user (off by default)
 
     @property
     def key_id(self) -> str | None:
@@ -63,6 +64,8 @@ class Principal:
             ctx["lineage"] = self.lineage
         if self.byok_budget_exempt:
             ctx["byok_budget_exempt"] = "true"
+        if self.log_prompts:
+            ctx["log_prompts"] = "true"
         for name in ("rpm", "tpm", "key_monthly_usd", "key_hourly_usd", "user_monthly_usd"):
             value = getattr(self.limits, name)
             if value is not None:
@@ -90,4 +93,5 @@ class Principal:
             byok_providers=frozenset(p for p in str(ctx.get("byok", "")).split(",") if p),
             lineage=str(ctx["lineage"]) if ctx.get("lineage") else None,
             byok_budget_exempt=str(ctx.get("byok_budget_exempt", "")).lower() == "true",
+            log_prompts=str(ctx.get("log_prompts", "")).lower() == "true",
         )

@@ -37,6 +37,9 @@ class LimitsStore:
     def set_byok_budget_exempt(self, user: str, exempt: bool) -> None:
         self._set_user_field(user, "byokBudgetExempt", exempt)
 
+    def set_log_prompts(self, user: str, enabled: bool) -> None:
+        self._set_user_field(user, "logPrompts", enabled)
+
     def _set_user_field(self, user: str, name: str, value: Any) -> None:
         self.client.update_item(TableName=self.table, Key=to_item({"pk": user_limits_pk(user), "sk": LIMITS_SK}),
                                 UpdateExpression="SET #f = :v", ExpressionAttributeNames={"#f": name},

@@ -1,0 +1,47 @@
+"""`tollgate users show | set`: per-user settings (prompt logging, BYOK budget exemption)."""
+from __future__ import annotations
+
+import argparse
+
+from tollgate_cli.client import path_param
+from tollgate_cli.context import Context
+from tollgate_cli.errors import UsageError
+from tollgate_cli.formatting import fields
+
+_ON_OFF = {"on": True, "off": False}
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    users = subparsers.add_parser("users", help="per-user settings", description="Show and change per-user settings.")
+    sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    p = sub.add_parser("show", parents=[common], help="a user's settings", description="Show a user's settings.")
+    p.add_argument("--user", required=True)
+    p.set_defaults(handler=show, parser=p)
+    p = sub.add_parser("set", parents=[common], help="change a user's settings",
+                       description="Change a user's settings.")
+    p.add_argument("--user", required=True)
+    p.add_argument("--log-prompts", choices=sorted(_ON_OFF), help="log this user's prompts (off by default)")
+    p.add_argument("--byok-budget-exempt", choices=sorted(_ON_OFF),
+                   help="let calls made with the user's own provider keys bypass the budgets (off by default)")
+    p.set_defaults(handler=set_settings, parser=p)
+
+
+def show(ctx: Context) -> None:
+    _render(ctx, ctx.client().get(f"/admin/users/{path_param(ctx.args.user)}"))
+
+
+def set_settings(ctx: Context) -> None:
+    a = ctx.args
+    body = {name: _ON_OFF[value] for name, value in (("log_prompts", a.log_prompts),
+                                                      ("byok_budget_exempt", a.byok_budget_exempt)) if value}
+    if not body:
+        raise UsageError("nothing to set: give --log-prompts and/or --byok-budget-exempt")
+    _render(ctx, ctx.client().put(f"/admin/users/{path_param(a.user)}", body))
+
+
+def _render(ctx: Context, settings: dict) -> None:
+    if ctx.json:
+        ctx.print_json(settings)
+        return
+    ctx.print(fields([("user", settings.get("user")), ("log prompts", "on" if settings.get("log_prompts") else "off"),
+                      ("byok budget exempt", "on" if settings.get("byok_budget_exempt") else "off")]))
