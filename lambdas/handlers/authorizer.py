@@ -10,8 +10,8 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerResponse,
 )
 
-from tollgate import wiring
-from tollgate.auth.authenticate import bearer_token
+from tollgate import routes, wiring
+from tollgate.auth.authenticate import credential
 from tollgate.errors import AuthenticationFailed
 from tollgate.observability import logger, tracer
 
@@ -21,7 +21,7 @@ from tollgate.observability import logger, tracer
 def lambda_handler(event: dict, context: object) -> dict:
     request = APIGatewayAuthorizerRequestEvent(event)
     try:
-        principal = wiring.authenticator().authenticate(bearer_token(request.headers))
+        principal = wiring.authenticator().authenticate(credential(request.headers, _identity_header(request)))
     except AuthenticationFailed:
         raise Exception("Unauthorized")  # API Gateway's contract for a 401
     arn = request.parsed_arn
@@ -30,3 +30,10 @@ def lambda_handler(event: dict, context: object) -> dict:
         api_id=arn.api_id, stage=arn.stage, context=principal.to_context())
     policy.allow_all_routes()
     return policy.asdict()
+
+
+def _identity_header(request: APIGatewayAuthorizerRequestEvent) -> str:
+    """The header of the authorizer API Gateway invoked us as: the one the route's cache is keyed on."""
+    matched = routes.match(request.http_method, request.path)
+    named = routes.authorizer(matched[0].auth) if matched else None
+    return (named or routes.BEARER).header

@@ -13,17 +13,17 @@ from tollgate.auth import api_keys
 ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/v1/chat/completions"
 
 
-def _event(headers):
-    return {"type": "REQUEST", "methodArn": ARN, "resource": "/v1/chat/completions", "path": "/v1/chat/completions",
+def _event(headers, path="/v1/chat/completions"):
+    return {"type": "REQUEST", "methodArn": ARN, "resource": path, "path": path,
             "httpMethod": "POST", "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
             "queryStringParameters": None, "pathParameters": None, "stageVariables": None,
             "requestContext": {"requestId": "r", "stage": "prod", "accountId": "123456789012", "apiId": "abc123"}}
 
 
-def _authorize(headers):
+def _authorize(headers, path="/v1/chat/completions"):
     from handlers import authorizer
 
-    return authorizer.lambda_handler(_event(headers), LambdaContext(function_name="authorizer"))
+    return authorizer.lambda_handler(_event(headers, path), LambdaContext(function_name="authorizer"))
 
 
 def _refused(headers):
@@ -40,7 +40,19 @@ def test_a_valid_key_gets_a_whole_api_allow_policy_and_its_principal(world):
     assert result["principalId"] == record.key_id
     assert result["context"]["user"] == "alice" and result["context"]["rpm"] == "7"
     assert all(isinstance(v, str) for v in result["context"].values())
-    assert _authorize({"x-api-key": raw})["principalId"] == record.key_id
+    assert _authorize({"x-api-key": raw}, "/anthropic/v1/messages")["principalId"] == record.key_id
+
+
+def test_only_the_header_the_route_is_keyed_on_is_read(world):
+    """API Gateway caches the answer under the identity-source header's value: authenticating any other
+    header would file one credential's answer under another's."""
+    raw_a, record_a = world.create_key(user="alice")
+    raw_b, _ = world.create_key(user="bob")
+    both = {"x-api-key": raw_a, "Authorization": f"Bearer {raw_b}"}
+    assert _authorize(both, "/anthropic/v1/messages")["context"]["user"] == "alice"
+    assert _authorize(both, "/v1/chat/completions")["context"]["user"] == "bob"
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        _authorize({"x-api-key": raw_a}, "/v1/chat/completions")
 
 
 @pytest.mark.parametrize("credential", [

@@ -100,11 +100,11 @@ def _fail(reason: str, key_id: str | None = None) -> AuthenticationFailed:
     return AuthenticationFailed(api_keys.INVALID)
 
 
-def bearer_token(headers: dict[str, str]) -> str | None:
-    """The credential from `Authorization: Bearer …` or `x-api-key`, header names case-insensitive."""
-    lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    auth = lowered.get("authorization")
-    if auth is not None:
-        scheme, _, value = auth.strip().partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else None
-    return lowered.get("x-api-key")
+def credential(headers: dict[str, str], header: str) -> str | None:
+    """The credential in exactly one header (names case-insensitive): the one API Gateway keyed its
+    cache on. Reading another header would cache one credential's answer under another's value."""
+    value = {k.lower(): v for k, v in (headers or {}).items()}.get(header.lower())
+    if value is None or header.lower() != "authorization":
+        return value
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
