@@ -15,20 +15,13 @@ from stacks import permissions as p
 from stacks.config import DeploySettings
 from stacks.data_stack import DataStack
 from stacks.functions import TollgateFunction, dependency_layer, function_code
-from stacks.rest_api import GATEWAY_INTEGRATION_TIMEOUT_S, STAGE_NAME, TollgateRestApi
+from stacks.rest_api import STAGE_NAME, TollgateRestApi
 from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
 SWEEP_EVERY = Duration.minutes(5)
 RUN_BUDGET_ITEMS = "BUDGET#RUN#*"  # tollgate.budgets.run_pk(...): the agent runs' budget items
-# The gateway outlives API Gateway's integration timeout on purpose: after a slow provider call the
-# function must still settle its reservations and write the usage record.
-GATEWAY_SETTLE_MARGIN_S = 30
-GATEWAY_TIMEOUT_S = GATEWAY_INTEGRATION_TIMEOUT_S + GATEWAY_SETTLE_MARGIN_S
-# A reservation must outlive the Lambda that holds it, or the sweeper could release budget that a still
-# running request is about to settle.
-RESERVATION_TTL_S = 2 * GATEWAY_TIMEOUT_S
 
 
 class ApiStack(Stack):
@@ -64,13 +57,14 @@ class ApiStack(Stack):
             "Authorizer", "authorizer", "Tollgate: authenticates API keys and service tokens",
             memory_mb=1024, timeout=Duration.seconds(10),
             env={Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
-        # Timeout and reservation lifetime: see GATEWAY_TIMEOUT_S and RESERVATION_TTL_S.
+        # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts.
         self.gateway = function(
             "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
-            memory_mb=1024, timeout=Duration.seconds(GATEWAY_TIMEOUT_S),
+            memory_mb=1024, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
             env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
-                 Env.RESERVATION_TTL_S: str(RESERVATION_TTL_S),
+                 Env.RESERVATION_TTL_S: str(settings.timeouts.reservation_ttl_s),
+                 Env.PROVIDER_TIMEOUT_S: str(settings.timeouts.provider_s), Env.PROVIDER_MAX_RETRIES: "0",
                  Env.IAM_PRINCIPALS: json.dumps(iam_principals or {}, sort_keys=True)})
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
@@ -102,7 +96,7 @@ class ApiStack(Stack):
             authorizer=self.authorizer.function,
             functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function,
                        routes.RUNS_FUNCTION: self.runs.function},
-            timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(GATEWAY_INTEGRATION_TIMEOUT_S)},
+            timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(settings.timeouts.integration_s)},
         )
         self.waf = TollgateWaf(
             self, "Waf",

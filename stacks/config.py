@@ -9,6 +9,32 @@ from constructs import Construct
 # WAF rate-based rules accept 10 .. 2,000,000,000 requests per evaluation window.
 _WAF_MIN_RATE = 10
 _COST_PER_HOUR_CEILING_USD = 25.0
+# API Gateway's default (and, without a Service Quotas increase, maximum) integration timeout for REST APIs.
+DEFAULT_INTEGRATION_TIMEOUT_S = 29
+_MAX_INTEGRATION_TIMEOUT_S = 600
+_SETTLE_MARGIN_S = 30
+_PROVIDER_MARGIN_S = 4
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """One chain, from the integration timeout: the provider call ends before API Gateway gives up; the
+    gateway Lambda outlives API Gateway to settle its reservations; a reservation outlives its Lambda so
+    the sweeper never releases budget a running request is about to settle."""
+
+    integration_s: int = DEFAULT_INTEGRATION_TIMEOUT_S
+
+    @property
+    def provider_s(self) -> int:
+        return self.integration_s - _PROVIDER_MARGIN_S  # one attempt: no time for a retry inside the window
+
+    @property
+    def gateway_lambda_s(self) -> int:
+        return self.integration_s + _SETTLE_MARGIN_S
+
+    @property
+    def reservation_ttl_s(self) -> int:
+        return 2 * self.gateway_lambda_s
 
 
 @dataclass(frozen=True)
@@ -17,6 +43,7 @@ class DeploySettings:
     geo_block_countries: tuple[str, ...]
     waf_rate_limit_per_5min: int
     cost_per_hour_ceiling_usd: float = _COST_PER_HOUR_CEILING_USD  # the static cost alarm (all users)
+    timeouts: Timeouts = Timeouts()
 
     @classmethod
     def from_context(cls, scope: Construct) -> "DeploySettings":
@@ -31,7 +58,11 @@ class DeploySettings:
         ceiling = _COST_PER_HOUR_CEILING_USD if ceiling in (None, "") else float(ceiling)
         if ceiling <= 0:
             raise ValueError(f"cost_per_hour_ceiling_usd must be positive, got {ceiling}")
+        integration = int(node.try_get_context("integration_timeout_s") or DEFAULT_INTEGRATION_TIMEOUT_S)
+        if not _PROVIDER_MARGIN_S < integration <= _MAX_INTEGRATION_TIMEOUT_S:
+            raise ValueError(f"integration_timeout_s must be 5..{_MAX_INTEGRATION_TIMEOUT_S}, got {integration}")
         return cls(
+            timeouts=Timeouts(integration),
             alert_email=(node.try_get_context("alert_email") or "").strip() or None,
             geo_block_countries=tuple(c.strip().upper() for c in countries if c.strip()),
             waf_rate_limit_per_5min=rate,

@@ -19,7 +19,6 @@ from stacks.nag import acknowledge
 STAGE_NAME = "prod"
 # The metered routes wait for an LLM: API Gateway's default 29 s cuts off long completions. Above 29 s a
 # regional REST API needs the Service Quotas increase "Maximum integration timeout in milliseconds".
-GATEWAY_INTEGRATION_TIMEOUT_S = 120
 # The smallest body a metered route accepts: a JSON object with a "model" string. Everything else about
 # the body is checked by the gateway, which answers in the provider's error shape.
 METERED_BODY_SCHEMA = {
@@ -108,6 +107,8 @@ class TollgateRestApi(Construct):
                 type=apigw.ResponseType.of(response_type),
                 status_code=str(status),
                 templates={"application/json": json.dumps(body)},
+                response_headers={k: f"'{v}'" for k, v in routes.GATEWAY_RESPONSE_HEADERS.get(response_type, {}).items()}
+                or None,
             )
         self._execution_logs()
         self._acknowledge()

@@ -141,4 +141,12 @@ GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
     "BAD_REQUEST_BODY": (400, {"type": "error", "error": {
         "type": "invalid_request_error", "code": "invalid_request_body", "param": "model",
         "message": "The request body must be a JSON object with a 'model' string."}}),
+    "INTEGRATION_TIMEOUT": (504, {"type": "error", "error": {
+        "type": "timeout_error", "code": "gateway_timeout",
+        "message": "The provider took longer than the gateway's timeout. The call may still complete and be "
+                   "metered: check `tollgate usage` before retrying, or retry with the same Idempotency-Key."}}),
 }
+
+# Headers on those answers. A timed-out call may still be running and metered, so the SDKs must not
+# retry it blindly (each retry would be a new, paid call).
+GATEWAY_RESPONSE_HEADERS: dict[str, dict[str, str]] = {"INTEGRATION_TIMEOUT": {"x-should-retry": "false"}}

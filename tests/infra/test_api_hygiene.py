@@ -9,7 +9,9 @@ from tollgate import routes
 from tollgate.schema import Env
 from tollgate.settings import Settings
 
-from stacks import api_stack, rest_api
+from app import build_app
+from stacks import rest_api
+from stacks.config import DeploySettings
 
 from .cfn import function_id, local_refs, resources
 
@@ -87,24 +89,44 @@ def test_a_refused_body_answers_in_the_provider_error_shape():
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
 
 
-def test_gateway_routes_wait_for_llms_beyond_29_seconds(methods):
-    """The timeout is per integration, i.e. per function: every gateway route has it, the others not."""
+TIMEOUTS = DeploySettings.from_context(build_app()).timeouts
+
+
+def test_gateway_routes_use_the_configured_integration_timeout(methods):
+    """The timeout is per integration, i.e. per function: every gateway route has it, the others not. It
+    defaults to 29 s, the most a REST API allows without a Service Quotas increase (a higher value makes
+    the first deploy fail)."""
+    assert TIMEOUTS.integration_s == 29
     assert any(r.metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION)
     for route in routes.ROUTES:
         timeout = methods[(route.method, route.path)]["Integration"].get("TimeoutInMillis")
         if route.function == routes.GATEWAY_FUNCTION:
-            assert timeout == rest_api.GATEWAY_INTEGRATION_TIMEOUT_S * 1000 > 29_000, route.path
+            assert timeout == TIMEOUTS.integration_s * 1000, route.path
         else:
             assert timeout is None, route.path  # API Gateway's default 29 s
+
+
+def test_a_raised_integration_timeout_moves_the_whole_chain():
+    raised = DeploySettings.from_context(build_app({"integration_timeout_s": 120})).timeouts
+    assert (raised.provider_s, raised.integration_s, raised.gateway_lambda_s, raised.reservation_ttl_s) == \
+        (116, 120, 150, 300)
+
+
+def test_a_gateway_timeout_tells_the_sdks_not_to_retry(api_template):
+    responses = [r["Properties"] for r in api_template["Resources"].values()
+                 if r["Type"] == "AWS::ApiGateway::GatewayResponse"]
+    [timeout] = [r for r in responses if r["ResponseType"] == "INTEGRATION_TIMEOUT"]
+    assert timeout["StatusCode"] == "504"
+    assert timeout["ResponseParameters"] == {"gatewayresponse.header.x-should-retry": "'false'"}
 
 
 def test_gateway_lambda_outlives_the_integration_and_reservations_outlive_the_lambda(api_template):
     gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
     timeout_s = gateway["Timeout"]
-    assert timeout_s == api_stack.GATEWAY_TIMEOUT_S
-    assert timeout_s > rest_api.GATEWAY_INTEGRATION_TIMEOUT_S  # time to settle after API Gateway gave up
+    assert timeout_s == TIMEOUTS.gateway_lambda_s
+    assert timeout_s > TIMEOUTS.integration_s  # time to settle after API Gateway gave up
     ttl_s = int(gateway["Environment"]["Variables"][Env.RESERVATION_TTL_S])
-    assert ttl_s == api_stack.RESERVATION_TTL_S
+    assert ttl_s == TIMEOUTS.reservation_ttl_s
     assert ttl_s > timeout_s  # the sweeper never releases a reservation whose Lambda still runs
     assert ttl_s == Settings.from_env({Env.RESERVATION_TTL_S: str(ttl_s)}).reservation_ttl_s
 
@@ -113,4 +135,4 @@ def test_provider_calls_with_their_retries_fit_in_the_integration_timeout(api_te
     gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
     settings = Settings.from_env(gateway["Environment"]["Variables"])
     worst_case_s = settings.provider_timeout_s * (1 + settings.provider_max_retries)
-    assert worst_case_s <= rest_api.GATEWAY_INTEGRATION_TIMEOUT_S
+    assert worst_case_s < TIMEOUTS.integration_s  # strictly: the answer must still reach API Gateway
