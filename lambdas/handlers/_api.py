@@ -32,7 +32,7 @@ def resolver(function: str, implementations: dict[tuple[str, str], Callable[...,
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:
         logger.exception("unhandled error")
-        return to_response(*errors.render(errors.TollgateError("Internal error; the request was not charged."), _wire(app)))
+        return to_response(*errors.render(errors.TollgateError("Internal error."), _wire(app)))
 
     return app
 

@@ -14,6 +14,7 @@ RATE_LIMIT_REFUSALS = "RateLimitRefusals"
 LOOP_DETECTIONS = "LoopDetections"
 PROVIDER_LATENCY_MS = "ProviderLatency"
 RESERVATIONS_RELEASED = "ReservationsReleased"
+SETTLE_FAILURES = "SettleFailures"
 
 # Low cardinality only: never user, key or request ids.
 DIM_SERVICE = "service"

@@ -185,8 +185,21 @@ class MeteredGateway:
         cost = self.catalogue.cost(price, usage)
         headers = self._headers(req, res, cost, lowered_from, bound)
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
-        self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                     model=result.model or price.id, replay=replay)
+        try:
+            self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
+                         model=result.model or price.id, replay=replay)
+        except Exception:
+            # The provider has answered and billed: give the client its answer rather than an error it
+            # would retry (and pay for again). Settle once more without the stored replay (the likeliest
+            # cause is its size); if that fails too, the reservation stays held until the sweeper.
+            log.exception("settle failed; retrying without the idempotent replay",
+                          extra={"request_id": req.request_id})
+            self._count(metric_names.SETTLE_FAILURES)
+            try:
+                self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
+                             model=result.model or price.id)
+            except Exception:
+                log.exception("settle failed twice; usage not recorded", extra={"request_id": req.request_id})
         self._warn(req, res, cost)
         if self.metrics:
             self._count(metric_names.REQUESTS)

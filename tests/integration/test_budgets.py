@@ -220,3 +220,40 @@ def test_rate_limited_answer_has_retry_after_and_openai_headers(world):
     assert int(headers["retry-after"]) >= 1
     assert headers["x-ratelimit-limit-requests"] == "2" and headers["x-ratelimit-remaining-requests"] == "0"
     assert "x-should-retry" not in headers
+
+
+def test_a_failed_settle_still_answers_and_records_the_usage_on_the_second_try(world):
+    raw, _ = world.create_key(user="kim")
+    who = world.principal(raw)
+    ledger = wiring.ledger()
+    original, attempts = ledger.settle, []
+
+    def flaky(res, item, cost, tokens, replay=None):
+        attempts.append(replay is not None)
+        if len(attempts) == 1:
+            raise RuntimeError("DynamoDB said no")
+        return original(res, item, cost, tokens, replay)
+    ledger.settle = flaky
+    resp = world.call("POST", CHAT, _chat("settle me"), principal=who, headers={"Idempotency-Key": "k-1"})
+    assert resp["statusCode"] == 200  # the provider answered and billed: the client gets the answer
+    assert attempts == [True, False]
+    [record] = _usage(world, "kim")
+    assert Decimal(record["costUsd"]) > 0
+
+
+def test_the_sweeper_frees_the_idempotency_key_of_a_crashed_request(world):
+    from handlers import sweeper
+    from local.lambda_context import LambdaContext
+
+    settings = Settings.from_env()
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    gateway, _ = independent_gateway(settings, seed=4, clock=lambda: past)
+    who = principal("lee", "sk-idemcrash1")
+    req = MeteredRequest("crashed-2", CHAT, who, _chat(max_tokens=50), idempotency_key="retry-me")
+    price = gateway.catalogue.price("gpt-4o-mini")
+    plan = gateway._plan(req, price, gateway._bound("chat.completions", price, req.body), past)
+    wiring.ledger().reserve(plan)  # ...and the Lambda dies here
+    assert sweeper.lambda_handler({}, LambdaContext(function_name="sweeper"))["released"] == 1
+    fresh, _ = independent_gateway(settings, seed=5)
+    reply = fresh.handle(MeteredRequest("retry-1", CHAT, who, _chat(max_tokens=50), idempotency_key="retry-me"))
+    assert reply.status == 200 and not reply.replayed

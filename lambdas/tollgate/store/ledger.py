@@ -103,7 +103,7 @@ def pending_shard(request_id: str) -> str:
 
 IDEMPOTENCY_SK = "IDEM"
 IDEMPOTENCY_TTL_S = 24 * 3600
-_MAX_REPLAY_BYTES = 300_000
+_MAX_REPLAY_BYTES = 300_000  # of UTF-8: DynamoDB items hold at most 400 KB
 
 
 class IdempotentReplay(Exception):
@@ -254,7 +254,7 @@ class Ledger:
                 "principal": plan.principal_id, "costUsd": plan.cost, "tokens": plan.tokens,
                 "levels": [{"pk": lvl.pk, "sk": lvl.sk} for lvl in plan.levels],
                 "window": {"pk": w.pk, "sk": w.sk} if w else None,
-                "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk,
+                "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk, "idempotencyPk": plan.idempotency_pk,
                 "pendingShard": pending_shard(plan.request_id), "expiresAt": iso(plan.expires_at),
             }),
             "ConditionExpression": "attribute_not_exists(pk)",
@@ -385,7 +385,7 @@ class Ledger:
 
     def _idempotency_outcome(self, pk: str, replay: Replay | None) -> dict[str, Any]:
         key = to_item({"pk": pk, "sk": IDEMPOTENCY_SK})
-        if replay is None or len(replay.body) > _MAX_REPLAY_BYTES:
+        if replay is None or len(replay.body.encode()) > _MAX_REPLAY_BYTES:
             return {"Delete": {"TableName": self.budgets, "Key": key}}
         return {"Update": {
             "TableName": self.budgets, "Key": key,
@@ -427,6 +427,8 @@ class Ledger:
                 "UpdateExpression": "SET reservedUsd = reservedUsd - :cost, remainingUsd = remainingUsd + :cost",
                 "ExpressionAttributeValues": values(cost=cost),
             }})
+        if reservation.get("idempotencyPk"):  # free the key: the request it guarded never finished
+            items.append(self._idempotency_outcome(reservation["idempotencyPk"], None))
         try:
             self._transact(items, token=f"{reservation['pk']}/release")
             return True
