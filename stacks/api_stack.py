@@ -127,8 +127,8 @@ class ApiStack(Stack):
         self._allow(self.gateway, [p.secret_read(data.platform_keys_secret)])
 
         self._allow(self.admin, p.table_access(api_keys, API_KEYS, (*p.READ, p.SCAN, *p.WRITE)))
-        self._allow(self.admin, p.table_access(usage, USAGE, (*p.READ, p.SCAN)))
-        self._allow(self.admin, p.table_access(budgets, BUDGETS, (*p.READ, p.SCAN, *p.TRANSACT)))
+        self._allow(self.admin, p.table_access(usage, USAGE, p.READ))
+        self._allow(self.admin, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
         self._allow(self.admin, p.table_access(provider_keys, PROVIDER_KEYS, (*p.READ, *p.WRITE)))
         self._allow(self.admin, [p.byok_key_use(data.byok_key, ["kms:GenerateDataKey"])])
         self._allow(self.admin, [p.secret_read(data.jwt_secret)])  # signs service tokens (POST /admin/tokens)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from tollgate import errors, routes
+from tollgate import errors, routes, wiring
 from tollgate.auth import iam
 from tollgate.auth.principal import Principal
 from tollgate.observability import logger
@@ -52,7 +52,8 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 def current_principal(app: APIGatewayRestResolver, route: routes.Route) -> Principal:
     event = app.current_event
     if route.auth == routes.IAM:
-        return iam.principal_for(event.request_context.identity.raw_event, event.headers or {})
+        # No authorizer ran: add what it adds about the user (their limit, own provider keys), briefly cached.
+        return wiring.with_user_context(iam.principal_for(event.request_context.identity.raw_event, event.headers or {}))
     context = (event.request_context.authorizer.raw_event if event.request_context.authorizer else None) or {}
     if "kind" not in context:
         raise errors.AuthenticationFailed("No authorizer context: the route must be called through API Gateway.")

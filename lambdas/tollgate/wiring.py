@@ -67,6 +67,22 @@ def user_context(user: str) -> dict[str, Any]:
             "log_prompts": bool(limits.get("logPrompts")), "byok": provider_key_store().providers_of(user)}
 
 
+_USER_CONTEXT_TTL_S = 30.0  # as long as the authorizer's answers are cached
+_user_contexts: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def with_user_context(principal: Any) -> Any:
+    """The principal with its user's settings, for callers no authorizer saw (IAM services acting for a
+    user): the user's monthly limit, BYOK providers and exemption, cached per container for 30 s."""
+    import time
+
+    hit = _user_contexts.get(principal.user)
+    if not hit or time.monotonic() > hit[0]:
+        hit = (time.monotonic() + _USER_CONTEXT_TTL_S, user_context(principal.user))
+        _user_contexts[principal.user] = hit
+    return principal.with_user_settings(hit[1])
+
+
 @lru_cache(maxsize=1)
 def provider_key_store() -> Any:
     from tollgate.store.provider_keys import ProviderKeyStore
@@ -159,6 +175,7 @@ def reset() -> None:
     from tollgate.auth import jwt_secrets as secrets
 
     iam._mapping.cache_clear()
+    _user_contexts.clear()
     secrets._memo.clear()
     secrets._PROVIDER = None
     for fn in (dynamodb, key_store, limits_store, usage_store, ledger, catalogue, providers, authenticator, alerts,

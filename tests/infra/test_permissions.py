@@ -38,8 +38,8 @@ EXPECTED_TABLE_ACTIONS = {
     },
     ADMIN: {
         schema.API_KEYS: READ | SCAN | WRITE,
-        schema.USAGE: READ | SCAN,
-        schema.BUDGETS: READ | SCAN | TRANSACT,
+        schema.USAGE: READ,  # one user's records: a Query, never a Scan
+        schema.BUDGETS: READ | TRANSACT,
         schema.PROVIDER_KEYS: READ | WRITE,
     },
     SWEEPER: {

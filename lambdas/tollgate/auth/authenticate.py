@@ -41,7 +41,8 @@ class Authenticator:
         if api_keys.looks_like_api_key(token):
             return self._api_key(token)
         if token.count(".") == 2 and self.jwt_verifier is not None:
-            return self.jwt_verifier(token)
+            principal = self.jwt_verifier(token)
+            return principal.with_user_settings(self.user_context(principal.user))
         raise _fail("unrecognised credential")
 
     def _api_key(self, raw: str) -> Principal:
@@ -62,17 +63,12 @@ class Authenticator:
                 raise _fail("wrong secret", key_id)
             self._remember(key_id, raw, record.key_hash)
         self._touch(key_id, now)
-        user = self.user_context(record.user_id)
         return Principal(
             kind=API_KEY, id=key_id, user=record.user_id, scopes=frozenset(record.scopes),
             limits=Limits(rpm=record.rpm, tpm=record.tpm, key_monthly_usd=record.monthly_budget_usd,
-                          key_hourly_usd=record.hourly_budget_usd,
-                          user_monthly_usd=user.get("user_monthly_usd")),
-            byok_providers=frozenset(user.get("byok", ())),
+                          key_hourly_usd=record.hourly_budget_usd),
             lineage=record.lineage,
-            byok_budget_exempt=bool(user.get("byok_budget_exempt")),
-            log_prompts=bool(user.get("log_prompts")),
-        )
+        ).with_user_settings(self.user_context(record.user_id))
 
     def _recently_verified(self, key_id: str, raw: str, key_hash: str) -> bool:
         seen = self._verified.get(key_id)

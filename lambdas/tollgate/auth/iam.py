@@ -52,7 +52,11 @@ def principal_for(identity: dict[str, Any], headers: dict[str, str], mapping: di
             raise PermissionDenied("This principal may not act for another user (needs the 'act-as' scope).")
         user = acting_for
     limits = config.get("limits") or {}
-    return Principal(kind=IAM, id=f"iam:{role_name(arn)}", user=user, scopes=granted, limits=Limits(
+    role = f"iam:{role_name(arn)}"
+    # Acting for a user, the service's per-key limits and budgets apply per user it acts for: one
+    # user's runs never exhaust another's.
+    return Principal(kind=IAM, id=role, user=user, scopes=granted, lineage=f"{role}#{user}" if acting_for else None,
+                     limits=Limits(
         rpm=limits.get("rpm"), tpm=limits.get("tpm"),
         key_monthly_usd=Decimal(str(limits["monthly_usd"])) if "monthly_usd" in limits else None,
         key_hourly_usd=Decimal(str(limits["hourly_usd"])) if "hourly_usd" in limits else None))

@@ -5,7 +5,7 @@ travels as strings and is rebuilt here; nothing else knows the context's layout.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -47,6 +47,14 @@ class Principal:
     def account(self) -> str:
         """What per-key budgets, rate limits and the loop guard attach to (stable across key rotation)."""
         return self.lineage or self.id
+
+    def with_user_settings(self, user: Mapping[str, Any]) -> "Principal":
+        """This principal with its user's settings (tollgate.wiring.user_context): monthly limit, own
+        provider keys, BYOK exemption, prompt logging."""
+        return replace(self, limits=replace(self.limits, user_monthly_usd=user.get("user_monthly_usd")),
+                       byok_providers=frozenset(user.get("byok", ())),
+                       byok_budget_exempt=bool(user.get("byok_budget_exempt")),
+                       log_prompts=bool(user.get("log_prompts")))
 
     def require(self, scope: str | None) -> None:
         if scope and scope not in self.scopes:
