@@ -23,18 +23,24 @@ def cached(secret_arn: str) -> list[SigningSecret]:
     return secrets
 
 
-def load(secret_arn: str, provider: Any = None) -> list[SigningSecret]:
+def load(secret_arn: str, provider: Any = None, client: Any = None) -> list[SigningSecret]:
+    """The current secret (Powertools parameters) and, during a rotation, the previous one. Powertools
+    caches by name, not by version stage, so the previous version is read with boto3 (this whole list is
+    cached for CACHE_S by `cached`)."""
     provider = provider or _provider()
-    current = provider.get(secret_arn, max_age=CACHE_S, VersionStage="AWSCURRENT")
+    current = provider.get(secret_arn, max_age=CACHE_S)
     if len(current.encode()) < MIN_SECRET_BYTES:
         raise RuntimeError("the JWT signing secret is shorter than 32 bytes")
     secrets = [SigningSecret(current, current=True)]
-    try:
-        previous = provider.get(secret_arn, max_age=CACHE_S, VersionStage="AWSPREVIOUS")
-        became_previous = _current_created(secret_arn)
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+    versions = client.list_secret_version_ids(SecretId=secret_arn)["Versions"]
+    became_previous = next((v["CreatedDate"] for v in versions if "AWSCURRENT" in v.get("VersionStages", [])), None)
+    if any("AWSPREVIOUS" in v.get("VersionStages", []) for v in versions) and became_previous is not None:
+        previous = client.get_secret_value(SecretId=secret_arn, VersionStage="AWSPREVIOUS")["SecretString"]
         secrets.append(SigningSecret(previous, current=False, became_previous_at=became_previous))
-    except Exception:  # no previous version: no rotation has happened
-        pass
     return secrets
 
 
@@ -48,10 +54,3 @@ def _provider() -> Any:
 
         _PROVIDER = SecretsProvider()
     return _PROVIDER
-
-
-def _current_created(secret_arn: str) -> Any:
-    """When the current version was created: the moment the previous one stopped being current."""
-    import boto3
-
-    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn, VersionStage="AWSCURRENT")["CreatedDate"]
