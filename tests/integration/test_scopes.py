@@ -98,3 +98,22 @@ def test_a_run_is_charged_only_while_acting_for_its_own_user(iam_world):
                               headers={"x-tollgate-on-behalf-of": "alice", "x-tollgate-run-id": "run-1"})
     assert as_alice["statusCode"] == 200
     assert _usage_users(iam_world) == ["alice"]
+
+
+def test_an_agent_call_within_its_run_budget_costs_two_dynamodb_calls(iam_world):
+    from decimal import Decimal
+
+    from tollgate import budgets
+    from tollgate.store.dynamo import to_item
+
+    iam_world.dynamodb.put_item(TableName=iam_world.env["TOLLGATE_BUDGETS_TABLE"], Item=to_item({
+        "pk": budgets.run_pk("run-2"), "sk": budgets.RUN_SK, "user": "alice", "limitUsd": Decimal("5"),
+        "remainingUsd": Decimal("5"), "reservedUsd": Decimal(0), "spentUsd": Decimal(0)}))
+    headers = {"x-tollgate-on-behalf-of": "alice", "x-tollgate-run-id": "run-2"}
+    iam_world.call("POST", "/internal/v1/chat/completions", _chat(), identity={"userArn": AGENT_ROLE}, headers=headers)
+    calls = []
+    wiring.dynamodb().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    resp = iam_world.call("POST", "/internal/v1/chat/completions", {**_chat(), "messages": [
+        {"role": "user", "content": "another"}]}, identity={"userArn": AGENT_ROLE}, headers=headers)
+    assert resp["statusCode"] == 200
+    assert calls == ["TransactWriteItems", "TransactWriteItems"]

@@ -165,7 +165,7 @@ class Ledger:
             log.warning("reservation cancelled for no known limit", extra={"codes": [r.get("Code") for r in c.reasons]})
             raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
         self._exact(res, plan, known_old, assume_fresh=not with_margin)
-        unknown = [lvl for lvl in plan.levels if lvl.kind not in res.exact]
+        unknown = [lvl for lvl in plan.levels if lvl.kind not in res.exact and not lvl.must_exist]
         if not with_margin and unknown:
             # This request is large next to a limit, so no margin attempt ran and taught us nothing:
             # read what is left (one call, only for such requests).
@@ -183,7 +183,8 @@ class Ledger:
                 res.exact.add(lvl.kind)
 
     def _margin_fits(self, plan: Plan) -> bool:
-        if any(plan.cost + lvl.warning_floor > lvl.limit or lvl.must_exist for lvl in plan.levels):
+        # A run's budget lives in its item only (limit unknown here): it takes no margin, only the cost.
+        if any(plan.cost + lvl.warning_floor > lvl.limit for lvl in plan.levels if not lvl.must_exist):
             return False
         w = plan.window
         return w is None or (1 + margin(w.rpm) <= w.rpm and plan.tokens + margin(w.tpm) <= w.tpm)
@@ -191,7 +192,7 @@ class Ledger:
     def _reserve_items(self, plan: Plan, *, with_margin: bool) -> list[dict[str, Any]]:
         items = []
         for lvl in plan.levels:
-            need = plan.cost + (lvl.warning_floor if with_margin else ZERO)
+            need = plan.cost + (lvl.warning_floor if with_margin and not lvl.must_exist else ZERO)
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
                       "reservedUsd = if_not_exists(reservedUsd, :zero) + :cost, "
                       "spentUsd = if_not_exists(spentUsd, :zero), limitUsd = if_not_exists(limitUsd, :limit)")
@@ -303,7 +304,8 @@ class Ledger:
 
     def _lower_bounds(self, res: Reservation, plan: Plan) -> None:
         for lvl in plan.levels:
-            res.budget_remaining.setdefault(lvl.kind, lvl.warning_floor)  # at least
+            if not lvl.must_exist:
+                res.budget_remaining.setdefault(lvl.kind, lvl.warning_floor)  # at least
         if plan.window:
             res.remaining_requests = margin(plan.window.rpm)
             res.remaining_tokens = margin(plan.window.tpm)
@@ -312,7 +314,7 @@ class Ledger:
         for i, lvl in enumerate(plan.levels):
             if i in old:
                 after = Decimal(old[i].get("remainingUsd", lvl.limit)) - plan.cost
-            elif assume_fresh:
+            elif assume_fresh or lvl.must_exist:
                 after = None
             else:
                 after = lvl.warning_floor  # passed with margin: a lower bound
