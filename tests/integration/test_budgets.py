@@ -257,3 +257,18 @@ def test_the_sweeper_frees_the_idempotency_key_of_a_crashed_request(world):
     fresh, _ = independent_gateway(settings, seed=5)
     reply = fresh.handle(MeteredRequest("retry-1", CHAT, who, _chat(max_tokens=50), idempotency_key="retry-me"))
     assert reply.status == 200 and not reply.replayed
+
+
+def test_an_answer_without_usage_is_charged_the_reserved_worst_case_not_zero(world):
+    from tollgate.providers.base import ProviderResult, Usage
+
+    settings = Settings.from_env()
+    gateway, provider = independent_gateway(settings, seed=6)
+    provider.call = lambda op, body, api_key: ProviderResult(200, b"data: [DONE]\n\n", "text/event-stream",
+                                                             Usage(), body["model"])
+    body = _chat("no usage please", max_tokens=40, n=2, stream=True)
+    reply = gateway.handle(MeteredRequest(str(uuid.uuid4()), CHAT, principal("mia", "sk-nousage01"), body))
+    price = gateway.catalogue.price("gpt-4o-mini")
+    bound = gateway._bound("chat.completions", price, body)
+    assert bound.output_tokens == 80  # n=2 choices of 40
+    assert reply.cost == gateway.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens) > 0

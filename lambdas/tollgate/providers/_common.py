@@ -126,12 +126,6 @@ def json_document(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def prompt_bytes(body: dict[str, Any]) -> int:
-    """A generous upper bound on input tokens: a token is at least one byte of the prompt's JSON."""
-    parts = {k: body[k] for k in ("system", "messages", "tools", "input") if k in body}
-    return len(json.dumps(parts, ensure_ascii=False).encode())
-
-
 def int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) else 0
 

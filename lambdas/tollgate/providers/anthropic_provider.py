@@ -46,11 +46,11 @@ def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[byt
         elif event.get("type") == "message_delta":
             seen_delta = True
             counts.update(_present(event.get("usage") or {}))
-    if not seen_delta:
-        log.warning("anthropic stream ended without message_delta usage; metering the worst case")
-        counts["output_tokens"] = _common.int_or_zero(body.get("max_tokens"))
-        counts.setdefault("input_tokens", _common.prompt_bytes(body))
-    return _common.join_events([block for block, _, _ in events]), usage_from(counts), model or body.get("model", "")
+    usage = usage_from(counts)
+    if not seen_delta:  # the output is unknown: the gateway charges its reserved worst case (tollgate.service)
+        log.warning("anthropic stream ended without message_delta usage")
+        usage = Usage()
+    return _common.join_events([block for block, _, _ in events]), usage, model or body.get("model", "")
 
 
 def _present(usage: dict[str, Any]) -> dict[str, int]:

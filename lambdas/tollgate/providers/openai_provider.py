@@ -41,10 +41,9 @@ def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, ap
                 if not chunk.get("choices") and not keep_usage_chunk:
                     continue
         blocks.append(block)
-    if usage is None:
-        log.warning("openai stream ended without a usage chunk; metering the worst case")
-        max_out = body.get("max_completion_tokens") or body.get("max_tokens")
-        usage = Usage(input_tokens=_common.prompt_bytes(body), output_tokens=_common.int_or_zero(max_out))
+    if usage is None:  # unknown: the gateway charges its reserved worst case (tollgate.service)
+        log.warning("openai stream ended without a usage chunk")
+        usage = Usage()
     return _common.join_events(blocks), usage, model or body.get("model", "")
 
 
