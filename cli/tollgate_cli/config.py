@@ -84,10 +84,16 @@ def resolve(*, endpoint_flag: str | None, admin_key_flag: str | None, environ: M
         admin_key, key_source = admin_key_flag.strip(), "--admin-key"
     elif environ.get(ADMIN_KEY_ENV, "").strip():
         admin_key, key_source = environ[ADMIN_KEY_ENV].strip(), ADMIN_KEY_ENV
-    elif state and (from_file := _read(state / ADMIN_KEY_FILE)):
+    elif state and is_loopback(endpoint) and (from_file := _read(state / ADMIN_KEY_FILE)):
+        # The local stack's key goes only to a local endpoint, never to a deployed one.
         admin_key, key_source = from_file, str(state / ADMIN_KEY_FILE)
     else:
         admin_key, key_source = None, None
 
     return Config(endpoint=normalise_endpoint(endpoint, endpoint_source), endpoint_source=endpoint_source,
                   admin_key=admin_key, admin_key_source=key_source)
+
+
+def is_loopback(endpoint: str) -> bool:
+    host = urlsplit(endpoint.strip()).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")

@@ -526,3 +526,16 @@ def test_bootstrap_honours_aws_endpoint_url(aws, cli, monkeypatch):
         _assert_stored_admin_key(client, "served-keys", json.loads(out)["key"])
     finally:
         server.stop()
+
+
+def test_the_local_admin_key_is_never_sent_to_a_remote_endpoint(tmp_path):
+    from tollgate_cli import config
+
+    state = tmp_path / config.STATE_DIR
+    state.mkdir()
+    (state / config.ADMIN_KEY_FILE).write_text("sk-local-admin")
+    local = config.resolve(endpoint_flag="http://127.0.0.1:8080", admin_key_flag=None, environ={}, cwd=tmp_path)
+    remote = config.resolve(endpoint_flag="https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+                            admin_key_flag=None, environ={}, cwd=tmp_path)
+    assert local.admin_key == "sk-local-admin"
+    assert remote.admin_key is None
