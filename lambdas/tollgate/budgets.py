@@ -66,8 +66,7 @@ def hour_sk(now: datetime) -> str:
 
 
 def levels_for(principal: Principal, now: datetime, settings: Settings, *,
-               run_id: str | None = None, run_budget_usd: Decimal | None = None,
-               user_monthly_usd: Decimal | None = None) -> list[Level]:
+               run_id: str | None = None) -> list[Level]:
     lim = principal.limits
     floor = Decimal(1) - settings.warning_threshold
 
@@ -82,13 +81,11 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
               lim.key_hourly_usd if lim.key_hourly_usd is not None else settings.default_key_hourly_usd,
               hour_expiry),
         level(USER_MONTH, user_pk(principal.user), month_sk(now),
-              user_monthly_usd if user_monthly_usd is not None
-              else lim.user_monthly_usd if lim.user_monthly_usd is not None
+              lim.user_monthly_usd if lim.user_monthly_usd is not None
               else settings.default_user_monthly_usd),
     ]
     if run_id is not None:
-        # The run's budget item is written when the run is created; its limit lives there.
-        limit = run_budget_usd if run_budget_usd is not None else Decimal(0)
-        levels.append(Level(RUN, run_pk(run_id), RUN_SK, limit, limit * floor, must_exist=True,
+        # The run's budget item is written when the run is created; its limit lives there, not here.
+        levels.append(Level(RUN, run_pk(run_id), RUN_SK, Decimal(0), Decimal(0), must_exist=True,
                             owner=principal.user))
     return levels

@@ -120,8 +120,3 @@ class Env:
     RUNS_MAX_BUDGET_USD = "TOLLGATE_RUNS_MAX_BUDGET_USD"
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
-
-
-def table_env() -> dict[str, str]:
-    """Env var name -> logical id, for wiring tables into functions."""
-    return {t.env_var: t.logical_id for t in TABLES}

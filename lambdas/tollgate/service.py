@@ -45,7 +45,6 @@ class MeteredRequest:
     body: dict[str, Any]
     user_agent: str = ""
     run_id: str | None = None
-    run_budget_usd: Decimal | None = None
     idempotency_key: str | None = None
 
 
@@ -113,8 +112,7 @@ class MeteredGateway:
                                    anthropic=operation == MESSAGES)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
-        levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id,
-                                    run_budget_usd=req.run_budget_usd)
+        levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
         if price.provider in req.principal.byok_providers and req.principal.byok_budget_exempt:
             levels = [lvl for lvl in levels if lvl.kind == budgets.RUN]  # still metered, not held
         return Plan(

@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -114,7 +114,3 @@ def secret_matches(raw: str, record: ApiKeyRecord) -> bool:
     import bcrypt
 
     return bcrypt.checkpw(raw.encode(), record.key_hash.encode())
-
-
-def with_status(record: ApiKeyRecord, status: str) -> ApiKeyRecord:
-    return replace(record, status=status)

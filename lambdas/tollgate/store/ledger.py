@@ -30,6 +30,7 @@ from tollgate.budgets import Level
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, LoopDetected, RateLimited
 from tollgate.ratelimits import Window, margin
+from tollgate.ratelimits import headers as rate_headers
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
 
@@ -290,7 +291,7 @@ class Ledger:
                     raise RateLimited(
                         f"Rate limit reached: {limit} {kind} per minute. Retry after {w.retry_after} s.",
                         headers={"retry-after": w.retry_after,
-                                 **_rate_headers(w, max(0, rem_req), max(0, rem_tok))})
+                                 **rate_headers(w, max(0, rem_req), max(0, rem_tok))})
             elif i == layout.get("loop"):
                 raise LoopDetected(
                     f"Loop detected: this exact request was sent {plan.loop.limit} times within a few minutes. "
@@ -461,12 +462,6 @@ def _replay(item: dict[str, Any]) -> Replay:
 def _token(name: str, attempt: str) -> str:
     """A ClientRequestToken (≤ 36 chars), so botocore's own retries of the same call are idempotent."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{attempt}"))
-
-
-def _rate_headers(window: Window, rem_req: int, rem_tok: int) -> dict[str, str]:
-    from tollgate.ratelimits import headers
-
-    return headers(window, rem_req, rem_tok)
 
 
 def _budget_error(level: Level, remaining: Decimal, cost: Decimal) -> BudgetExceeded:
