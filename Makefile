@@ -26,8 +26,8 @@ $(VENV)/.stamp-deps: requirements.txt requirements-dev.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	touch $@
 
-node_modules/.stamp: package.json
-	npm install --no-audit --no-fund --loglevel=error
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The Lambda dependency layer: arm64 (aarch64) wheels, installed without Docker.
