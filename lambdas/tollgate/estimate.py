@@ -3,6 +3,11 @@
 No tokenizer is downloaded. Every BPE token is at least one byte of UTF-8, so the byte length of the
 request body as JSON bounds its text tokens from above; the JSON punctuation and keys more than pay
 for the few tokens of per-message framing. Images are not text: each image part adds a fixed bound.
+Content the gateway cannot see into (a PDF or file by reference) may fill the model's whole context
+window, so it is bounded by that. And no input can exceed the context window, whatever its bytes.
+
+Server-side tools (web search, code execution) and priority processing bill outside token prices, so
+requests using them are refused rather than metered wrong.
 """
 from __future__ import annotations
 
@@ -31,18 +36,46 @@ class Bound:
         return self.input_tokens + self.output_tokens
 
 
-def _images(node: Any) -> int:
+_IMAGE_PARTS = frozenset(("image_url", "image", "input_image"))
+_OPAQUE_PARTS = frozenset(("document", "file", "input_file", "input_audio", "container_upload"))
+_SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "file_search",
+                         "computer_use_preview", "mcp")
+_PRICED_TIERS = frozenset(("auto", "default", "flex", "standard_only"))
+
+
+def _parts(node: Any) -> list[str]:
+    """The `type` of every content part, at any depth."""
     if isinstance(node, dict):
-        own = 1 if node.get("type") in ("image_url", "image", "input_image") else 0
-        return own + sum(_images(v) for v in node.values())
+        own = [node["type"]] if isinstance(node.get("type"), str) else []
+        return own + [t for v in node.values() for t in _parts(v)]
     if isinstance(node, list):
-        return sum(_images(v) for v in node)
-    return 0
+        return [t for v in node for t in _parts(v)]
+    return []
 
 
-def input_bound(body: dict[str, Any]) -> int:
+def check_billable(body: dict[str, Any]) -> None:
+    """Refuse what would be billed outside the token prices the gateway meters."""
+    for tool in body.get("tools") or []:
+        kind = tool.get("type", "") if isinstance(tool, dict) else ""
+        if kind.startswith(_SERVER_TOOL_PREFIXES):
+            raise InvalidRequest(f"The server-side tool '{kind}' is billed outside token prices, so this gateway "
+                                 "does not pass it on. Run the tool on the client side.", param="tools")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in _PRICED_TIERS:
+        raise InvalidRequest(f"service_tier '{tier}' is priced differently and is not supported here.",
+                             param="service_tier")
+
+
+def input_bound(body: dict[str, Any], context_window: int | None = None) -> int:
+    parts = _parts(body)
+    if any(p in _OPAQUE_PARTS for p in parts):
+        if not context_window:
+            raise InvalidRequest("This model's context window is not configured, so file and document inputs "
+                                 "cannot be bounded: send their text instead.")
+        return context_window
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return len(text) + IMAGE_TOKEN_BOUND * _images(body)
+    bound = len(text) + IMAGE_TOKEN_BOUND * sum(p in _IMAGE_PARTS for p in parts)
+    return min(bound, context_window) if context_window else bound
 
 
 def _positive_int(body: dict[str, Any], name: str) -> int | None:
@@ -55,7 +88,7 @@ def _positive_int(body: dict[str, Any], name: str) -> int | None:
 
 
 def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_max_tokens: int,
-               *, anthropic: bool) -> Bound:
+               *, anthropic: bool, context_window: int | None = None) -> Bound:
     if anthropic:
         fields = ("max_tokens",)
     else:
@@ -73,13 +106,14 @@ def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_
         field = "max_tokens" if anthropic or not model.startswith(_REASONING_PREFIXES) else "max_completion_tokens"
     n = 1 if anthropic else (_positive_int(body, "n") or 1)
     cap = min(requested, model_max_output)
-    return Bound(input_bound(body), cap * n, requested, field, defaulted)
+    check_billable(body)
+    return Bound(input_bound(body, context_window), cap * n, requested, field, defaulted)
 
 
 def embedding_bound(body: dict[str, Any]) -> Bound:
     if "input" not in body or body["input"] in ("", []):
         raise InvalidRequest("'input' is required.", param="input")
-    return Bound(input_bound(body), 0, 0, None, False)
+    return Bound(input_bound(body), 0, 0, None, False)  # a batch of inputs: no single window caps it
 
 
 def with_max_tokens(body: dict[str, Any], bound: Bound, max_tokens: int) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class MeteredGateway:
         if operation == EMBEDDINGS:
             return estimate.embedding_bound(body)
         return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
-                                   anthropic=operation == MESSAGES)
+                                   anthropic=operation == MESSAGES, context_window=price.context_window)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
