@@ -29,6 +29,10 @@ Transport = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str
 
 RETRYABLE_STATUSES = {409, 429, 500, 502, 503, 504}
 MAX_RETRY_WAIT_S = 20.0
+# A call that timed out at API Gateway (504) or is still running under its idempotency key (409) is
+# asked again with the same key until it settles: the gateway then answers from its record, so the call
+# is paid once. This long at most (longer than the gateway Lambda's timeout).
+SETTLE_WAIT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,8 @@ class GatewayClient:
     """Chat completions for one run. Counts its calls and what the gateway said they cost."""
 
     def __init__(self, transport: Transport, *, user: str, run_id: str, model: str, first_call: int = 0,
-                 max_attempts: int = 4, sleep: Sleeper = time.sleep):
+                 max_attempts: int = 4, sleep: Sleeper = time.sleep, should_stop: Callable[[], bool] = lambda: False,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.transport = transport
         self.user = user
         self.run_id = run_id
@@ -113,6 +118,8 @@ class GatewayClient:
         self.spent = Decimal(0)  # as reported by the gateway, this attempt only
         self.max_attempts = max_attempts
         self.sleep = sleep
+        self.should_stop = should_stop  # the worker was told to stop, or lost the run: no more retries
+        self.monotonic = monotonic
 
     def chat(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float | None = 0) -> Completion:
         self.calls += 1
@@ -127,24 +134,32 @@ class GatewayClient:
             "idempotency-key": f"{self.run_id}/{self.calls}",
             "user-agent": "tollgate-agent-worker",
         }
-        for attempt in range(1, self.max_attempts + 1):
+        attempt, settle_deadline = 0, self.monotonic() + SETTLE_WAIT_S
+        while True:
+            attempt += 1
             try:
                 status, rheaders, rbody = self.transport("POST", contract.CHAT_PATH, headers, raw)
             except Exception as exc:  # connection refused, reset, timed out: the call may or may not have run
-                if attempt == self.max_attempts:
+                if attempt >= self.max_attempts or self.should_stop():
                     raise StepFailed(f"The gateway could not be reached: {type(exc).__name__}.") from None
                 self._backoff(attempt, None)
                 continue
             if status == 200:
                 return self._completion(rheaders, rbody)
             error = _error(status, rheaders, rbody)
+            unsettled = status == 504 or (status == 409 and error.code == "idempotency_in_progress")
+            if unsettled and self.monotonic() < settle_deadline and not self.should_stop():
+                log.info("gateway call not settled yet; asking again with the same key", extra={"status": status})
+                attempt -= 1  # waiting for the same call is not another attempt
+                self._backoff(2, rheaders)
+                continue
             if status in RETRYABLE_STATUSES and not isinstance(error, (BudgetExhausted, LoopRefused)) \
-                    and rheaders.get("x-should-retry") != "false" and attempt < self.max_attempts:
+                    and rheaders.get("x-should-retry") != "false" and attempt < self.max_attempts \
+                    and not self.should_stop():
                 log.info("gateway call retried", extra={"status": status, "code": error.code, "attempt": attempt})
                 self._backoff(attempt, rheaders)
                 continue
             raise error
-        raise StepFailed("The gateway call failed.")  # not reached
 
     def _completion(self, headers: dict[str, str], body: bytes) -> Completion:
         replayed = headers.get("x-tollgate-idempotent-replay") == "true"

@@ -107,10 +107,15 @@ class Worker:
     def _run(self, run_id: str, item: dict[str, Any], message: dict[str, Any]) -> None:
         checkpoint = json.loads(item["checkpointJson"]) if item.get("checkpointJson") else None
         calls = int((checkpoint or {}).get("calls", item.get("calls", 0)))
+        heartbeat = _Heartbeat(self, run_id, message)
+
+        def should_stop() -> bool:  # told to stop (SIGTERM), or another worker holds the run now
+            return self.stopping.is_set() or heartbeat.lost.is_set()
+
         llm = GatewayClient(self.transport, user=item["user"], run_id=run_id, model=item["model"], first_call=calls,
-                            sleep=self.sleep)
+                            sleep=self.sleep, should_stop=should_stop)
         ctx = RunContext(run_id=run_id, user=item["user"], input=json.loads(item["inputJson"]), llm=llm,
-                         limits=self.config.limits, checkpoint=checkpoint, should_stop=self.stopping.is_set,
+                         limits=self.config.limits, checkpoint=checkpoint, should_stop=should_stop,
                          log=logging.getLogger(f"agents.run.{item['agent']}"),
                          iterations=int(item.get("iterations", 0)))
 
@@ -121,12 +126,14 @@ class Worker:
         ctx.save = save
         log.info("run started", extra={"run_id": run_id, "agent": item["agent"], "attempt": int(item.get("attempts", 1)),
                                        "resumed": checkpoint is not None})
-        heartbeat = _Heartbeat(self, run_id, message)
         heartbeat.start()
         try:
             outcome = self._outcome(run_id, item, ctx)
         except Interrupted as stop:
             heartbeat.stop()
+            if heartbeat.lost.is_set():
+                log.warning("run lost to another worker; stopped here", extra={"run_id": run_id})
+                return
             self.store.interrupt(run_id, iso(self.clock()), stop.checkpoint, stop.iterations, llm.calls,
                                  INTERRUPTED_REASON)
             self._release(message)
@@ -207,6 +214,7 @@ class _Heartbeat:
         self.run_id = run_id
         self.message = message
         self._done = threading.Event()
+        self.lost = threading.Event()  # the lease went to another worker: this one must stop calling
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def start(self) -> None:
@@ -226,6 +234,7 @@ class _Heartbeat:
                 self.worker.store.renew(self.run_id, iso(now), iso(now + timedelta(seconds=cfg.visibility_s)))
             except LostRun:
                 log.warning("lease lost", extra={"run_id": self.run_id})
+                self.lost.set()
                 return
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("heartbeat failed", extra={"run_id": self.run_id})
