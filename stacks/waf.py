@@ -67,6 +67,14 @@ _TOO_LARGE_BODY = {"type": "error", "error": {
     "message": f"The request body is larger than the gateway accepts ({MAX_BODY_BYTES:,} bytes)."}}
 
 
+def _not_internal() -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(not_statement=wafv2.CfnWebACL.NotStatementProperty(
+        statement=wafv2.CfnWebACL.StatementProperty(byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+            field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+            positional_constraint="STARTS_WITH", search_string="/internal/",
+            text_transformations=[wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")]))))
+
+
 def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     return wafv2.CfnWebACL.VisibilityConfigProperty(
         cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True)
@@ -112,7 +120,10 @@ class TollgateWaf(Construct):
                 action=_block(429, _RATE_LIMITED_BODY_KEY),
                 statement=wafv2.CfnWebACL.StatementProperty(
                     rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                        limit=rate_limit_per_5min, aggregate_key_type="IP", evaluation_window_sec=300)),
+                        limit=rate_limit_per_5min, aggregate_key_type="IP", evaluation_window_sec=300,
+                        # The agent tasks all leave through one NAT address and are SigV4-signed callers
+                        # with rate limits of their own in the gateway: /internal is not counted per IP.
+                        scope_down_statement=_not_internal())),
                 visibility_config=_visibility(RATE_LIMIT_RULE),
             ),
             wafv2.CfnWebACL.RuleProperty(

@@ -54,7 +54,8 @@ def test_rate_limit_per_ip_from_cdk_json(rules, synthesis):
     statement = rule["Statement"]["RateBasedStatement"]
     expected = synthesis.app.node.try_get_context("waf_rate_limit_per_5min")
     assert expected == 1000
-    assert statement == {"Limit": expected, "AggregateKeyType": "IP", "EvaluationWindowSec": 300}
+    assert {k: v for k, v in statement.items() if k != "ScopeDownStatement"} == {
+        "Limit": expected, "AggregateKeyType": "IP", "EvaluationWindowSec": 300}
     assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
 
 
@@ -125,3 +126,11 @@ def test_waf_logs_go_to_an_aws_waf_logs_group_with_retention_and_no_credentials(
     assert parts[-1] == {"Ref": group_id} and parts[-2].endswith(":log-group:")
     redacted = {f["SingleHeader"]["Name"] for f in props["RedactedFields"]}
     assert {"authorization", "x-api-key"} <= redacted
+
+
+def test_the_per_ip_rate_rule_does_not_count_the_agents_internal_calls(api_template):
+    [acl] = [r["Properties"] for r in api_template["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACL"]
+    [rule] = [r for r in acl["Rules"] if "RateBasedStatement" in r["Statement"]]
+    match = rule["Statement"]["RateBasedStatement"]["ScopeDownStatement"]["NotStatement"]["Statement"]
+    assert match["ByteMatchStatement"]["SearchString"] == "/internal/"
+    assert match["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
