@@ -55,10 +55,16 @@ def task_role_name() -> str:
     return f"tollgate-agents-task-{Aws.REGION}"
 
 
+# Per user the tasks act for (the gateway keys them on role + user): several concurrent runs of one user
+# may go faster than one interactive key; each run is still held to its own budget and the user's.
+AGENT_LIMITS_PER_USER = {"rpm": 300, "tpm": 1_000_000}
+
+
 def gateway_principals() -> dict[str, dict]:
     """The gateway's TOLLGATE_IAM_PRINCIPALS entry for the task role: it may complete, and act for the
     user who started a run (x-tollgate-on-behalf-of, x-tollgate-run-id)."""
-    return {task_role_name(): {"scopes": [scopes.COMPLETE, scopes.ACT_AS], "user": AGENT_SERVICE_USER}}
+    return {task_role_name(): {"scopes": [scopes.COMPLETE, scopes.ACT_AS], "user": AGENT_SERVICE_USER,
+                               "limits": AGENT_LIMITS_PER_USER}}
 
 
 class AgentsStack(Stack):
