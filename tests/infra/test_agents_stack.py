@@ -248,7 +248,8 @@ def test_the_gateway_maps_the_task_role_by_name_to_an_act_as_principal(agents, a
     assert parts[1] == {"Ref": "AWS::Region"}
     text = parts[0] + "REGION" + parts[2]
     assert json.loads(text) == {"tollgate-agents-task-REGION": {"scopes": ["ai:complete", "act-as"],
-                                                                 "user": AGENT_SERVICE_USER}}
+                                                                 "user": AGENT_SERVICE_USER,
+                                                                 "limits": {"rpm": 300, "tpm": 1_000_000}}}
     from tollgate.auth import iam
 
     assert schema.Env.IAM_PRINCIPALS == iam.ENV
