@@ -5,65 +5,14 @@ key per month, user per month, key per hour (the burn cap: spend velocity), and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tollgate import periods
 from tollgate.auth.principal import Principal
 from tollgate.settings import Settings
-
-KEY_MONTH = "key_month"
-USER_MONTH = "user_month"
-KEY_HOUR = "key_hour"
-RUN = "run"
-
-LABELS = {
-    KEY_MONTH: "monthly budget of this API key",
-    USER_MONTH: "monthly budget of this user",
-    KEY_HOUR: "hourly spend cap of this API key",
-    RUN: "budget of this agent run",
-}
-
-
-@dataclass(frozen=True)
-class Level:
-    kind: str
-    pk: str
-    sk: str
-    limit: Decimal
-    warning_floor: Decimal  # remaining below this is the warning zone
-    expires: int | None = None  # epoch seconds for the item's TTL; None keeps it
-    must_exist: bool = False  # created elsewhere with its limit (an agent run's budget); never created here
-    owner: str | None = None  # the item's `user` must equal this (a run is charged only for its own user)
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.kind]
-
-
-RUN_SK = "RUN"
-
-
-def user_pk(user: str) -> str:
-    return f"BUDGET#USER#{user}"
-
-
-def principal_pk(principal_id: str) -> str:
-    return f"BUDGET#KEY#{principal_id}"
-
-
-def run_pk(run_id: str) -> str:
-    return f"BUDGET#RUN#{run_id}"
-
-
-def month_sk(now: datetime) -> str:
-    return f"MONTH#{periods.month(now)}"
-
-
-def hour_sk(now: datetime) -> str:
-    return f"HOUR#{periods.hour(now)}"
-
+from tollgate.store.counters import (KEY_HOUR, KEY_MONTH, LABELS, RUN, RUN_SK, USER_MONTH, Level,  # noqa: F401
+                                     hour_sk, month_sk, principal_pk, run_pk, user_pk)
 
 def levels_for(principal: Principal, now: datetime, settings: Settings, *,
                run_id: str | None = None) -> list[Level]:

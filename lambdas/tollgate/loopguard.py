@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from tollgate.store.ledger import LoopCounter
+from tollgate.store.counters import LoopCounter
 
 _CONTENT_FIELDS = ("model", "messages", "system", "tools", "functions", "input", "prompt")
 

@@ -5,27 +5,12 @@ is that a client may burst up to twice the limit across a window boundary.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tollgate import periods
 from tollgate.auth.principal import Principal
 from tollgate.settings import Settings
-
-
-@dataclass(frozen=True)
-class Window:
-    pk: str
-    sk: str
-    rpm: int
-    tpm: int
-    resets_in_s: float
-    expires: int
-
-    @property
-    def retry_after(self) -> str:
-        return str(max(1, math.ceil(self.resets_in_s)))
+from tollgate.store.counters import Window, margin  # noqa: F401
 
 
 def window_for(principal: Principal, now: datetime, settings: Settings) -> Window:
@@ -38,11 +23,6 @@ def window_for(principal: Principal, now: datetime, settings: Settings) -> Windo
         resets_in_s=periods.seconds_to_next_minute(now),
         expires=periods.epoch(now + timedelta(minutes=10)),
     )
-
-
-def margin(limit: int) -> int:
-    """Above this many remaining, the reservation need not learn the exact count (see ledger)."""
-    return max(1, math.ceil(limit * 0.2))
 
 
 def headers(window: Window, remaining_requests: int, remaining_tokens: int) -> dict[str, str]:

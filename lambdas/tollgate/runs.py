@@ -179,7 +179,8 @@ class Runs:
         try:
             self.queue.send(run_id)
         except Exception as exc:
-            self.store.fail_unqueued(run_id, iso(self.clock()), f"The run could not be queued: {type(exc).__name__}.")
+            self.store.fail_unqueued(run_id, iso(self.clock()), f"The run could not be queued: {type(exc).__name__}.",
+                                     queued=QUEUED, failed=FAILED, stop_reason=ENQUEUE_FAILED)
             if isinstance(exc, TollgateError):
                 raise
             raise QueueUnavailable("The run could not be queued; it was not started and costs nothing. "

@@ -90,8 +90,10 @@ class MeteredGateway:
             r = replay.replay
             return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"},
                          replayed=True)
-        except RateLimited:
+        except RateLimited as exc:
             self._count(metric_names.RATE_LIMIT_REFUSALS)
+            if plan.window and hasattr(exc, "remaining"):
+                exc.headers.update(rate_headers(plan.window, *exc.remaining))
             raise
         except LoopDetected:
             self._count(metric_names.LOOP_DETECTIONS)

@@ -26,11 +26,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tollgate.budgets import Level
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, LoopDetected, RateLimited
-from tollgate.ratelimits import Window, margin
-from tollgate.ratelimits import headers as rate_headers
+from tollgate.store.counters import Level, LoopCounter, Window, margin
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
 
@@ -58,16 +56,6 @@ class Plan:
     usage_sk: str  # the usage record's sort key, fixed now so a late settle hits the same record
     loop: LoopCounter | None = None
     idempotency_pk: str | None = None  # set when the client sent an Idempotency-Key
-
-
-@dataclass(frozen=True)
-class LoopCounter:
-    """Identical requests from one principal within a window: the gateway-side loop guard."""
-
-    pk: str
-    sk: str
-    limit: int
-    expires: int
 
 
 @dataclass(frozen=True)
@@ -288,10 +276,10 @@ class Ledger:
                 if rem_req < 1 or rem_tok < plan.tokens:
                     kind = "requests" if rem_req < 1 else "tokens"
                     limit = w.rpm if rem_req < 1 else w.tpm
-                    raise RateLimited(
-                        f"Rate limit reached: {limit} {kind} per minute. Retry after {w.retry_after} s.",
-                        headers={"retry-after": w.retry_after,
-                                 **rate_headers(w, max(0, rem_req), max(0, rem_tok))})
+                    err = RateLimited(f"Rate limit reached: {limit} {kind} per minute. Retry after {w.retry_after} s.",
+                                      headers={"retry-after": w.retry_after})
+                    err.remaining = (max(0, rem_req), max(0, rem_tok))  # type: ignore[attr-defined]
+                    raise err
             elif i == layout.get("loop"):
                 raise LoopDetected(
                     f"Loop detected: this exact request was sent {plan.loop.limit} times within a few minutes. "

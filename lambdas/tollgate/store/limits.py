@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tollgate import budgets
+from tollgate.store import counters as budgets
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
 

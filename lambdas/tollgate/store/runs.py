@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate import budgets
+from tollgate.store import counters as budgets
 from tollgate.store.dynamo import from_item, to_item, values
 
 
@@ -45,10 +45,9 @@ class RunStore:
                                     ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
-    def fail_unqueued(self, run_id: str, now: str, reason: str) -> None:
+    def fail_unqueued(self, run_id: str, now: str, reason: str, *, queued: str, failed: str,
+                      stop_reason: str) -> None:
         """A run that could not be queued will never run: say so on the item (it cost nothing)."""
-        from tollgate.runs import ENQUEUE_FAILED, FAILED, QUEUED
-
         try:
             self.client.update_item(
                 TableName=self.runs, Key=to_item({"runId": run_id}),
@@ -56,7 +55,7 @@ class RunStore:
                                  "finishedAt = :now",
                 ConditionExpression="#s = :queued",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(failed=FAILED, why=ENQUEUE_FAILED, reason=reason, now=now,
-                                                 queued=QUEUED))
+                ExpressionAttributeValues=values(failed=failed, why=stop_reason, reason=reason, now=now,
+                                                 queued=queued))
         except self.client.exceptions.ConditionalCheckFailedException:
             pass  # a worker took it meanwhile (the message went out after all)
