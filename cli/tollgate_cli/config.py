@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from tollgate_cli.errors import CliError, UsageError
 
 ENDPOINT_ENV = "TOLLGATE_ENDPOINT"
+API_KEY_ENV = "TOLLGATE_API_KEY"  # a user's own key, for commands that act as that user
 ADMIN_KEY_ENV = "TOLLGATE_ADMIN_KEY"
 STATE_DIR = ".tollgate"
 ENDPOINT_FILE = "endpoint"

@@ -8,6 +8,7 @@ from typing import Any, Mapping, TextIO
 
 from tollgate_cli import config
 from tollgate_cli.client import DEFAULT_TIMEOUT_S, AdminClient
+from tollgate_cli.errors import CliError
 from tollgate_cli.formatting import print_json
 
 
@@ -29,6 +30,23 @@ class Context:
         return AdminClient(cfg.endpoint, cfg.require_admin_key(),
                            timeout=getattr(self.args, "timeout", None) or DEFAULT_TIMEOUT_S,
                            auth_hint=f"admin key from {cfg.admin_key_source}, endpoint {cfg.endpoint}")
+
+    def user_client(self, needs: str) -> AdminClient:
+        """A client acting as the calling user: their own key (--api-key, else TOLLGATE_API_KEY), else the
+        admin key. `needs` names the scope the key must hold, for the error hint."""
+        own = (getattr(self.args, "api_key", None) or "").strip()
+        source = "--api-key"
+        if not own and self.environ.get(config.API_KEY_ENV, "").strip():
+            own, source = self.environ[config.API_KEY_ENV].strip(), config.API_KEY_ENV
+        cfg = config.resolve(endpoint_flag=getattr(self.args, "endpoint", None),
+                             admin_key_flag=getattr(self.args, "admin_key", None), environ=self.environ, cwd=self.cwd)
+        if not own:
+            if not cfg.admin_key:
+                raise CliError(f"no API key: pass --api-key or set {config.API_KEY_ENV} (your key, with the {needs} "
+                               "scope)")
+            return self.client()
+        return AdminClient(cfg.endpoint, own, timeout=getattr(self.args, "timeout", None) or DEFAULT_TIMEOUT_S,
+                           auth_hint=f"API key from {source} (it needs the {needs} scope), endpoint {cfg.endpoint}")
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")

@@ -13,12 +13,11 @@ import sys
 
 from tollgate.providers.registry import DEFAULT_FACTORIES
 from tollgate_cli import config
-from tollgate_cli.client import DEFAULT_TIMEOUT_S, AdminClient, path_param
+from tollgate_cli.client import AdminClient, path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import fields, when
 
-API_KEY_ENV = "TOLLGATE_API_KEY"
 PROVIDERS = tuple(sorted(DEFAULT_FACTORIES))
 MAX_KEY_CHARS = 512
 
@@ -49,24 +48,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _provider(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", required=True, choices=PROVIDERS, help=f"one of: {', '.join(PROVIDERS)}")
     p.add_argument("--api-key", metavar="KEY", help=f"your Tollgate API key, with the byok:manage scope "
-                                                    f"(env {API_KEY_ENV}; default: the admin key)")
+                                                    f"(env {config.API_KEY_ENV}; default: the admin key)")
 
 
 def _client(ctx: Context) -> AdminClient:
-    a = ctx.args
-    cfg = config.resolve(endpoint_flag=getattr(a, "endpoint", None), admin_key_flag=getattr(a, "admin_key", None),
-                         environ=ctx.environ, cwd=ctx.cwd)
-    if getattr(a, "api_key", None):
-        key, source = a.api_key.strip(), "--api-key"
-    elif ctx.environ.get(API_KEY_ENV, "").strip():
-        key, source = ctx.environ[API_KEY_ENV].strip(), API_KEY_ENV
-    else:
-        key, source = cfg.admin_key, cfg.admin_key_source
-    if not key:
-        raise CliError(f"no API key: pass --api-key or set {API_KEY_ENV} (your key, with the byok:manage scope)")
-    return AdminClient(cfg.endpoint, key, timeout=getattr(a, "timeout", None) or DEFAULT_TIMEOUT_S,
-                       auth_hint=f"API key from {source} (it needs the byok:manage scope), endpoint {cfg.endpoint}")
-
+    return ctx.user_client("byok:manage")
 
 def _path(provider: str) -> str:
     return f"/v1/provider-keys/{path_param(provider)}"

@@ -15,12 +15,11 @@ from typing import Any
 
 from tollgate.runs import AGENTS, TERMINAL
 from tollgate_cli import config, parsing
-from tollgate_cli.client import DEFAULT_TIMEOUT_S, AdminClient, path_param
+from tollgate_cli.client import AdminClient, path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import fields, money, table, when
 
-API_KEY_ENV = "TOLLGATE_API_KEY"
 POLL_EVERY_S = 2.0
 
 
@@ -54,19 +53,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _api_key(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", metavar="KEY",
-                   help=f"the API key to act with (env {API_KEY_ENV}; default: the admin key)")
+                   help=f"the API key to act with (env {config.API_KEY_ENV}; default: the admin key)")
 
 
 def _client(ctx: Context) -> AdminClient:
-    key = getattr(ctx.args, "api_key", None) or ctx.environ.get(API_KEY_ENV, "").strip()
-    if not key:
-        return ctx.client()
-    cfg = config.resolve(endpoint_flag=getattr(ctx.args, "endpoint", None), admin_key_flag=None,
-                         environ=ctx.environ, cwd=ctx.cwd)
-    source = "--api-key" if getattr(ctx.args, "api_key", None) else API_KEY_ENV
-    return AdminClient(cfg.endpoint, key, timeout=getattr(ctx.args, "timeout", None) or DEFAULT_TIMEOUT_S,
-                       auth_hint=f"API key from {source}, endpoint {cfg.endpoint}")
-
+    return ctx.user_client("agents:run")
 
 def _read_input(name: str) -> dict[str, Any]:
     try:
