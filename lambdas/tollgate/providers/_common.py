@@ -135,3 +135,62 @@ def key_verdict(exc: Exception, sdk: ModuleType, api_key: str) -> bool:
     if isinstance(exc, sdk.APIStatusError) and exc.status_code < 500:
         return exc.status_code == 429  # rate limited means authenticated; any other 4xx means not usable
     raise translate(exc, sdk, api_key) from None
+
+
+class SdkAdapter:
+    """What both adapters share: the lazily imported SDK, a client per (key, base URL), listing models and
+    validating a key. Subclasses name the SDK module and client class, their base URL and extra options."""
+
+    name = ""
+    sdk_module = ""
+    client_class = ""
+    models_page: dict[str, Any] = {}  # arguments that make models.list return one full page
+
+    def __init__(self, settings: Any):
+        self._settings = settings
+        self._clients = ClientCache(self._new_client)
+
+    def _sdk(self) -> ModuleType:
+        import importlib
+
+        return importlib.import_module(self.sdk_module)
+
+    def _base_url(self) -> str | None:
+        raise NotImplementedError
+
+    def _client_options(self) -> dict[str, Any]:
+        return {}
+
+    def _new_client(self, api_key: str, base_url: str | None, *, timeout_s: float | None = None,
+                    max_retries: int | None = None) -> Any:
+        return getattr(self._sdk(), self.client_class)(
+            api_key=api_key, base_url=base_url,
+            timeout=self._settings.provider_timeout_s if timeout_s is None else timeout_s,
+            max_retries=self._settings.provider_max_retries if max_retries is None else max_retries,
+            **self._client_options())
+
+    def _client(self, api_key: str) -> Any:
+        return self._clients.get(api_key, self._base_url())
+
+    def list_models(self, *, api_key: str) -> list[dict[str, Any]]:
+        sdk = self._sdk()
+        try:
+            with self._client(api_key).models.with_streaming_response.list(**self.models_page) as resp:
+                return list(json_document(resp.read()).get("data") or [])
+        except sdk_errors(sdk) as exc:
+            raise translate(exc, sdk, api_key) from None
+
+    def validate_key(self, api_key: str, *, timeout_s: float) -> bool:
+        """True if the key authenticates, False if the provider refuses it. Raises ProviderFailed when the
+        provider cannot tell (5xx, timeout, unreachable), so an outage is not mistaken for a bad key. One
+        call, no retries, never through the gateway."""
+        sdk = self._sdk()
+        client = self._new_client(api_key, self._base_url(), timeout_s=timeout_s, max_retries=0)
+        try:
+            with client.models.with_streaming_response.list() as resp:
+                resp.read()
+            return True
+        except sdk_errors(sdk) as exc:
+            return key_verdict(exc, sdk, api_key)
+        finally:
+            client.close()

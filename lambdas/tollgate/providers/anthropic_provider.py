@@ -10,7 +10,6 @@ from typing import Any
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import MESSAGES, ProviderResult, Usage
-from tollgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +56,18 @@ def _present(usage: dict[str, Any]) -> dict[str, int]:
     return {k: usage[k] for k in _USAGE_FIELDS if isinstance(usage.get(k), int)}
 
 
-class AnthropicProvider:
+class AnthropicProvider(_common.SdkAdapter):
     name = "anthropic"
+    sdk_module = "anthropic"
+    client_class = "Anthropic"
+    models_page = {"limit": 1000}
 
-    def __init__(self, settings: Settings):
-        self._settings = settings
-        self._clients = _common.ClientCache(self._new_client)
+    def _base_url(self) -> str | None:
+        return self._settings.anthropic_base_url
 
-    @staticmethod
-    def _sdk():
-        import anthropic
-
-        return anthropic
-
-    def _new_client(self, api_key: str, base_url: str | None, *, timeout_s: float | None = None,
-                    max_retries: int | None = None):
-        return self._sdk().Anthropic(
-            api_key=api_key, base_url=base_url,
-            timeout=self._settings.provider_timeout_s if timeout_s is None else timeout_s,
-            max_retries=self._settings.provider_max_retries if max_retries is None else max_retries,
-            # Explicit, so no environment variable can switch spans to recording prompt content.
-            open_telemetry={"traces": {"content_mode": "metadata_only"}})
-
-    def _client(self, api_key: str):
-        return self._clients.get(api_key, self._settings.anthropic_base_url)
+    def _client_options(self) -> dict[str, Any]:
+        # Explicit, so no environment variable can switch spans to recording prompt content.
+        return {"open_telemetry": {"traces": {"content_mode": "metadata_only"}}}
 
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
         if operation != MESSAGES:
@@ -103,25 +90,3 @@ class AnthropicProvider:
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
                               doc.get("model") or body.get("model", ""))
-
-    def list_models(self, *, api_key: str) -> list[dict[str, Any]]:
-        sdk = self._sdk()
-        try:
-            with self._client(api_key).models.with_streaming_response.list(limit=1000) as resp:
-                return list(_common.json_document(resp.read()).get("data") or [])
-        except _common.sdk_errors(sdk) as exc:
-            raise _common.translate(exc, sdk, api_key) from None
-
-    def validate_key(self, api_key: str, *, timeout_s: float) -> bool:
-        """True if the key authenticates, False if the provider refuses it. Raises ProviderFailed when the
-        provider cannot tell (5xx, timeout, unreachable), so an outage is not mistaken for a bad key."""
-        sdk = self._sdk()
-        client = self._new_client(api_key, self._settings.anthropic_base_url, timeout_s=timeout_s, max_retries=0)
-        try:
-            with client.models.with_streaming_response.list(limit=1) as resp:
-                resp.read()
-            return True
-        except _common.sdk_errors(sdk) as exc:
-            return _common.key_verdict(exc, sdk, api_key)
-        finally:
-            client.close()
