@@ -272,3 +272,18 @@ def test_an_answer_without_usage_is_charged_the_reserved_worst_case_not_zero(wor
     bound = gateway._bound("chat.completions", price, body)
     assert bound.output_tokens == 80  # n=2 choices of 40
     assert reply.cost == gateway.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens) > 0
+
+
+def test_a_replay_is_answered_even_after_the_budget_ran_out(world):
+    raw, record = world.create_key(user="noa", monthly_budget_usd=Decimal("0.001"))
+    who = world.principal(raw)
+    first = world.call("POST", CHAT, _chat("pay once", max_tokens=20), principal=who, headers={"Idempotency-Key": "p-1"})
+    assert first["statusCode"] == 200
+    admin_raw, _ = world.create_key(user="root", scopes=("admin",))
+    world.call("PUT", "/admin/budgets", {"key": record.key_id, "monthly_usd": "0"}, principal=world.principal(admin_raw))
+    for caller in (who, world.principal(raw)):  # cached authorizer context, and a fresh one with limit 0
+        again = world.call("POST", CHAT, _chat("pay once", max_tokens=20), principal=caller,
+                           headers={"Idempotency-Key": "p-1"})
+        assert again["statusCode"] == 200 and headers_of(again)["x-tollgate-idempotent-replay"] == "true"
+    fresh = world.call("POST", CHAT, _chat("pay once", max_tokens=20), principal=who, headers={"Idempotency-Key": "p-2"})
+    assert fresh["statusCode"] == 429

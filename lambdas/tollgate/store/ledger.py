@@ -131,6 +131,7 @@ class Ledger:
     def reserve(self, plan: Plan) -> Reservation:
         for level in plan.levels:
             if plan.cost > level.limit and not level.must_exist:
+                self._replay_if_answered(plan)  # an earlier request with this key was paid for: answer it
                 raise _budget_error(level, level.limit, plan.cost)
         if plan.window and plan.tokens > plan.window.tpm:
             raise RateLimited(
@@ -170,6 +171,14 @@ class Ledger:
             if item and "remainingUsd" in item:
                 res.budget_remaining[lvl.kind] = Decimal(item["remainingUsd"])
                 res.exact.add(lvl.kind)
+
+    def _replay_if_answered(self, plan: Plan) -> None:
+        if not plan.idempotency_pk:
+            return
+        item = self.client.get_item(TableName=self.budgets, ConsistentRead=True,
+                                    Key=to_item({"pk": plan.idempotency_pk, "sk": IDEMPOTENCY_SK})).get("Item")
+        if item and from_item(item).get("state") == "done":
+            raise IdempotentReplay(_replay(from_item(item)))
 
     def _margin_fits(self, plan: Plan) -> bool:
         # A run's budget lives in its item only (limit unknown here): it takes no margin, only the cost.
@@ -256,6 +265,13 @@ class Ledger:
         old: dict[int, dict[str, Any]] = {}
         n_levels = len(plan.levels)
         layout = _layout(plan)
+        idem = layout.get("idempotency")
+        if idem is not None and idem < len(reasons) and reasons[idem].get("Code") == "ConditionalCheckFailed":
+            # An earlier request with this key decides first: its answer was paid for, whatever the budget now.
+            item = from_item(reasons[idem].get("Item") or {})
+            if item.get("state") == "done":
+                raise IdempotentReplay(_replay(item))
+            raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
         for i, reason in enumerate(reasons):
             if reason.get("Code") != "ConditionalCheckFailed":
                 continue
@@ -284,9 +300,6 @@ class Ledger:
                 raise LoopDetected(
                     f"Loop detected: this exact request was sent {plan.loop.limit} times within a few minutes. "
                     "It is refused so a retry loop cannot keep spending; change the request or wait.")
-            elif i == layout.get("idempotency"):
-                raise IdempotentReplay(_replay(item)) if item.get("state") == "done" else Conflict(
-                    "A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
             else:
                 raise Conflict("A request with this id is already in progress.", code="duplicate_request")
         return old
