@@ -30,6 +30,7 @@ class Bound:
     max_tokens: int  # the cap sent to the provider
     max_tokens_field: str | None  # where the cap lives in the body; None for embeddings
     defaulted: bool  # the client did not set it; the gateway did
+    choices: int = 1  # OpenAI's `n`: the output cap applies to each
 
     @property
     def tokens(self) -> int:
@@ -107,7 +108,7 @@ def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_
     n = 1 if anthropic else (_positive_int(body, "n") or 1)
     cap = min(requested, model_max_output)
     check_billable(body)
-    return Bound(input_bound(body, context_window), cap * n, requested, field, defaulted)
+    return Bound(input_bound(body, context_window), cap * n, requested, field, defaulted, n)
 
 
 def embedding_bound(body: dict[str, Any]) -> Bound:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tollgate import budgets, scopes
+from tollgate import budgets, idempotency, scopes
 from tollgate.auth.principal import Principal
 from tollgate.clock import Clock, iso, utc_now
 from tollgate.errors import InvalidRequest, NotFound, TollgateError
@@ -158,8 +158,7 @@ class Runs:
         limit = _budget(body.get("budget_usd"), self.settings.runs_max_budget_usd)
         model = body.get("model") or DEFAULT_MODEL
         self._check_model(model)
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-            raise InvalidRequest("The Idempotency-Key header must be 1 to 255 characters.")
+        idempotency.checked(idempotency_key)
         run_id = new_run_id(principal.user, idempotency_key)
         now = self.clock()
         expires = int((now + timedelta(days=RUN_RETENTION_DAYS)).timestamp())

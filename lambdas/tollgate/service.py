@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from tollgate import budgets, estimate, loopguard, metric_names
+from tollgate import budgets, estimate, idempotency, loopguard, metric_names
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
@@ -139,8 +139,7 @@ class MeteredGateway:
             if smaller is None:
                 self._count(metric_names.BUDGET_REFUSALS)
                 raise
-        n = bound.output_tokens // max(1, min(bound.max_tokens, price.max_output_tokens))
-        lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * max(1, n))
+        lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * bound.choices)
         cheaper = replace(plan, cost=self.catalogue.worst_case_cost(price, lowered.input_tokens, lowered.output_tokens),
                           tokens=lowered.tokens)
         try:
@@ -153,9 +152,8 @@ class MeteredGateway:
         remaining = getattr(exc, "remaining", None)
         if remaining is None or bound.max_tokens_field is None or price.output <= 0:
             return None
-        n = max(1, bound.output_tokens // max(1, min(bound.max_tokens, price.max_output_tokens)))
         input_cost = self.catalogue.worst_case_cost(price, bound.input_tokens, 0)
-        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * n))
+        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * bound.choices))
         if affordable < MIN_USEFUL_MAX_TOKENS or affordable >= bound.max_tokens:
             return None
         return affordable
@@ -275,11 +273,9 @@ def _as_client_error(exc: ProviderRejected, provider: str, byok: bool) -> Tollga
 
 
 def _idempotency_pk(req: MeteredRequest) -> str | None:
-    key = req.idempotency_key
+    key = idempotency.checked(req.idempotency_key)
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
-        raise InvalidRequest("The Idempotency-Key header must be 1 to 255 characters.")
     return f"IDEM#{req.principal.account}#{hashlib.sha256(key.encode()).hexdigest()}"
 
 

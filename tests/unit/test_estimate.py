@@ -65,3 +65,8 @@ def test_a_missing_cap_is_set_by_the_gateway_in_the_field_the_model_takes():
 def test_a_bad_cap_is_a_400(value):
     with pytest.raises(InvalidRequest):
         estimate.chat_bound(_chat("hi", max_tokens=value), "gpt-4o", 16_384, 4096, anthropic=False)
+
+
+def test_the_bound_remembers_how_many_choices_share_the_cap():
+    bound = estimate.chat_bound(_chat("hi", n=4, max_tokens=50), "gpt-4o", 16_384, 1024, anthropic=False)
+    assert (bound.choices, bound.output_tokens) == (4, 200)
