@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
@@ -18,6 +19,7 @@ class Context:
     out: TextIO
     environ: Mapping[str, str]
     cwd: Path
+    err: TextIO = field(default_factory=lambda: sys.stderr)
 
     @property
     def json(self) -> bool:
@@ -50,6 +52,10 @@ class Context:
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        """Advice on standard error, apart from the command's output."""
+        self.err.write(text + "\n")
 
     def print_json(self, data: Any) -> None:
         print_json(data, self.out)

@@ -467,8 +467,9 @@ def _token(name: str, attempt: str) -> str:
 
 def _budget_error(level: Level, remaining: Decimal, cost: Decimal) -> BudgetExceeded:
     err = BudgetExceeded(
-        f"The {level.label} is exhausted: ${usd(max(remaining, ZERO))} of ${usd(level.limit)} remains and this "
-        f"request may cost up to ${usd(cost)}. Ask an operator to raise the budget, or wait for the next period.",
+        f"Refused by the {level.label}: this request may cost up to ${usd(cost)} (its worst case, with "
+        f"max_tokens), more than the ${usd(max(remaining, ZERO))} left of ${usd(level.limit)}. Lower max_tokens "
+        "or shorten the input, ask an operator to raise the budget, or wait for the next period.",
         headers={"x-tollgate-budget-remaining-usd": usd(max(remaining, ZERO)),
                  "x-tollgate-budget-level": level.kind})
     err.level = level  # type: ignore[attr-defined]
