@@ -15,7 +15,7 @@ LAYER_DIR := layers/build/python
 LAYER_PYTHON := 3.14
 LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
 
-.PHONY: dev test synth layer bench clean deps
+.PHONY: dev test synth layer bench bench-local clean deps
 
 deps: $(VENV)/.stamp-deps node_modules/.stamp
 
@@ -49,6 +49,10 @@ synth: deps $(LAYER_STAMP)
 
 bench: $(VENV)/.stamp-deps
 	$(PY) -m tests.bench
+
+# What a `make dev` user waits for: chat and admin call medians with and without the agent worker.
+bench-local: $(VENV)/.stamp-deps
+	$(PY) -m tests.bench_local_stack 2>/dev/null | grep median
 
 clean:
 	rm -rf $(VENV) node_modules layers/build cdk.out
