@@ -462,3 +462,10 @@ def test_authorizer_without_identity_source_runs_on_every_request(emulator, monk
     for _ in range(2):
         assert call(emulator, "POST", X_API_KEY_ROUTE.path, {}, b"{}")[0] == 200
     assert emulator.authorizer_calls == 2
+
+
+def test_the_401_names_the_header_each_kind_of_route_takes():
+    message = routes.GATEWAY_RESPONSES["UNAUTHORIZED"][1]["error"]["message"]
+    assert f"/v1 take it as {routes.BEARER.header}: Bearer" in message
+    assert f"/anthropic/v1 as {routes.X_API_KEY.header}:" in message
+    assert "Claude Code" in message and "base URL .../anthropic" in message
