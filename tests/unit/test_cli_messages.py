@@ -91,3 +91,9 @@ def test_keys_list_shows_the_effective_default_budgets(api, cli):
     assert "$100.00*" in row and "$25.00*" in row
     assert "default budget" in out
     assert api.requests[-1]["query"] == {"key": [KEY["key_id"]]}
+
+
+def test_byok_flags_say_whose_key_they_take(cli):
+    help_text = " ".join(cli("byok", "set", "--help")[1].split())
+    assert "--provider-key-file" in help_text and "--tollgate-key" in help_text
+    assert "--api-key" not in help_text and "--key-file FILE" not in help_text.replace("--provider-key-file FILE", "")
