@@ -97,3 +97,8 @@ def test_byok_flags_say_whose_key_they_take(cli):
     help_text = " ".join(cli("byok", "set", "--help")[1].split())
     assert "--provider-key-file" in help_text and "--tollgate-key" in help_text
     assert "--api-key" not in help_text and "--key-file FILE" not in help_text.replace("--provider-key-file FILE", "")
+
+
+def test_resume_help_says_a_revoked_key_stays_revoked(cli):
+    help_text = " ".join(cli("keys", "resume", "--help")[1].split())
+    assert "suspended key" in help_text and "revoked key cannot be resumed" in help_text

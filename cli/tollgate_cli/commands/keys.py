@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     for action, verb, text in (("revoke", "Revoked", "revoke a key for good"),
                                ("suspend", "Suspended", "stop a key working until it is resumed"),
-                               ("resume", "Resumed", "let a suspended key work again")):
+                               ("resume", "Resumed", "let a suspended key work again (revocation is final: "
+                                                     "a revoked key cannot be resumed)")):
         p = sub.add_parser(action, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("key_id", metavar="KEY_ID", type=parsing.key_id,
                        help="the key id (the first 12 characters of the key)")
