@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -125,6 +126,7 @@ class LocalStack:
 
         import boto3
 
+        @functools.cache
         def client(service: str) -> Any:
             return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=REGION)
 
