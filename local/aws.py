@@ -113,7 +113,6 @@ class _SqsCall:
             value = headers(name) or ""
             return value.decode("latin-1") if isinstance(value, bytes) else value
 
-        self.body = body
         target = header("X-Amz-Target")
         self.is_json = target.startswith("AmazonSQS.")
         self.fields: dict[str, Any] = {}
