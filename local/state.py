@@ -86,8 +86,13 @@ def save(dynamodb: Any, names: Mapping[str, str], state_dir: Path, now_s: float)
         for page in dynamodb.get_paginator("scan").paginate(TableName=name, ConsistentRead=True):
             for item in page["Items"]:
                 if table.ttl_attribute and _expired(table, item, now_s):
-                    dynamodb.delete_item(TableName=name, Key=_key(table, item))
-                    expired += 1
+                    try:  # only if still expired: a request may have renewed it since the scan
+                        dynamodb.delete_item(TableName=name, Key=_key(table, item), ConditionExpression="#t < :now",
+                                             ExpressionAttributeNames={"#t": table.ttl_attribute},
+                                             ExpressionAttributeValues={":now": {"N": str(int(now_s))}})
+                        expired += 1
+                    except dynamodb.exceptions.ConditionalCheckFailedException:
+                        items.append(item)
                 else:
                     items.append(item)
         tables[table.logical_id] = _to_json(items)
