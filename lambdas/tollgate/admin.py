@@ -8,7 +8,7 @@ from typing import Any
 from tollgate import budgets, metering, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
-from tollgate.errors import InvalidRequest, NotFound
+from tollgate.errors import InvalidRequest, KeyRevoked, NotFound
 from tollgate.settings import Settings
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
@@ -75,7 +75,7 @@ class Admin:
         if old is None:
             raise NotFound(f"No API key with id {key_id}.")
         if old.status == api_keys.REVOKED:
-            raise InvalidRequest("A revoked key cannot be rotated.")
+            raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.")
         grace = body.get("grace_s", 86400)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("'grace_s' must be 0 to 2592000 seconds.", param="grace_s")

@@ -77,6 +77,13 @@ class Conflict(TollgateError):
     code = "conflict"
 
 
+class KeyRevoked(Conflict):
+    """Revocation is final: a revoked API key is never resumed, suspended or rotated."""
+
+    code = "key_revoked"
+    retryable = False
+
+
 class RateLimited(TollgateError):
     status = 429
     type = "requests"
