@@ -17,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 
 from tollgate.errors import InvalidRequest
 from tollgate.requests.base import ProviderRequest
-from tollgate.requests.json_body import CODE
 
 
 @cache
@@ -31,8 +30,9 @@ def schema(name: str) -> type[BaseModel]:
 
 
 def validated(name: str, body: dict[str, Any]) -> dict[str, Any]:
-    """`body` checked against the schema `name`. Raises InvalidRequest (400, code `invalid_request_body`)
-    with `param` = the dotted location of the first problem (e.g. `tools.0.type`)."""
+    """`body` checked against the schema `name`. Raises InvalidRequest (400, code `invalid_request`) with
+    `param` = the dotted location of the first problem (e.g. `tools.0.type`). A body that cannot be read
+    at all is json_body's `invalid_request_body`."""
     model = schema(name)
     try:
         parsed = model.model_validate(body)
@@ -53,7 +53,7 @@ def _invalid(exc: ValidationError, body: dict[str, Any]) -> InvalidRequest:
     else:
         message = f"Invalid '{param}': {error['msg'][0].lower()}{error['msg'][1:]}." if param else \
             f"Invalid request body: {error['msg']}."
-    return InvalidRequest(message, code=CODE, param=param)
+    return InvalidRequest(message, param=param)
 
 
 def _location(loc: tuple[Any, ...], kind: str, body: Any) -> str | None:

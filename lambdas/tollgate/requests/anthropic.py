@@ -7,10 +7,6 @@ is a string.
 """
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 from tollgate.requests.base import ProviderObject, ProviderRequest
 from tollgate.requests.types import Count, JsonObject, Name, Number, StrictBool, Text
 
@@ -26,7 +22,7 @@ class Tool(ProviderObject):
 
 class MessagesRequest(ProviderRequest):
     model: Name
-    messages: Annotated[list[Message], Field(min_length=1)]
+    messages: list[Message]
     max_tokens: Count | None = None  # the gateway sets it when absent (its default cap)
     system: Text | list[JsonObject] | None = None
     stream: StrictBool | None = None

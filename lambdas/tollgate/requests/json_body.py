@@ -26,6 +26,7 @@ CODE = "invalid_request_body"
 # JSON schema) stay far below it; it leaves the recursive walks after this point a wide margin under
 # Python's recursion limit (1,000 frames).
 MAX_DEPTH = 64
+MAX_PARAM_CHARS = 256  # longest location echoed back in `param`
 
 
 def parse(raw: str | None) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def parse(raw: str | None) -> dict[str, Any]:
     try:
         body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
-        raise _refused(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).") from None
+        raise _too_deep("") from None
     except _NotJson as exc:
         raise _refused(str(exc)) from None
     except ValueError as exc:  # JSONDecodeError, or an integer literal beyond Python's 4,300 digits
@@ -68,16 +69,22 @@ def _check_tree(body: dict[str, Any]) -> None:
         node, depth, path = stack.pop()
         if isinstance(node, dict):
             if depth > MAX_DEPTH:
-                raise _refused(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).", path)
+                raise _too_deep(path)
             for key, value in node.items():
                 _check_string(key, path)
                 stack.append((value, depth + 1, f"{path}.{key}" if path else key))
         elif isinstance(node, list):
             if depth > MAX_DEPTH:
-                raise _refused(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).", path)
+                raise _too_deep(path)
             stack.extend((value, depth + 1, f"{path}.{i}") for i, value in enumerate(node))
         elif isinstance(node, str):
             _check_string(node, path)
+
+
+def _too_deep(path: str) -> InvalidRequest:
+    """Named by the top-level field it is under (the full path would be as long as the nesting)."""
+    return _refused(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).",
+                    _printable(path.split(".", 1)[0]))
 
 
 def _check_string(text: str, path: str) -> None:
@@ -90,12 +97,13 @@ def _check_string(text: str, path: str) -> None:
 
 
 def _printable(path: str) -> str | None:
-    """The location for `param`, unless the location itself is not encodable (a surrogate in a key)."""
+    """The location for `param`, unless the location itself is not encodable (a surrogate in a key) or
+    too long to be useful."""
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
         return None
-    return path or None
+    return path[:MAX_PARAM_CHARS] or None
 
 
 def _refused(message: str, param: str | None = None) -> InvalidRequest:

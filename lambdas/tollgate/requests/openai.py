@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tollgate.requests.base import ProviderObject, ProviderRequest
-from tollgate.requests.types import MAX_CHOICES, Count, JsonObject, Name, Number, StrictBool, Text
+from tollgate.requests.types import MAX_CHOICES, MAX_EMBEDDING_DIMENSIONS, Count, JsonObject, Name, Number, StrictBool, Text
 
 
 class Message(ProviderObject):
@@ -31,7 +31,7 @@ class StreamOptions(ProviderObject):
 
 class ChatCompletionRequest(ProviderRequest):
     model: Name
-    messages: Annotated[list[Message], Field(min_length=1)]
+    messages: list[Message]
     max_tokens: Count | None = None
     max_completion_tokens: Count | None = None
     n: Annotated[Count, Field(le=MAX_CHOICES)] | None = None
@@ -70,6 +70,6 @@ def _embedding_input(value: Any) -> Any:
 class EmbeddingRequest(ProviderRequest):
     model: Name
     input: Annotated[Any, AfterValidator(_embedding_input)]
-    dimensions: Count | None = None
+    dimensions: Annotated[Count, Field(le=MAX_EMBEDDING_DIMENSIONS)] | None = None
     encoding_format: Text | None = None
     user: Text | None = None

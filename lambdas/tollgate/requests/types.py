@@ -22,6 +22,7 @@ USD_PLACES = 12
 # Largest token count or choice count a body may ask for; a provider's own limits are far lower.
 MAX_TOKENS = 2**31 - 1
 MAX_CHOICES = 128  # OpenAI's documented maximum for `n`
+MAX_EMBEDDING_DIMENSIONS = 65_536  # far above any embedding model's (text-embedding-3-large: 3,072)
 
 
 def is_id(text: str) -> bool:
