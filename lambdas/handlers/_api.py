@@ -28,6 +28,13 @@ def resolver(function: str, implementations: dict[tuple[str, str], Callable[...,
         rule = route.path.replace("{", "<").replace("}", ">")
         app.route(rule, method=route.method)(_guarded(app, route, implementations[(route.method, route.path)]))
 
+    @app.not_found
+    def _no_such_id(exc: Exception) -> Response:
+        # API Gateway matched the resource (the route exists), but a path parameter holds characters the
+        # resolver's pattern refuses (%00, undecodable bytes, quotes): no id with them can exist.
+        return to_response(*errors.render(errors.NotFound("No such resource: the id in the path cannot exist."),
+                                          _wire(app)))
+
     @app.exception_handler(errors.TollgateError)
     def _domain_error(exc: errors.TollgateError) -> Response:
         return to_response(*errors.render(exc, _wire(app)))
@@ -44,7 +51,7 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
     def call(**params: str) -> Any:
         for name, value in params.items():
             if not is_id(value):  # e.g. %00 or undecodable bytes: no such id can exist
-                raise errors.NotFound(f"No such {name}: the id in the path is not a valid id.")
+                raise errors.NotFound(f"No such {name}: the id in the path cannot exist.")
         if route.auth == routes.NONE:
             return fn(**params)
         principal = current_principal(app, route)
