@@ -65,6 +65,7 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 def current_principal(app: APIGatewayRestResolver, route: routes.Route) -> Principal:
     event = app.current_event
     if route.auth == routes.IAM:
+        id_header(app, iam.ON_BEHALF_OF)  # the user named becomes part of DynamoDB keys
         # No authorizer ran: add what it adds about the user (their limit, own provider keys), briefly cached.
         return wiring.with_user_context(iam.principal_for(event.request_context.identity.raw_event, event.headers or {}))
     context = (event.request_context.authorizer.raw_event if event.request_context.authorizer else None) or {}
@@ -102,7 +103,15 @@ def json_body(app: APIGatewayRestResolver, *, required: bool = True) -> dict[str
 def query(app: APIGatewayRestResolver, name: str) -> str | None:
     """A query-string value, refused (400, param = its name) unless it is a usable id or value: every
     one ends up in a DynamoDB key or condition, which has length limits of its own."""
-    value = (app.current_event.query_string_parameters or {}).get(name)
+    return _usable((app.current_event.query_string_parameters or {}).get(name), name)
+
+
+def id_header(app: APIGatewayRestResolver, name: str) -> str | None:
+    """A header that carries an id (e.g. a run id), checked as `query` checks a query value."""
+    return _usable(app.current_event.headers.get(name) or None, name)
+
+
+def _usable(value: str | None, name: str) -> str | None:
     if value is not None and not is_id(value):
         raise errors.InvalidRequest(f"'{name}' must be 1 to {MAX_ID_CHARS} printable characters.", param=name)
     return value

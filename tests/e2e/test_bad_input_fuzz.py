@@ -140,8 +140,9 @@ path_ids = st.one_of(
 )
 query_values = st.one_of(st.text(max_size=12), st.integers(257, 3000).map(lambda n: "u" * n),
                          st.binary(min_size=1, max_size=6).map(lambda b: b.decode("latin-1")))
-header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-                        max_size=400)
+header_values = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40),
+    st.integers(256, 6000).map(lambda n: "h" * n))
 
 
 @st.composite
@@ -155,7 +156,8 @@ def http_requests(draw: Any, route: routes.Route, kinds: tuple[str, ...] = ("val
         if query:
             path += "?" + "&".join(f"{k}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}" for k, v in query.items())
     headers = draw(st.dictionaries(st.sampled_from(["Idempotency-Key", "User-Agent", "Content-Type",
-                                                    "X-Tollgate-Run-Id", "Accept"]), header_values, max_size=3))
+                                                    "X-Tollgate-Run-Id", ON_BEHALF_OF, "Accept"]),
+                                   header_values, max_size=3))
     body = draw(bodies(route.body, draw(st.sampled_from(kinds)))) if route.method in ("POST", "PUT", "DELETE") else b""
     return path, headers, body
 
@@ -191,7 +193,7 @@ def _signed(url: str, method: str, path: str, headers: dict[str, str], body: byt
     from local.dev import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, REGION
 
     request = AWSRequest(method=method, url=url + path, data=body,
-                         headers={**headers, ON_BEHALF_OF: "fuzz", "host": urlsplit(url).netloc})
+                         headers={ON_BEHALF_OF: "fuzz", **headers, "host": urlsplit(url).netloc})
     SigV4Auth(Credentials(LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY), "execute-api", REGION).add_auth(request)
     return dict(request.headers.items())
 
@@ -268,3 +270,14 @@ def test_no_bad_body_of_any_kind_reaches_a_5xx(local_stack, fuzz_key):
                 _check(local_stack, fuzz_key, *drawn)
 
             check()
+
+
+@pytest.mark.parametrize("header, value", [("X-Tollgate-Run-Id", "r" * 3000), ("X-Tollgate-Run-Id", "run\x01id"),
+                                           (ON_BEHALF_OF, "u" * 3000), (ON_BEHALF_OF, "a\x01b")])
+def test_an_id_header_no_key_can_hold_is_400(local_stack, header, value):
+    route = routes.by_resource("POST", "/internal/v1/chat/completions")
+    body = json.dumps(VALID[route.body]).encode()
+    headers = _signed(local_stack.url, "POST", route.path, {header: value}, body)
+    status, answer_headers, raw = _send(local_stack.url, "POST", route.path, headers, body)
+    assert_well_answered(route, status, answer_headers, raw)
+    assert status == 400 and json.loads(raw)["error"]["param"] == header.lower()
