@@ -10,8 +10,8 @@ query values and headers of any length. Every answer must be below 500, and ever
 route's provider shape (OpenAI's `{"error": {message, type, param, code}}`, Anthropic's
 `{"type": "error", "error": {type, message}}`), or API Gateway's own answer (marked x-amzn-ErrorType).
 
-Bounded: TOLLGATE_FUZZ_EXAMPLES examples per route and per (schema, kind of body) (default 4), derandomised, so `make test` is
-deterministic; raise it to explore more.
+Bounded: TOLLGATE_FUZZ_EXAMPLES examples per route and per (schema, kind of body) (default 4),
+derandomised, so `make test` is deterministic; raise it to explore more.
 """
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def http_requests(draw: Any, route: routes.Route, kinds: tuple[str, ...] = ("val
     if route.method == "GET":
         query = draw(st.dictionaries(st.sampled_from(QUERY_NAMES), query_values, max_size=3))
         if query:
-            path += "?" + "&".join(f"{k}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}" for k, v in query.items())
+            path += "?" + "&".join(f"{k}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}"
+                                   for k, v in query.items())
     headers = draw(st.dictionaries(st.sampled_from(["Idempotency-Key", "User-Agent", "Content-Type",
                                                     "X-Tollgate-Run-Id", ON_BEHALF_OF, "Accept"]),
                                    header_values, max_size=3))
@@ -168,7 +169,8 @@ def http_requests(draw: Any, route: routes.Route, kinds: tuple[str, ...] = ("val
 def fuzz_key(local_stack):
     """A key of its own (every scope), so the budget and loop counters the fuzzer uses up are nobody else's."""
     with local_stack.environment():
-        status, _, body = _send(local_stack.url, "POST", "/admin/keys", {"Authorization": f"Bearer {local_stack.admin_key}"},
+        status, _, body = _send(local_stack.url, "POST", "/admin/keys",
+                                {"Authorization": f"Bearer {local_stack.admin_key}"},
                                 json.dumps({"user": "fuzz", "scopes": list(scopes.ALL)}).encode())
     assert status == 201, body
     return json.loads(body)["key"]

@@ -13,7 +13,8 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tollgate.requests.base import ProviderObject, ProviderRequest
-from tollgate.requests.types import MAX_CHOICES, MAX_EMBEDDING_DIMENSIONS, Count, JsonObject, Name, Number, StrictBool, Text
+from tollgate.requests.types import (MAX_CHOICES, MAX_EMBEDDING_DIMENSIONS, Count, JsonObject, Name, Number,
+                                     StrictBool, Text)
 
 
 class Message(ProviderObject):

@@ -49,12 +49,13 @@ def _usd(value: Any) -> Decimal:
     is the shortest decimal literal that round-trips, which is the literal the client sent whenever it
     has at most 15 significant digits (every amount up to MAX_USD with 9 places); no float arithmetic
     happens. Clients needing more digits send a string."""
+    not_usd = PydanticCustomError("usd_type", "must be a decimal amount in USD (a number or a numeric string)")
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise PydanticCustomError("usd_type", "must be a decimal amount in USD (a number or a numeric string)")
+        raise not_usd
     try:
         amount = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
     except (InvalidOperation, ValueError):
-        raise PydanticCustomError("usd_type", "must be a decimal amount in USD (a number or a numeric string)") from None
+        raise not_usd from None
     if not amount.is_finite() or not 0 <= amount <= MAX_USD:
         raise PydanticCustomError("usd_range", "must be between 0 and {max} USD", {"max": str(MAX_USD)})
     if amount.as_tuple().exponent < -USD_PLACES and amount != amount.quantize(Decimal(1).scaleb(-USD_PLACES)):
