@@ -100,6 +100,9 @@ ROUTES: tuple[Route, ...] = tuple(
         # Agent runs. Reading one needs no scope: only its owner or an admin sees it (tollgate.runs).
         Route("POST", "/v1/agents/runs", scopes.AGENTS_RUN, BEARER.name, TOLLGATE, RUNS_FUNCTION),
         Route("GET", "/v1/agents/runs/{runId}", None, BEARER.name, TOLLGATE, RUNS_FUNCTION),
+        # The loop guard's counters of one user (tollgate.loopguard).
+        Route("GET", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("DELETE", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
     ]
 )
 
