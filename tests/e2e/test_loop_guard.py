@@ -126,16 +126,13 @@ def _assert_refusal_headers_and_message(refusal: Any, user: str, what: str) -> N
         assert part in message, message
 
 
-def test_identical_cheap_polls_and_hellos_are_served_and_the_count_stops_an_endless_one(local_stack):
+def test_fifteen_identical_cheap_polls_are_served_and_the_count_stops_an_endless_one(local_stack):
     def check(caller: Caller) -> None:
         poll = {"model": CHEAP, "max_tokens": 8, "messages": [{"role": "user", "content": "Is job 42 done yet?"}]}
         for _ in range(15):
             caller.send(poll)
-        hi = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}  # dear model, default max_tokens
-        for _ in range(11):
-            caller.send(hi)
         served, _, refusal = caller.until_refused(lambda n: poll)
-        assert 15 + served == DEFAULTS.loop_max_repeats and _code(refusal) == "loop_detected"
+        assert 15 + served == DEFAULTS.loop_max_repeats < 20 and _code(refusal) == "loop_detected"
 
     in_one_window(local_stack, check)
 
@@ -160,21 +157,15 @@ def test_failed_provider_attempts_do_not_count_toward_the_loop(local_stack):
 
 
 def test_honest_conversations_through_the_stack_are_never_refused(local_stack):
-    """Two of the generated conversations (tests/unit/test_loopguard.py runs sixty), one per format, and
-    a 40-turn one, all from one user within one window."""
+    """One of the generated conversations (tests/unit/test_loopguard.py runs sixty), in the Anthropic
+    format with tool use, and a 40-turn one, from one user within one window."""
     def check(caller: Caller) -> None:
-        sent = 0
-        for seed, wire in ((2, "anthropic"), (3, "openai")):
-            for body in loops.honest_conversation(seed, CLAUDE if wire == "anthropic" else CHEAP,
-                                                  anthropic=wire == "anthropic"):
-                caller.send(body, wire=wire)
-                sent += 1
-        for body in loops.honest_conversation(40, CHEAP, turns=40, anthropic=False, tools=False):
-            caller.send(body)
-            sent += 1
-        assert sent >= 50
+        bodies = [(b, "anthropic") for b in loops.honest_conversation(2, CLAUDE, anthropic=True)]
+        bodies += [(b, "openai") for b in loops.honest_conversation(40, CHEAP, turns=40, anthropic=False, tools=False)]
+        for body, wire in bodies:
+            caller.send(body, wire=wire)
         counted = caller.admin("GET", "/admin/loops")["loops"]
-        assert len(counted) == sent and {loop["hits"] for loop in counted} == {1}
+        assert len(counted) == len(bodies) and {loop["hits"] for loop in counted} == {1}
 
     in_one_window(local_stack, check)
 

@@ -54,6 +54,12 @@ def test_a_dear_pattern_is_stopped_sooner_than_a_cheap_one():
     assert _served(bodies, input_usd=Decimal("0.48")) == DEFAULTS.loop_min_repeats  # ~16 KB at gpt-4's $30/M
 
 
+def test_hi_eleven_times_on_a_dear_model_is_served():
+    """The spend is the pattern's worst-case *input*: "hi" on gpt-4 costs nothing like its max_tokens."""
+    hi = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+    assert _served([hi] * 11, input_usd=Decimal("0.0003")) == 11
+
+
 def test_what_differs_only_in_volatile_tokens_is_the_same_pattern():
     base = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Poll job  status\n"}]}
     same = [
