@@ -13,9 +13,10 @@ So a request's *pattern* is a hash of:
   - the model;
   - the conversation's anchor: its system prompt and first user turn (what the conversation is about:
     two different tasks that hit the same dead end are two patterns, not one loop);
-  - its last exchange: the last assistant message (text, tool calls with their arguments) and
-    everything after it (tool results, the new user turn). A first turn (no assistant message yet) or
-    an embeddings/completions `input`/`prompt` is taken whole.
+  - its last exchange: the last assistant message (its text, or when it calls tools its calls with
+    their arguments alone: the thought around a call is sampled afresh each turn) and everything after
+    it (tool results, the new user turn). A first turn (no assistant message yet) or an
+    embeddings/completions `input`/`prompt` is taken whole.
 Before hashing, text is normalised: case folded, whitespace collapsed, and timestamps, UUIDs, ids
 (tokens of 8+ characters mixing letters and digits: `call_…`, `toolu_…`, hex digests) and numbers
 masked; provider-assigned ids (`id`, `tool_call_id`, `tool_use_id`, thinking signatures) are dropped.
@@ -141,8 +142,12 @@ def _role(message: Any) -> str | None:
 
 
 def _message(message: Any) -> Any:
+    """A message's normalised form. An assistant message that calls tools is its calls alone: the
+    thought around them is sampled afresh each turn ("Let me try again…", "Retrying the classifier…")
+    while the loop is in the calls, their arguments and their results."""
     if not isinstance(message, dict):
         return _canonical(message)
+    calls_tools = bool(_tool_names(message))
     out: dict[str, Any] = {}
     for key, value in message.items():
         if key in _VOLATILE_KEYS:
@@ -151,6 +156,9 @@ def _message(message: Any) -> Any:
             out[key] = [_tool_call(c) for c in value]
         elif key == "function_call" and isinstance(value, dict):  # OpenAI's legacy single call
             out[key] = _tool_call({"function": value})
+        elif key == "content" and calls_tools:
+            if isinstance(value, list):
+                out[key] = [_block(b) for b in value if isinstance(b, dict) and b.get("type") == "tool_use"]
         elif key == "content" and isinstance(value, list):
             out[key] = [_block(b) for b in value]
         else:

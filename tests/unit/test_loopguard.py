@@ -75,6 +75,22 @@ def test_what_differs_only_in_volatile_tokens_is_the_same_pattern():
         loopguard.pattern(base)
 
 
+@pytest.mark.parametrize("anthropic", [False, True], ids=["openai", "anthropic"])
+def test_a_tool_loop_is_one_pattern_whatever_the_model_says_around_its_calls(anthropic):
+    thoughts = ["Let me try classifying again...", "Hmm, the classifier returned nothing. Retrying.",
+                "Attempt 3: maybe it works now."]
+    patterns = set()
+    for thought in thoughts:
+        body = loops.tool_loop(3, "gpt-4", anthropic=anthropic)
+        turn = body["messages"][-2]
+        if anthropic:
+            turn["content"][0]["text"] = thought
+        else:
+            turn["content"] = thought
+        patterns.add(loopguard.pattern(body).fingerprint)
+    assert len(patterns) == 1
+
+
 def test_tool_arguments_keep_their_numbers_and_keys_so_paging_is_progress():
     def page(n: int, result: str) -> dict:
         return loops.tool_loop(2, "gpt-4") | {"messages": loops.tool_loop(2, "gpt-4")["messages"][:2] + [
