@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 import time
 import uuid
@@ -306,8 +305,8 @@ class Ledger:
                     err.remaining = (max(0, rem_req), max(0, rem_tok))  # type: ignore[attr-defined]
                     raise err
             elif i == layout.get("loop"):
-                err = LoopDetected("Loop detected: this request pattern was repeated too often.",
-                                   headers={"retry-after": str(max(1, math.ceil(plan.loop.resets_in_s)))})
+                # The domain (tollgate.loopguard.refusal) words the answer from the item's counts.
+                err = LoopDetected("Loop detected: this request pattern was repeated too often.")
                 err.hits, err.spent = int(item.get("hits", 0)), Decimal(item.get("spentUsd", 0))  # type: ignore[attr-defined]
                 raise err
             else:
