@@ -64,7 +64,8 @@ def main() -> None:
     env = provision(boto3.client, prefix="bench")
     env.update({Env.OPENAI_BASE_URL: f"{fake_url}/v1", Env.OPENAI_API_KEY: "sk-fake-platform",
                 Env.ANTHROPIC_BASE_URL: fake_url, Env.ANTHROPIC_API_KEY: "sk-fake-platform", Env.BCRYPT_ROUNDS: "4",
-                Env.DEFAULT_RPM: "100000", Env.LOOP_MAX_REPEATS: "100000"})
+                Env.DEFAULT_RPM: "100000", Env.LOOP_MAX_REPEATS: "100000",
+                Env.LOOP_MAX_USD: "100000"})
     os.environ.update(env)
     wiring.reset()
 

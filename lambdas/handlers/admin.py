@@ -44,6 +44,8 @@ app = resolver(routes.ADMIN_FUNCTION, {
     ("GET", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(200, wiring.byok().describe(p.user, provider)),
     ("DELETE", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(
         200, wiring.byok().delete(p.user, provider)),
+    ("GET", "/admin/loops"): lambda p: json_response(200, admin().list_loops(_query("user"))),
+    ("DELETE", "/admin/loops"): lambda p: json_response(200, admin().clear_loops(_query("user"))),
 })
 
 

@@ -108,6 +108,9 @@ ROUTES: tuple[Route, ...] = tuple(
         Route("POST", "/v1/agents/runs", scopes.AGENTS_RUN, BEARER.name, TOLLGATE, RUNS_FUNCTION,
               body="runs.StartRun"),
         Route("GET", "/v1/agents/runs/{runId}", None, BEARER.name, TOLLGATE, RUNS_FUNCTION),
+        # The loop guard's counters of one user (tollgate.loopguard).
+        Route("GET", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("DELETE", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
     ]
 )
 

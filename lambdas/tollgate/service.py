@@ -95,12 +95,13 @@ class MeteredGateway:
             if plan.window and hasattr(exc, "remaining"):
                 exc.headers.update(rate_headers(plan.window, *exc.remaining))
             raise
-        except LoopDetected:
+        except LoopDetected as exc:
             self._count(metric_names.LOOP_DETECTIONS)
+            hits, spent = getattr(exc, "hits", 0), getattr(exc, "spent", Decimal(0))
             if self.alerts:
-                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user,
-                                          fingerprint=plan.loop.sk.split("#")[0])
-            raise
+                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user, loop=plan.loop,
+                                          hits=hits, spent_usd=spent)
+            raise loopguard.refusal(plan.loop, req.principal.user, hits, spent) from None
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
@@ -124,8 +125,11 @@ class MeteredGateway:
             tokens=bound.tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
-            loop=loopguard.counter(_loop_subject(req), req.body, now, self.settings.loop_max_repeats,
-                                   self.settings.loop_window_s),
+            loop=loopguard.counter(_loop_subject(req), req.principal.user, req.body, now,
+                                   self.catalogue.worst_case_cost(price, bound.input_tokens, 0),
+                                   max_repeats=self.settings.loop_max_repeats,
+                                   min_repeats=self.settings.loop_min_repeats,
+                                   max_usd=self.settings.loop_max_usd, window_s=self.settings.loop_window_s),
             idempotency_pk=_idempotency_pk(req))
 
     def _reserve(self, plan: Plan, price: ModelPrice,
@@ -250,7 +254,8 @@ class MeteredGateway:
 
 
 def _loop_subject(req: MeteredRequest) -> str:
-    """Whose repetitions count together: a key's, or for a service acting for users, one user's run."""
+    """Whose repetitions count together: a key's, or for a service acting for users, one user's run
+    (so an agent run keeps its own accounting)."""
     p = req.principal
     if p.kind == IAM:
         return f"{p.account}#{p.user}#{req.run_id or '-'}"

@@ -36,12 +36,14 @@ class Settings:
     default_max_tokens: int
     reservation_ttl_s: int
     bcrypt_rounds: int
-    loop_max_repeats: int  # identical requests allowed per principal per loop window
+    loop_max_repeats: int  # repeats of one request pattern allowed per subject per loop window (tollgate.loopguard)
     loop_window_s: int
     budget_alert_interval_s: int  # at most one warning per budget per interval
     runs_table: str = "tollgate-runs"
     runs_queue_url: str | None = None  # the SQS queue agent runs are sent to
     runs_max_budget_usd: Decimal = Decimal(50)  # the most one agent run may be given
+    loop_min_repeats: int = 5  # from this many repeats on, a pattern is refused once it has spent loop_max_usd
+    loop_max_usd: Decimal = Decimal("0.50")  # worst-case input USD one pattern may spend per loop window
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -77,12 +79,14 @@ class Settings:
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
             reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "300")),
             bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
-            loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "10")),
-            loop_window_s=int(get(Env.LOOP_WINDOW_S, "3600")),
+            loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "18")),
+            loop_window_s=int(get(Env.LOOP_WINDOW_S, "600")),
             budget_alert_interval_s=int(get(Env.BUDGET_ALERT_INTERVAL_S, str(6 * 3600))),
             runs_table=get(RUNS.env_var, "tollgate-runs"),
             runs_queue_url=get(Env.RUNS_QUEUE_URL),
             runs_max_budget_usd=Decimal(get(Env.RUNS_MAX_BUDGET_USD, "50")),
+            loop_min_repeats=int(get(Env.LOOP_MIN_REPEATS, "5")),
+            loop_max_usd=Decimal(get(Env.LOOP_MAX_USD, "0.50")),
         )
 
 
