@@ -9,6 +9,13 @@ from functools import lru_cache
 from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, USAGE, Env
 
 
+# Tokens per minute per key when the key sets none. Admission counts estimated input (UTF-8 bytes / 4)
+# plus max_tokens, settled to the provider's count: one Claude Code turn (a ~118 KB body, max_tokens
+# 32,000) is ~62,000 at admission and ~30,000 once settled, so 1,000,000 lets a coding agent make a
+# dozen or more calls a minute, with room for its late-session turns (600 KB bodies: ~180,000 each).
+DEFAULT_TPM = 1_000_000
+
+
 @dataclass(frozen=True)
 class Settings:
     stage: str
@@ -42,6 +49,8 @@ class Settings:
     runs_table: str = "tollgate-runs"
     runs_queue_url: str | None = None  # the SQS queue agent runs are sent to
     runs_max_budget_usd: Decimal = Decimal(50)  # the most one agent run may be given
+    server_tool_max_calls: int = 10  # calls reserved per server-side tool when the request sets no max_uses
+    server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -72,7 +81,7 @@ class Settings:
             default_user_monthly_usd=Decimal(get(Env.DEFAULT_USER_MONTHLY_USD, "200")),
             default_key_hourly_usd=Decimal(get(Env.DEFAULT_KEY_HOURLY_USD, "25")),
             default_rpm=int(get(Env.DEFAULT_RPM, "60")),
-            default_tpm=int(get(Env.DEFAULT_TPM, "100000")),
+            default_tpm=int(get(Env.DEFAULT_TPM, str(DEFAULT_TPM))),
             warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
             reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "300")),
@@ -83,6 +92,8 @@ class Settings:
             runs_table=get(RUNS.env_var, "tollgate-runs"),
             runs_queue_url=get(Env.RUNS_QUEUE_URL),
             runs_max_budget_usd=Decimal(get(Env.RUNS_MAX_BUDGET_USD, "50")),
+            server_tool_max_calls=int(get(Env.SERVER_TOOL_MAX_CALLS, "10")),
+            server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
         )
 
 
