@@ -70,7 +70,6 @@ _SERVER_TOOLS = frozenset(("web_search", "web_search_preview", "web_fetch", "cod
                            "file_search", "computer_use_preview", "mcp", "image_generation", "tool_search_tool_regex",
                            "tool_search_tool_bm25"))
 _TOOL_VERSION = re.compile(r"_(?:\d{8}|\d{4}_\d{2}_\d{2})$")  # web_search_20250305, web_search_2025_08_26
-_OPENAI_TIERS = ("auto", "default", "flex", "priority")
 _ANTHROPIC_TIERS = ("auto", "standard_only")
 
 
@@ -86,25 +85,21 @@ def _parts(node: Any) -> list[str]:
 
 def service_tiers(body: dict[str, Any], price: "ModelPrice | None", *, anthropic: bool) -> tuple[str, ...]:
     """The tiers a request may be billed in, from its `service_tier`. OpenAI: "flex" and "priority" need
-    the model's price for that tier; "auto" (or none: OpenAI's default) may be served in priority when the
-    project is set to it, so it also reserves at priority where that is priced. Anthropic: "auto" and
-    "standard_only" are the standard rates. Raises InvalidRequest (400) for a tier that is not priced."""
+    the model's price for that tier; "auto" (or none) and "default" are the standard rates (a project the
+    operator set to priority by default is charged the tier OpenAI reports, after the call). Anthropic:
+    "auto" and "standard_only" are the standard rates. Raises InvalidRequest (400) for a tier that is not
+    priced for the model."""
     tier = body.get("service_tier")
     priced = dict(price.service_tiers) if price is not None else {}
-    if anthropic:
-        if tier is None or tier in _ANTHROPIC_TIERS:
-            return (STANDARD,)
-    elif tier in (None, "auto"):
-        return (STANDARD, "priority") if "priority" in priced else (STANDARD,)
-    elif tier == "default":
+    if tier is None or tier in (_ANTHROPIC_TIERS if anthropic else ("auto", "default")):
         return (STANDARD,)
-    elif tier in priced:
+    if not anthropic and isinstance(tier, str) and tier in priced:
         return (tier,)
     model = price.id if price is not None else "this model"
-    raise InvalidRequest(f"service_tier '{tier}' has no price for {model} in this gateway's price list, so it is "
-                         f"refused. Send one of {sorted(set(_ANTHROPIC_TIERS if anthropic else _OPENAI_TIERS) - {tier})} "
-                         "that is priced, or ask the operator to add its prices (service_tiers in prices.json).",
-                         param="service_tier")
+    allowed = list(_ANTHROPIC_TIERS) if anthropic else ["auto", "default", *sorted(priced)]
+    raise InvalidRequest(f"service_tier {json.dumps(tier)} has no price for {model} in this gateway's price list, "
+                         f"so it is refused. Send one of {allowed}, or ask the operator to add its prices "
+                         "(service_tiers in prices.json).", param="service_tier")
 
 
 def tool_calls(body: dict[str, Any], price: "ModelPrice | None", *,
@@ -116,7 +111,8 @@ def tool_calls(body: dict[str, Any], price: "ModelPrice | None", *,
     out: dict[str, int] = {}
     overall = _positive_int(body, "max_tool_calls")
     priced = price.server_tools if price is not None else {}
-    for tool in body.get("tools") or []:
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
         kind = tool.get("type", "") if isinstance(tool, dict) else ""
         name = _TOOL_VERSION.sub("", kind) if isinstance(kind, str) else ""
         if name not in priced:
