@@ -107,7 +107,11 @@ def test_billed_extras_are_metered_at_what_the_provider_reports(world, case):
     reply = gateway.handle(MeteredRequest(str(uuid.uuid4()), path, principal(user, f"sk-{user}"), body))
     assert reply.status == 200 and reply.cost == Decimal(expected)
     assert Decimal(reply.headers["x-tollgate-cost-usd"]) == Decimal(expected)
-    assert _record(world, user)["costUsd"] == Decimal(expected)
+    record = _record(world, user)
+    assert record["costUsd"] == Decimal(expected)
+    assert {"priority": record.get("serviceTier") == "priority",
+            "web_search": record.get("serverToolCalls") == {"web_search": 2},
+            "one_hour_cache": record.get("cacheWrite1hTokens") == 1000}[case]
     assert _reserved(gateway, body, operation) >= reply.cost
 
 
