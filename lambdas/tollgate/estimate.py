@@ -102,6 +102,24 @@ def service_tiers(body: dict[str, Any], price: "ModelPrice | None", *, anthropic
                          "(service_tiers in prices.json).", param="service_tier")
 
 
+# Anthropic request options billed at a multiple of the token prices, with the value billed at 1x:
+# fast mode (`speed`, platform.claude.com/docs/en/build-with-claude/fast-mode) and US-only inference
+# (`inference_geo`, 1.1x, platform.claude.com/docs/en/build-with-claude/data-residency).
+_ANTHROPIC_PREMIUMS = {"speed": "standard", "inference_geo": "global"}
+
+
+def check_premium_options(body: dict[str, Any], *, anthropic: bool) -> None:
+    """Refuse (400) request options priced as a multiple of the token prices, which the catalogue does
+    not price: Anthropic fast mode and US-only inference."""
+    if not anthropic:
+        return
+    for name, standard in _ANTHROPIC_PREMIUMS.items():
+        value = body.get(name)
+        if value is not None and value != standard:
+            raise InvalidRequest(f"{name} {json.dumps(value)} is billed at a premium this gateway does not price, so "
+                                 f"it is refused. Leave it out (or send {json.dumps(standard)}).", param=name)
+
+
 def tool_calls(body: dict[str, Any], price: "ModelPrice | None", *,
                call_bound: int = DEFAULT_TOOL_CALL_BOUND) -> dict[str, int]:
     """The server-side tools a request offers, each with the most calls to reserve for: the tool's
@@ -182,6 +200,7 @@ def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_
         field_name = "max_tokens" if anthropic or not model.startswith(_REASONING_PREFIXES) else "max_completion_tokens"
     n = 1 if anthropic else (_positive_int(body, "n") or 1)
     cap = min(requested, model_max_output)
+    check_premium_options(body, anthropic=anthropic)
     tiers = service_tiers(body, price, anthropic=anthropic)
     calls = tool_calls(body, price, call_bound=tool_call_bound)
     tool_input = sum(calls.values()) * tool_input_tokens

@@ -187,3 +187,13 @@ def test_an_image_adds_its_estimate_not_its_bound_to_rate_tokens():
     two = estimate.chat_bound(_chat([image, image]), "gpt-4o", 16_384, 10, anthropic=False)
     assert two.input_estimate - one.input_estimate < estimate.IMAGE_TOKEN_ESTIMATE + 100
     assert two.input_tokens - one.input_tokens >= estimate.IMAGE_TOKEN_BOUND
+
+
+@pytest.mark.parametrize("option", [{"speed": "fast"}, {"inference_geo": "us"}, {"inference_geo": ["us"]}])
+def test_anthropic_premium_options_are_refused(option):
+    body = {**_chat("hi"), "max_tokens": 10, **option}
+    with pytest.raises(InvalidRequest) as exc:
+        _bound(body, "claude-opus-4-8", anthropic=True)
+    assert exc.value.param == next(iter(option))
+    standard = {**body, **{k: {"speed": "standard", "inference_geo": "global"}[k] for k in option}}
+    assert _bound(standard, "claude-opus-4-8", anthropic=True).service_tiers == (STANDARD,)
