@@ -108,10 +108,16 @@ def service_tiers(body: dict[str, Any], price: "ModelPrice | None", *, anthropic
 _ANTHROPIC_PREMIUMS = {"speed": "standard", "inference_geo": "global"}
 
 
-def check_premium_options(body: dict[str, Any], *, anthropic: bool) -> None:
-    """Refuse (400) request options priced as a multiple of the token prices, which the catalogue does
-    not price: Anthropic fast mode and US-only inference."""
+def check_premium_options(body: dict[str, Any], price: "ModelPrice | None", *, anthropic: bool) -> None:
+    """Refuse (400) request options priced above the catalogue's rates: Anthropic fast mode and US-only
+    inference; and on OpenAI models whose cache writes are priced (GPT-6.x, 30-minute retention), a longer
+    `prompt_cache_retention` (billed at a higher write rate that usage does not report apart)."""
     if not anthropic:
+        retention = body.get("prompt_cache_retention")
+        if retention not in (None, "in_memory") and price is not None and price.cache_write is not None:
+            raise InvalidRequest(f"prompt_cache_retention {json.dumps(retention)} is billed at a cache-write rate this "
+                                 f"gateway does not price for {price.id}, so it is refused. Leave it out.",
+                                 param="prompt_cache_retention")
         return
     for name, standard in _ANTHROPIC_PREMIUMS.items():
         value = body.get(name)
@@ -200,7 +206,7 @@ def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_
         field_name = "max_tokens" if anthropic or not model.startswith(_REASONING_PREFIXES) else "max_completion_tokens"
     n = 1 if anthropic else (_positive_int(body, "n") or 1)
     cap = min(requested, model_max_output)
-    check_premium_options(body, anthropic=anthropic)
+    check_premium_options(body, price, anthropic=anthropic)
     tiers = service_tiers(body, price, anthropic=anthropic)
     calls = tool_calls(body, price, call_bound=tool_call_bound)
     tool_input = sum(calls.values()) * tool_input_tokens

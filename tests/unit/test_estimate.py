@@ -197,3 +197,12 @@ def test_anthropic_premium_options_are_refused(option):
     assert exc.value.param == next(iter(option))
     standard = {**body, **{k: {"speed": "standard", "inference_geo": "global"}[k] for k in option}}
     assert _bound(standard, "claude-opus-4-8", anthropic=True).service_tiers == (STANDARD,)
+
+
+def test_a_longer_cache_retention_is_refused_where_cache_writes_are_priced():
+    body = {"model": "gpt-6.2-sol", "input": "hi", "prompt_cache_retention": "12h"}
+    with pytest.raises(InvalidRequest) as exc:
+        _bound(body, "gpt-6.2-sol")
+    assert exc.value.param == "prompt_cache_retention"
+    assert _bound({**body, "prompt_cache_retention": "in_memory"}, "gpt-6.2-sol").service_tiers == (STANDARD,)
+    assert _bound({**body, "model": "gpt-5"}, "gpt-5").service_tiers == (STANDARD,)  # retention is free there
