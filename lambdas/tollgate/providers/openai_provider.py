@@ -29,9 +29,9 @@ def usage_from(raw: dict[str, Any], response: dict[str, Any] | None = None) -> U
     `service_tier` is the tier OpenAI says it used ("default" is the standard tier: None), and its
     Responses `output` items web_search_call / file_search_call / code_interpreter_call are the
     server-side tool calls."""
-    in_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    out_details = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
-    response = response or {}
+    in_details = _object(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
+    out_details = _object(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
+    response = _object(response)
     tier = response.get("service_tier")
     calls: dict[str, int] = {}
     output = response.get("output")
@@ -49,6 +49,10 @@ def usage_from(raw: dict[str, Any], response: dict[str, Any] | None = None) -> U
         server_tool_calls=calls,
         service_tier=tier if isinstance(tier, str) and tier not in ("default", "auto") else None,
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, api_key: str) -> tuple[bytes, Usage, str]:
