@@ -67,7 +67,7 @@ _OPAQUE_PARTS = frozenset(("document", "file", "input_file", "input_audio", "con
 # Tool types the provider runs itself (billed per call or per container, outside token prices). A tool
 # of one of these kinds needs a price in prices.json `server_tools`; any other tool type runs on the client.
 _SERVER_TOOLS = frozenset(("web_search", "web_search_preview", "web_fetch", "code_execution", "code_interpreter",
-                           "file_search", "computer_use_preview", "mcp", "image_generation", "tool_search_tool_regex",
+                           "file_search", "computer_use_preview", "mcp", "mcp_toolset", "image_generation", "tool_search_tool_regex",
                            "tool_search_tool_bm25"))
 _TOOL_VERSION = re.compile(r"_(?:\d{8}|\d{4}_\d{2}_\d{2})$")  # web_search_20250305, web_search_2025_08_26
 _ANTHROPIC_TIERS = ("auto", "standard_only")
