@@ -220,7 +220,7 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        self.ledger.settle(res, record.item(), cost, usage.total_tokens, replay)
+        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
@@ -250,6 +250,15 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:
+    """What the tokens-per-minute window settles to, counted as the provider counts its own limit: for
+    Anthropic, cache reads do not count towards input tokens per minute (its rate-limits docs); OpenAI
+    counts every token."""
+    if price.provider == "anthropic":
+        return usage.total_tokens - usage.cached_input_tokens
+    return usage.total_tokens
 
 
 def _worst_case(catalogue: Catalogue, price: ModelPrice, bound: estimate.Bound) -> Decimal:

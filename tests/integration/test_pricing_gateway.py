@@ -3,6 +3,7 @@ plain token prices (a service tier, server-side tools, 1-hour cache writes) mete
 reports, never above what was reserved for a call within its bound."""
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 
@@ -44,6 +45,23 @@ def test_claude_code_turns_run_on_a_key_with_default_limits(world):
         assert headers["x-ratelimit-limit-tokens"] == str(DEFAULT_TPM)
         remaining.append(int(headers["x-ratelimit-remaining-tokens"]))
     assert remaining == sorted(remaining, reverse=True) and remaining[-1] > 0
+
+
+def test_the_token_window_settles_to_what_the_provider_counts(world):
+    """Anthropic leaves cache reads out of its input-tokens-per-minute: so does the settled window."""
+    raw, _ = world.create_key()
+    body = {"model": "claude-haiku-4-5", "max_tokens": 200,
+            "messages": [{"role": "user", "content": "x" * 40_000 + "[[fake:cached_tokens=5000]]"}]}
+    resp = world.call("POST", "/v1/messages", body, principal=world.principal(raw))
+    assert resp["statusCode"] == 200, resp["body"]
+    usage = json.loads(resp["body"])["usage"]
+    assert usage["cache_read_input_tokens"] == 5000
+    windows = boto3.client("dynamodb").query(
+        TableName=world.env["TOLLGATE_BUDGETS_TABLE"], KeyConditionExpression="pk = :p AND begins_with(sk, :m)",
+        ExpressionAttributeValues={":p": {"S": f"RATE#{world.principal(raw).account}"}, ":m": {"S": "MIN#"}})["Items"]
+    assert len(windows) == 1
+    counted = usage["input_tokens"] + usage.get("cache_creation_input_tokens", 0) + usage["output_tokens"]
+    assert int(from_item(windows[0])["remainingTokens"]) == DEFAULT_TPM - counted
 
 
 class _Scripted:
