@@ -112,7 +112,9 @@ class MeteredGateway:
         if operation == EMBEDDINGS:
             return estimate.embedding_bound(body)
         return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
-                                   anthropic=operation == MESSAGES, context_window=price.context_window)
+                                   anthropic=operation == MESSAGES, context_window=price.context_window, price=price,
+                                   tool_call_bound=self.settings.server_tool_max_calls,
+                                   tool_input_tokens=self.settings.server_tool_input_tokens)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
@@ -121,8 +123,7 @@ class MeteredGateway:
         return Plan(
             request_id=req.request_id, user=req.principal.user, principal_id=req.principal.account,
             levels=tuple(levels), window=window_for(req.principal, now, self.settings),
-            cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
-            tokens=bound.tokens, started_at=now,
+            cost=_worst_case(self.catalogue, price, bound), tokens=bound.rate_tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
             loop=loopguard.counter(_loop_subject(req), req.principal.user, req.body, now,
@@ -144,8 +145,7 @@ class MeteredGateway:
                 self._count(metric_names.BUDGET_REFUSALS)
                 raise
         lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * bound.choices)
-        cheaper = replace(plan, cost=self.catalogue.worst_case_cost(price, lowered.input_tokens, lowered.output_tokens),
-                          tokens=lowered.tokens)
+        cheaper = replace(plan, cost=_worst_case(self.catalogue, price, lowered), tokens=lowered.rate_tokens)
         try:
             return self.ledger.reserve(cheaper), lowered, bound.max_tokens
         except BudgetExceeded:
@@ -156,8 +156,9 @@ class MeteredGateway:
         remaining = getattr(exc, "remaining", None)
         if remaining is None or bound.max_tokens_field is None or price.output <= 0:
             return None
-        input_cost = self.catalogue.worst_case_cost(price, bound.input_tokens, 0)
-        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * bound.choices))
+        input_cost = _worst_case(self.catalogue, price, replace(bound, output_tokens=0))
+        per_output_token = _worst_case(self.catalogue, price, replace(bound, output_tokens=1)) - input_cost
+        affordable = math.floor((remaining - input_cost) / (per_output_token * bound.choices))
         if affordable < MIN_USEFUL_MAX_TOKENS or affordable >= bound.max_tokens:
             return None
         return affordable
@@ -184,7 +185,9 @@ class MeteredGateway:
             log.warning("provider reported no usage; charging the worst case",
                         extra={"request_id": req.request_id, "model": price.id})
             usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
-        cost = self.catalogue.cost(price, usage)
+            cost = res.plan.cost
+        else:
+            cost = self.catalogue.cost(price, usage)
         headers = self._headers(req, res, cost, lowered_from, bound)
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
@@ -221,7 +224,7 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        self.ledger.settle(res, record.item(), cost, usage.total_tokens, replay)
+        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
@@ -251,6 +254,21 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:
+    """What the tokens-per-minute window settles to, counted as the provider counts its own limit: for
+    Anthropic, cache reads do not count towards input tokens per minute (its rate-limits docs); OpenAI
+    counts every token."""
+    if price.provider == "anthropic":
+        return usage.total_tokens - usage.cached_input_tokens
+    return usage.total_tokens
+
+
+def _worst_case(catalogue: Catalogue, price: ModelPrice, bound: estimate.Bound) -> Decimal:
+    """What to reserve for a bound: its tokens at the dearest rates of its tiers, plus its tool calls."""
+    return catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens, tiers=bound.service_tiers,
+                                     tool_calls=bound.tool_calls)
 
 
 def _loop_subject(req: MeteredRequest) -> str:
