@@ -9,6 +9,7 @@ from typing import Any
 from tollgate.clock import iso
 from tollgate.providers.base import Usage
 from tollgate.money import text as usd
+from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 
 OK = "ok"
 ERROR = "error"
@@ -50,6 +51,7 @@ class UsageRecord:
             "requestType": self.request_type, "endpoint": self.endpoint, "userAgent": self.user_agent[:256],
             "durationMs": self.duration_ms, "byok": self.byok, "status": self.status, "stream": self.stream,
             "errorCode": self.error_code, "runId": self.run_id,
+            USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
         }
 
 
