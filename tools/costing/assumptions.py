@@ -21,10 +21,11 @@ class Assumptions:
     # max_tokens 256; the measured request (writes.py) is sent with exactly this shape.
     prompt_chars: int = 1000
     max_tokens: int = 256
-    # Time: the gateway waits on the provider (the figure); its own work per warm request; a warm
+    # Time: the gateway waits on the provider (the figure); its own work per warm request at 1024 MB
+    # (Lambda's CPU share is proportional to memory, so it takes 1024/M times as long at M MB); a warm
     # authorizer call (the bcrypt check is cached per key in the process).
     provider_wait_s: Decimal = Decimal("0.6")
-    gateway_own_s: Decimal = Decimal("0.05")
+    gateway_own_s_at_1024mb: Decimal = Decimal("0.05")
     authorizer_s: Decimal = Decimal("0.02")
     cold_start_share: Decimal = Decimal("0.001")  # of invocations; each cold gateway reads the platform-keys secret once
     # Log bytes per invocation that Lambda writes itself (START, END, REPORT lines) and per WAF log record.

@@ -23,6 +23,8 @@ IDLE, REQUEST = "idle", "per million requests"
 # The functions by their construct ids in stacks/api_stack.py (the streaming work may rename the gateway's).
 GATEWAY_FUNCTION = "Gateway"
 AUTHORIZER_FUNCTION = "Authorizer"
+# Lambda gives a function one full vCPU at 1,769 MB, and a proportional share below it.
+FULL_VCPU_GB = Decimal(1769) / 1024
 # A NAT or other EC2 instance's root volume when the template does not size it (Amazon Linux 2023: 8 GB gp3).
 DEFAULT_ROOT_VOLUME_GB = Decimal(8)
 # X-Ray's default sampling rule (https://docs.aws.amazon.com/xray/latest/devguide/xray-console-sampling.html):
@@ -224,7 +226,7 @@ def traced_share(t: Templates, a: Assumptions) -> Decimal:
     reservoir = Decimal(rule["ReservoirSize"]) if rule else DEFAULT_RESERVOIR_PER_S
     rate = Decimal(str(rule["FixedRate"])) if rule else DEFAULT_FIXED_RATE
     per_s = a.requests_per_month / a.seconds_per_month
-    return (min(per_s, reservoir) + rate * max(Decimal(0), per_s - reservoir)) / per_s
+    return rate + (1 - rate) * min(per_s, reservoir) / per_s  # (reservoir + rate x the rest) / all
 
 
 def authorizer_share(t: Templates, a: Assumptions) -> Decimal:
@@ -259,10 +261,11 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
         add(f"  WAF log records, GB ({a.waf_log_bytes} bytes each)", n * a.waf_log_bytes / GB, "cw_vended_logs_gb")
 
     gateway = t.function(GATEWAY_FUNCTION)
-    seconds = a.provider_wait_s + a.gateway_own_s
     memory = Decimal(gateway.properties.get("MemorySize", 128)) / 1024
+    own = a.gateway_own_s_at_1024mb / min(memory, FULL_VCPU_GB)
+    seconds = a.provider_wait_s + own
     add("gateway Lambda requests, millions", n / MILLION, "lambda_requests_million")
-    add(f"  GB-seconds ({memory * 1024:.0f} MB x {seconds} s: provider wait + own work)", n * memory * seconds,
+    add(f"  GB-seconds ({memory * 1024:.0f} MB x {seconds:.3f} s: provider wait + own work)", n * memory * seconds,
         "lambda_arm_gb_s")
     gateway_logs = m.log_bytes + a.lambda_platform_log_bytes
     add(f"  log GB ({gateway_logs} bytes a request: {m.log_bytes} measured + Lambda's own lines)",
