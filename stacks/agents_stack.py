@@ -1,6 +1,6 @@
 """TollgateAgents: the agent workers (agents/) on ECS Fargate, in private subnets, scaled on the runs queue.
 
-- A VPC of its own: public subnets hold only the NAT gateway; the tasks run in private subnets
+- A VPC of its own: public subnets hold only the NAT instance; the tasks run in private subnets
   (PRIVATE_WITH_EGRESS) with no public IP, behind a security group whose only rule is egress to TCP 443
   (the gateway's API, SQS, DynamoDB, CloudWatch Logs, ECR: all HTTPS). Flow logs to CloudWatch Logs.
 - An ECS cluster with Container Insights, one Fargate service (arm64/Graviton), one run per task at
@@ -46,6 +46,9 @@ DEFAULT_MAX_TASKS = 4
 # timeout (also 120 s); if SIGKILL lands mid-call, nothing is lost: the message reappears after its
 # visibility timeout, and the call's idempotency key makes the retried call return the first answer.
 STOP_TIMEOUT = Duration.seconds(120)
+# `cdk deploy -c agents_enabled=false`: the stack holds only the task role (which the gateway's
+# configuration names), and no network, cluster or service: ~$7.80 a month less idle (`make cost`).
+ENABLED_CONTEXT = "agents_enabled"
 NAT_INSTANCE_TYPE = "t4g.nano"  # arm64, 0.5 GB, up to 5 Gbit/s
 NAT_ROOT_VOLUME_GB = 8  # the Amazon Linux 2023 image's own size: the smallest it boots from
 IDLE_BEFORE_SCALE_IN = 5  # minutes with no run waiting or in flight before the tasks are stopped
@@ -74,6 +77,23 @@ class AgentsStack(Stack):
                  data: DataStack, api: ApiStack, max_tasks: int = DEFAULT_MAX_TASKS, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         queue = api.runs_queue.queue
+
+        self.task_role = iam.Role(
+            self, "TaskRole",
+            role_name=task_role_name(),
+            description="Tollgate agent worker tasks: call the gateway, take runs, record them",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"},
+            }),
+        )
+        self._grant(data, api)
+
+        self.service: ecs.FargateService | None = None
+        if self.node.try_get_context(ENABLED_CONTEXT) in (False, "false"):
+            # No network, cluster or service: nothing to pay for while idle. Runs that are started
+            # anyway wait in the queue until the service is deployed.
+            return
 
         self.flow_logs = logs.LogGroup(self, "FlowLogs", retention=LOG_RETENTION)
         # One NAT instance, not one per AZ: the workers are batch consumers of a queue, not a service
@@ -131,16 +151,6 @@ class AgentsStack(Stack):
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443),
                                             "HTTPS: the Tollgate API, SQS, DynamoDB, CloudWatch Logs, ECR")
 
-        self.task_role = iam.Role(
-            self, "TaskRole",
-            role_name=task_role_name(),
-            description="Tollgate agent worker tasks: call the gateway, take runs, record them",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
-                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"},
-            }),
-        )
-        self._grant(data, api)
 
         self.logs = logs.LogGroup(self, "WorkerLogs", retention=LOG_RETENTION)
         self.task_definition = ecs.FargateTaskDefinition(

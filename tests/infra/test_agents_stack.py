@@ -306,3 +306,15 @@ def test_runs_function_creates_runs_and_their_budgets_and_queues_them_and_nothin
     assert budget["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BUDGET#RUN#*"]}}
     env = api["Resources"][fid]["Properties"]["Environment"]["Variables"]
     assert local_refs(env[schema.Env.RUNS_QUEUE_URL]) == {queue_id}
+
+
+def test_with_agents_disabled_there_is_no_network_or_service_only_the_task_role(tmp_path):
+    import app as cdk_app
+    from stacks.agents_stack import ENABLED_CONTEXT
+
+    app = cdk_app.build_app(context={"aws:cdk:disable-asset-staging": True, ENABLED_CONTEXT: "false"},
+                            outdir=str(tmp_path))
+    agents = app.synth().get_stack_by_name(AGENTS_STACK_NAME).template
+    kinds = {r["Type"] for r in agents["Resources"].values()}
+    assert not kinds & {"AWS::EC2::VPC", "AWS::EC2::Instance", "AWS::EC2::NatGateway", "AWS::ECS::Service"}
+    assert "AWS::IAM::Role" in kinds
