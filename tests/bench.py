@@ -61,7 +61,9 @@ if len(sys.argv) > 1:
     response = handler(event, LambdaContext(function_name="gateway"))
     first = time.perf_counter() - t
     assert response["statusCode"] == 200, response
-print(json.dumps({{"import": imported, "first": first}}))
+import resource
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+print(json.dumps({{"import": imported, "first": first, "peak_mb": peak_mb}}))
 """
 
 
@@ -80,8 +82,9 @@ def cold(module: str, env: dict[str, str], event_file: str | None = None, entry:
     for _ in range(COLD_RUNS):
         measured = _run(line, env, event_file)
         base = _run(BASELINE, env)["import"]
-        runs.append({"import": measured["import"], "first": measured["first"], "base": base})
-    out = {k: statistics.median(r[k] for r in runs) for k in ("import", "base")}
+        runs.append({"import": measured["import"], "first": measured["first"], "base": base,
+                     "peak_mb": measured["peak_mb"]})
+    out = {k: statistics.median(r[k] for r in runs) for k in ("import", "base", "peak_mb")}
     out["import_ratio"] = statistics.median(r["import"] / r["base"] for r in runs)
     if event_file:
         out["first"] = statistics.median(r["first"] for r in runs)
@@ -205,6 +208,7 @@ def main() -> None:
     print(f"cold starts (fresh interpreters as in Lambda, tracing on; median of {COLD_RUNS} pairs with the baseline)")
     print(f"  import {GATEWAY_MODULE:<27}{g_cold['import'] * 1000:8.1f} ms   ratio to baseline = {g_cold['import_ratio']:.2f}x")
     print(f"  its first request                 {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
+    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB   (sets the gateway's memory size)")
     print(f"  import {AUTHORIZER_MODULE:<27}{a_cold['import'] * 1000:8.1f} ms   ratio to baseline = {a_cold['import_ratio']:.2f}x")
     print(f"  baseline: {BASELINE:<24}{g_cold['base'] * 1000:8.1f} ms")
     print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")
