@@ -21,8 +21,9 @@ from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
-# The gateway mostly waits on the provider: a warm process peaks at ~117 MB, so 512 MB leaves 4x headroom
-# and half the GB-seconds of 1024 MB (its CPU share halves too; its own work is ~50 ms at 1024 MB).
+# The gateway mostly waits on the provider. A fresh process that has served its first request (provider
+# SDK imported) peaks at ~220 MB RSS (`make bench`), so 512 MB keeps 2x headroom at half the GB-seconds
+# of 1024 MB; its CPU share halves too, which its own work (~50 ms at 1024 MB) feels, the wait does not.
 GATEWAY_MEMORY_MB = 512
 # X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
 # follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
