@@ -5,7 +5,7 @@ material are never passed to the logger.
 
 The tracer is built at a traced function's first invocation, not at import (LazyTracer): importing the
 X-Ray SDK builds its recorder, which outside Lambda (the local stack, tests, `make bench`) also builds a
-botocore X-Ray clients for centralised sampling, ~250 ms of every import of a handler. In Lambda the
+botocore X-Ray client for centralised sampling, ~250 ms of every import of a handler. In Lambda the
 recorder samples locally and the function only follows the decision API Gateway made, so tracing costs
 the first request the SDK's import (~0.1 s) and patches only the library our AWS calls go through.
 """

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Prices: AWS list prices, {assumptions.region}, no free tier ({price_file.PRICES_FILE.name}, read "
           f"{' to '.join(dict.fromkeys([dates[0], dates[-1]]))}; a source page per price)")
     print("Assumptions: " + ", ".join(f"{f.name}={getattr(assumptions, f.name)}" for f in dataclasses.fields(assumptions)))
-    print(f"Measured: one warm metered request wrote {m_summary(measurement)}")
+    print(f"Measured: one warm metered request wrote {_summary(measurement)}")
     for line in render(lines):
         print(line)
     print(f"idle_usd_per_month={model.total(lines, model.IDLE).quantize(CENT)}")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def m_summary(m) -> str:
+def _summary(m) -> str:
     items = "; ".join(f"{w.table} {w.action} {w.size} B = {w.units} WRU" for w in m.writes)
     index = "; ".join(f"{i.table}.{i.index} {i.action} {i.size} B = {i.units} WRU" for i in m.index_writes)
     return (f"{m.write_units} WRU [{items}] + index writes [{index or 'none'}]; read {m.read_units} RRU; "

@@ -14,7 +14,7 @@ from decimal import Decimal
 from tools.costing.assumptions import Assumptions
 from tools.costing.prices import Price
 from tools.costing.templates import Resource, Templates, refs
-from tools.costing.writes import Measurement, TableSpec, item_size  # noqa: F401  (item_size: re-exported for tests)
+from tools.costing.writes import IndexSpec, Measurement, TableSpec
 
 MILLION = Decimal(1_000_000)
 GB = Decimal(2 ** 30)
@@ -255,7 +255,7 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
     if access_log_bytes:
         add(f"  access log lines, GB ({access_log_bytes} bytes: the format's length)", n * access_log_bytes / GB,
             "cw_logs_ingest_gb")
-    for acl in t.resources("AWS::WAFv2::WebACL"):
+    for _ in t.resources("AWS::WAFv2::WebACL"):
         add("WAF requests inspected, millions", n / MILLION, "waf_requests_million")
     if any(True for _ in t.resources("AWS::WAFv2::LoggingConfiguration")):
         add(f"  WAF log records, GB ({a.waf_log_bytes} bytes each)", n * a.waf_log_bytes / GB, "cw_vended_logs_gb")
@@ -302,7 +302,7 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
     if any(s.properties.get("TracingEnabled") for s in stages):
         share = traced_share(t, a)
         add(f"X-Ray traces, millions ({share:.1%} of requests sampled)", n * share / MILLION, "xray_traces_million")
-    for rule in t.resources("AWS::CloudWatch::InsightRule"):
+    for _ in t.resources("AWS::CloudWatch::InsightRule"):
         add("Contributor Insights log events matched, millions", n / MILLION, "cw_insight_events_million")
     if m.metric_series:
         add(f"custom metrics once there is traffic ({m.metric_series} per provider x {a.providers_used})",
@@ -312,8 +312,8 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
     return out
 
 
-def item_size_projected(item_bytes: int, index) -> int:
-    """Approximate bytes an index holds per item: the whole item for ALL, ~100 bytes of keys otherwise."""
+def item_size_projected(item_bytes: int, index: IndexSpec) -> int:
+    """Bytes an index holds per item, approximately: the whole item for ALL, ~100 bytes of keys otherwise."""
     return item_bytes if index.projection == "ALL" else 100
 
 

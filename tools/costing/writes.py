@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -254,8 +255,6 @@ def measure(templates: Templates, assumptions: Assumptions) -> Measurement:
     A first request of the same key warms the key's budget items and the process (clients, provider
     SDK); the second is measured, so the figures are those of a steady month, not of its first request.
     """
-    import os
-
     import boto3
 
     from local.aws import serialised_mock_aws
