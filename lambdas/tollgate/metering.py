@@ -9,6 +9,7 @@ from typing import Any
 from tollgate.clock import iso
 from tollgate.providers.base import Usage
 from tollgate.money import text as usd
+from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 
 OK = "ok"
 ERROR = "error"
@@ -54,6 +55,7 @@ class UsageRecord:
             # reasoning tokens (of completionTokens), server-side tool calls, a non-standard service tier
             "cacheWrite1hTokens": self.usage.cache_write_1h_tokens, "reasoningTokens": self.usage.reasoning_tokens,
             "serverToolCalls": dict(self.usage.server_tool_calls) or None, "serviceTier": self.usage.service_tier,
+            USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
         }
 
 

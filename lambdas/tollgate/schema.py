@@ -47,12 +47,16 @@ API_KEYS = Table(
 
 # Usage: one record per request. pk = user id, sk = "<ISO-8601 UTC time>#<request id>", so one user's
 # usage over a date range is a single Query with `sk BETWEEN`, and writes spread over users.
+# No index: nothing reads usage by key, and an index would add a write unit to every request.
+# Records expire USAGE_RETENTION_DAYS after the request (attribute `ttl`); each user's monthly spend
+# stays in the budgets table (the user-month budget item's spentUsd), which has no expiry.
+USAGE_RETENTION_DAYS = 400  # at least 13 months
 USAGE = Table(
     logical_id="UsageTable",
     env_var="TOLLGATE_USAGE_TABLE",
     partition_key="pk",
     sort_key="sk",
-    indexes=(Index("byKey", "keyId", "sk"),),
+    ttl_attribute="ttl",
 )
 
 # Budgets, rate-limit windows, reservations, limits and notification markers. Generic pk/sk; the
