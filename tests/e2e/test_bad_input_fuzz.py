@@ -220,7 +220,7 @@ def assert_well_answered(route: routes.Route, status: int, headers: dict[str, st
     if "x-amzn-errortype" in headers:  # API Gateway's own answer (no such route, unauthorised): both SDKs read it
         assert body["type"] == "error" and isinstance(body["error"]["message"], str), body
     elif route.wire == routes.ANTHROPIC:
-        assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message", "code"}, body
         assert all(isinstance(v, str) for v in body["error"].values()), body
     else:
         assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body

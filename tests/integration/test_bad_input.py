@@ -33,7 +33,7 @@ def _openai_error(resp, status):
 def _anthropic_error(resp, status):
     assert resp["statusCode"] == status, resp["body"]
     body = body_of(resp)
-    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message", "code"}
     return body["error"]
 
 
