@@ -72,7 +72,7 @@ def main() -> None:
     ApiKeyStore(env["TOLLGATE_API_KEYS_TABLE"], boto3.client("dynamodb")).put(record)
     principal = wiring.authenticator().authenticate(raw)  # warm key: the authorizer's answer is cached
 
-    from handlers import gateway
+    from local import web_adapter
 
     calls: list[str] = []
     wiring.dynamodb().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
@@ -82,7 +82,7 @@ def main() -> None:
         event = proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions",
                             {**body, "messages": [{"role": "user", "content": f"benchmark {i}"}]},
                             principal, {}, None, {}, str(uuid.uuid4()))
-        resp = gateway.lambda_handler(event, LambdaContext(function_name="gateway"))
+        resp = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))
         assert resp["statusCode"] == 200, resp["body"]
 
     for i in range(5):  # warm up: SDK import, clients, connections

@@ -3,7 +3,7 @@ current request, and the one mapping of domain errors to provider-shaped respons
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
@@ -51,10 +51,17 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 
 def current_principal(app: APIGatewayRestResolver, route: routes.Route) -> Principal:
     event = app.current_event
+    return principal_for(route, event.raw_event.get("requestContext") or {}, event.headers or {})
+
+
+def principal_for(route: routes.Route, request_context: dict[str, Any], headers: Mapping[str, str]) -> Principal:
+    """The caller of an authenticated route, from API Gateway's request context (as in the proxy event, or
+    as the Lambda Web Adapter forwards it in `x-amzn-request-context`): the authorizer's context for
+    Bearer / x-api-key routes, the SigV4 identity for IAM routes. Raises AuthenticationFailed without one."""
     if route.auth == routes.IAM:
         # No authorizer ran: add what it adds about the user (their limit, own provider keys), briefly cached.
-        return wiring.with_user_context(iam.principal_for(event.request_context.identity.raw_event, event.headers or {}))
-    context = (event.request_context.authorizer.raw_event if event.request_context.authorizer else None) or {}
+        return wiring.with_user_context(iam.principal_for(request_context.get("identity") or {}, dict(headers)))
+    context = request_context.get("authorizer") or {}
     if "kind" not in context:
         raise errors.AuthenticationFailed("No authorizer context: the route must be called through API Gateway.")
     return Principal.from_context(context)
@@ -70,7 +77,11 @@ def _wire(app: APIGatewayRestResolver) -> str:
 
 
 def json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
-    raw = app.current_event.body
+    return json_object(app.current_event.body)
+
+
+def json_object(raw: str | bytes | None) -> dict[str, Any]:
+    """A request body that must be a JSON object. Raises InvalidRequest (a 400) otherwise."""
     if not raw:
         raise errors.InvalidRequest("A JSON request body is required.")
     try:

@@ -24,32 +24,50 @@ def usage_from(raw: dict[str, Any]) -> Usage:
                  cached_input_tokens=reads, cache_write_tokens=writes)
 
 
-def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream, its usage, the model). message_start carries the input side; message_delta carries the
+class MessagesStreamMeter(_common.StreamMeter):
+    """Meters a Messages stream. message_start carries the input side (`reported`); message_delta carries the
     final, cumulative output_tokens (and, in newer API versions, may restate the input counts)."""
-    counts: dict[str, int] = {}
-    model, seen_delta = None, False
-    events = _common.sse_events(raw)
-    for _, name, data in events:
+
+    def __init__(self, api_key: str):
+        super().__init__(api_key)
+        self._counts: dict[str, int] = {}
+
+    def feed(self, name: str | None, data: str) -> bool:
         event = _common.json_or_none(data)
         if not isinstance(event, dict):
-            continue
-        if name == "error" or event.get("type") == "error":
-            error = event.get("error") if isinstance(event.get("error"), dict) else {}
-            message = _common.redact(str(error.get("message", "stream error")), api_key)
-            raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
-        if event.get("type") == "message_start":
+            return True
+        kind = event.get("type")
+        if name == "error" or kind == "error":
+            self.failed(event)
+        elif kind == "message_start":
             message = event.get("message") or {}
-            model = message.get("model")
-            counts.update(_present(message.get("usage") or {}))
-        elif event.get("type") == "message_delta":
-            seen_delta = True
-            counts.update(_present(event.get("usage") or {}))
-    usage = usage_from(counts)
-    if not seen_delta:  # the output is unknown: the gateway charges its reserved worst case (tollgate.service)
+            self.model = message.get("model")
+            self._counts.update(_present(message.get("usage") or {}))
+            self.reported = usage_from(self._counts)
+        elif kind == "content_block_start":
+            self.generated(event.get("content_block"))
+        elif kind == "content_block_delta":
+            self.generated(event.get("delta"))
+        elif kind == "message_delta":
+            self._counts.update(_present(event.get("usage") or {}))
+            self.final = usage_from(self._counts)
+        elif kind == "message_stop":
+            self.complete = True
+        return True
+
+
+def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[bytes, Usage, str]:
+    """(the stream, its usage, the model) from a whole Messages stream."""
+    meter = MessagesStreamMeter(api_key)
+    events = _common.sse_events(raw)
+    for _, name, data in events:
+        meter.feed(name, data)
+        if meter.error:
+            raise errors.ProviderFailed(f"the provider failed mid-stream: {meter.error}")
+    if meter.final is None:  # the output is unknown: the gateway charges its reserved worst case (tollgate.service)
         log.warning("anthropic stream ended without message_delta usage")
-        usage = Usage()
-    return _common.join_events([block for block, _, _ in events]), usage, model or body.get("model", "")
+    return (_common.join_events([block for block, _, _ in events]), meter.final or Usage(),
+            meter.model or body.get("model", ""))
 
 
 def _present(usage: dict[str, Any]) -> dict[str, int]:
@@ -69,18 +87,19 @@ class AnthropicProvider(_common.SdkAdapter):
         # Explicit, so no environment variable can switch spans to recording prompt content.
         return {"open_telemetry": {"traces": {"content_mode": "metadata_only"}}}
 
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
+        """A streamed Messages call, open: its events arrive as the provider sends them."""
+        _check(operation, body)
+        create = self._client(api_key).messages.with_streaming_response.create
+        return _common.open_stream(self._sdk(), create, MessagesStreamMeter(api_key), api_key, **_arguments(body))
+
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
-        if operation != MESSAGES:
-            raise errors.InvalidRequest(f"operation {operation!r} is not served by the Anthropic adapter")
-        if not isinstance(body.get("max_tokens"), int):
-            raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
+        _check(operation, body)
         sdk = self._sdk()
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
         stream = bool(body.get("stream"))
         try:
             create = self._client(api_key).messages.with_streaming_response.create
-            with create(model=body.get("model"), messages=body.get("messages"), max_tokens=body["max_tokens"],
-                        extra_body=rest) as resp:
+            with create(**_arguments(body)) as resp:
                 raw, status = resp.read(), resp.status_code
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
@@ -90,3 +109,16 @@ class AnthropicProvider(_common.SdkAdapter):
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
                               doc.get("model") or body.get("model", ""))
+
+
+def _check(operation: str, body: dict[str, Any]) -> None:
+    if operation != MESSAGES:
+        raise errors.InvalidRequest(f"operation {operation!r} is not served by the Anthropic adapter")
+    if not isinstance(body.get("max_tokens"), int):
+        raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
+
+
+def _arguments(body: dict[str, Any]) -> dict[str, Any]:
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
+    return {"model": body.get("model"), "messages": body.get("messages"), "max_tokens": body["max_tokens"],
+            "extra_body": rest}
