@@ -8,7 +8,7 @@ The cut-stream rule (docs/design-decisions.md, issue 11), `charged_usage`:
 1. the provider's own final usage, if it sent it (OpenAI's usage chunk, Anthropic's message_delta);
 2. else, if the provider sent any generated delta: an upper bound from what was generated — the input side
    as the provider reported it (Anthropic message_start) or the reserved input bound, and as output the
-   UTF-8 bytes of the JSON of every delta received (a token is at least one byte of text), at most the
+   UTF-8 bytes of the strings in every delta received (a token is at least one byte of text), at most the
    reserved output bound (max_tokens x n, which the provider cannot exceed);
 3. else (nothing generated yet, or a request whose reasoning tokens are never streamed): the reserved worst
    case. Never less than the provider can bill; the reservation is always settled, exactly once.

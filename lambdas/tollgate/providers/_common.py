@@ -204,8 +204,9 @@ class StreamMeter:
 
     final: the provider's own final usage (OpenAI's usage chunk, Anthropic's message_delta), or None.
     reported: usage the provider reported before its final count (Anthropic message_start: the input side).
-    generated_bytes: UTF-8 bytes of the JSON of every generated delta, an upper bound on the output tokens
-      received (a token is at least one byte of text).
+    generated_bytes: UTF-8 bytes of every string in every generated delta (text, tool-call arguments, thinking,
+      and the small type/role names too), an upper bound on the output tokens received: a token is at least
+      one byte of text.
     complete: the provider ended the stream itself ([DONE], message_stop).
     error: the provider's mid-stream error message (key redacted), if it sent one.
     """
@@ -224,11 +225,21 @@ class StreamMeter:
         raise NotImplementedError
 
     def generated(self, delta: Any) -> None:
-        self.generated_bytes += len(json.dumps(delta, ensure_ascii=False).encode())
+        self.generated_bytes += _string_bytes(delta)
 
     def failed(self, event: dict[str, Any]) -> None:
         error = event.get("error") if isinstance(event.get("error"), dict) else {}
         self.error = redact(str(error.get("message", "stream error")), self.api_key)
+
+
+def _string_bytes(node: Any) -> int:
+    if isinstance(node, str):
+        return len(node.encode())
+    if isinstance(node, dict):
+        return sum(_string_bytes(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_string_bytes(v) for v in node)
+    return 0
 
 
 class ProviderStream:
