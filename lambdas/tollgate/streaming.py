@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 COST_COMMENT = b": x-tollgate-cost-usd=%s\n\n"  # an SSE comment line: both SDKs skip it
 CUT_BY_CLIENT = "stream_cut_by_client"
 CUT_BY_PROVIDER = "stream_cut_by_provider"
+CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: before API Gateway and Lambda end it
 
 PROVIDER_USAGE = "provider_usage"
 GENERATED_BOUND = "generated_bound"
@@ -103,7 +104,8 @@ def stream(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, 
 def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
             body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float,
             reply: StreamingReply) -> Iterator[bytes]:
-    sent: list[bytes] = []
+    sent: list[bytes] = []  # kept for an idempotent replay only (the ledger caps what it stores)
+    keep = res.plan.idempotency_pk is not None
     outcome = CUT_BY_CLIENT  # until the loop below proves otherwise
     first = True
     try:
@@ -114,9 +116,13 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
                 first = False
                 gateway._metric(metric_names.TIME_TO_FIRST_TOKEN_MS, "Milliseconds",
                                 (time.monotonic() - started) * 1000)
-            sent.append(event)
+            if keep:
+                sent.append(event)
             yield event
             if reply.cancelled:
+                break
+            if time.monotonic() - started > gateway.settings.provider_timeout_s:
+                outcome = CUT_BY_TIME_LIMIT
                 break
         else:
             meter = upstream.meter
@@ -144,7 +150,7 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
             "request_id": req.request_id, "outcome": outcome, "basis": basis, "model": price.id})
     model = meter.model or price.id
     replay = None
-    if outcome == OK:
+    if outcome == OK and res.plan.idempotency_pk is not None:
         replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
     try:
