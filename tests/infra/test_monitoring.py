@@ -17,6 +17,7 @@ from tollgate import schema
 
 from stacks import monitoring_stack as ms
 from stacks.monitoring_stack import MONITORING_STACK_NAME
+from stacks import web_adapter
 
 from .cfn import data_refs, local_refs, resources
 from .dashboards import alarm_metrics, dashboard_metrics, dashboards, detector_metrics, flatten, widgets
@@ -282,7 +283,7 @@ def test_top_spenders_rule_sums_cost_by_user_over_the_gateway_logs(monitoring_te
     assert body["Contribution"]["ValueOf"] == f"$.{mn.LOG_COST_USD}"
     assert body["Contribution"]["Filters"] == [{"Match": "$.message", "In": [mn.METERED_LOG_MESSAGE]}]
     # The log group is the gateway function's.
-    gateway = api_template["Resources"][function_id(api_template, "handlers.gateway.lambda_handler")]
+    gateway = api_template["Resources"][function_id(api_template, web_adapter.HANDLER)]
     [group] = local_refs(gateway["Properties"]["LoggingConfig"]["LogGroup"])
     [output] = [n for n, o in api_template["Outputs"].items() if local_refs(o["Value"]) == {group}]
     assert body["LogGroupNames"] == [f"<output:{output}>"]
