@@ -6,6 +6,8 @@
   the same provider call made directly with the openai SDK, and to one DynamoDB GetItem round trip.
 - Cold-start import time of the gateway and authorizer handler modules, next to
   `import boto3; boto3.client("dynamodb")`, each in a fresh interpreter.
+- Streaming through the whole local stack (emulator, web adapter, gateway app): time to the first content
+  token of a paced stream (30 chunks, 200 ms apart) with each SDK, next to the stream's total time.
 
 The last line is `dynamodb_calls_per_request=N` for the scripts that watch it.
 """
@@ -147,7 +149,45 @@ def main() -> None:
     print(f"  import handlers.gateway           {cold_gateway * 1000:8.1f} ms   ratio to boto3+client = {cold_gateway / cold_boto:.2f}x")
     print(f"  import handlers.authorizer        {cold_authorizer * 1000:8.1f} ms   ratio to boto3+client = {cold_authorizer / cold_boto:.2f}x")
     print(f"  import boto3; client('dynamodb')  {cold_boto * 1000:8.1f} ms")
+    _streaming_time_to_first_token()
     print(f"dynamodb_calls_per_request={calls_per_request:g}")
+
+
+def _streaming_time_to_first_token(runs: int = 3) -> None:
+    import tempfile
+
+    import anthropic
+    import openai
+
+    from local.dev import LocalStack
+
+    prompt = [{"role": "user", "content": "[[fake:completion_tokens=30]] [[fake:stream_interval_ms=200]] bench"}]
+    with LocalStack(use_fake=True, aws_in_subprocess=True, quiet=True) as stack:
+        stack.start(port=0, state_dir=tempfile.mkdtemp())
+        oai = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.admin_key, max_retries=0)
+        ant = anthropic.Anthropic(base_url=stack.url, api_key=stack.admin_key, max_retries=0)
+        oai.chat.completions.create(model="gpt-4o-mini", max_tokens=2, messages=prompt)  # warm up
+
+        def openai_texts():
+            for chunk in oai.chat.completions.create(model="gpt-4o-mini", max_tokens=64, stream=True, messages=prompt):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk
+
+        def anthropic_texts():
+            with ant.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=prompt) as stream:
+                yield from stream.text_stream
+
+        print(f"streaming through the local stack, 30 chunks 200 ms apart (median of {runs})")
+        for name, texts in (("openai SDK", openai_texts), ("anthropic SDK", anthropic_texts)):
+            firsts, totals = [], []
+            for _ in range(runs):
+                started, first = time.perf_counter(), None
+                for _ in texts():
+                    first = first or time.perf_counter()
+                firsts.append(first - started)
+                totals.append(time.perf_counter() - started)
+            f, t = _median_ms(firsts), _median_ms(totals)
+            print(f"  {name:14} first token {f:8.1f} ms   total {t:8.1f} ms   first/total = {f / t:.3f}")
 
 
 if __name__ == "__main__":

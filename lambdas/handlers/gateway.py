@@ -158,12 +158,19 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
     _start_log_context(request)
     try:
         result = await asyncio.get_running_loop().run_in_executor(_threads, answer, request)
-        if result.stream is None:
-            await _send_whole(result, send)
-        else:
-            await _send_stream(result, send, receive)
-    finally:
-        metrics.flush_metrics(raise_on_empty_metrics=False)
+    except BaseException:
+        _flush_metrics()
+        raise
+    if result.stream is None:
+        _flush_metrics()
+        await _send_whole(result, send)
+    else:
+        await _send_stream(result, send, receive)
+
+
+def _flush_metrics() -> None:
+    """Once per request, before its last byte: Lambda may start the next invocation as soon as it has gone."""
+    metrics.flush_metrics(raise_on_empty_metrics=False)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -251,15 +258,16 @@ async def _send_stream(result: Answer, send: Send, receive: Receive) -> None:
             if chunk is None:
                 break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not gone.done():
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:  # the client went away while we were writing
         reply.cancel()
     finally:
-        await producer
-        gone.cancel()
+        await producer  # settled
         if result.on_streamed:
             result.on_streamed()
+        _flush_metrics()
+    if not gone.done():
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    gone.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:
