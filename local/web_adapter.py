@@ -29,7 +29,8 @@ from local.emulator import HttpResponse
 APP = "handlers.gateway:app"
 LOOPBACK = "127.0.0.1"
 _READ_SIZE = 64 * 1024
-_HOP_BY_HOP = {"transfer-encoding", "connection", "keep-alive"}  # LWA drops transfer-encoding; so do we
+# LWA drops transfer-encoding; the streamed answer is re-framed (chunked) on the way out, so no length either.
+_HOP_BY_HOP = {"transfer-encoding", "content-length", "connection", "keep-alive"}
 
 # The fields lambda_http (aws-lambda-rust-runtime, lambda-events ApiGatewayProxyRequestContext, without its
 # catch-all feature, as LWA builds it) keeps when it re-serialises a REST API request context: anything else
