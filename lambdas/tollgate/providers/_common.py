@@ -109,10 +109,6 @@ def sse_events(raw: bytes) -> list[tuple[bytes, str | None, str]]:
     return events
 
 
-def join_events(blocks: list[bytes]) -> bytes:
-    return b"".join(block + b"\n\n" for block in blocks)
-
-
 def json_or_none(data: str | bytes) -> Any:
     try:
         return json.loads(data)

@@ -1,17 +1,14 @@
-"""Anthropic adapter: messages (plain and streamed), in Anthropic's wire format.
+"""Anthropic adapter: messages (plain: `call`; streamed: `open_stream`), in Anthropic's wire format.
 
 The `anthropic` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import MESSAGES, ProviderResult, Usage
-
-log = logging.getLogger(__name__)
 
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
@@ -56,20 +53,6 @@ class MessagesStreamMeter(_common.StreamMeter):
         return True
 
 
-def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream, its usage, the model) from a whole Messages stream."""
-    meter = MessagesStreamMeter(api_key)
-    events = _common.sse_events(raw)
-    for _, name, data in events:
-        meter.feed(name, data)
-        if meter.error:
-            raise errors.ProviderFailed(f"the provider failed mid-stream: {meter.error}")
-    if meter.final is None:  # the output is unknown: the gateway charges its reserved worst case (tollgate.service)
-        log.warning("anthropic stream ended without message_delta usage")
-    return (_common.join_events([block for block, _, _ in events]), meter.final or Usage(),
-            meter.model or body.get("model", ""))
-
-
 def _present(usage: dict[str, Any]) -> dict[str, int]:
     return {k: usage[k] for k in _USAGE_FIELDS if isinstance(usage.get(k), int)}
 
@@ -96,16 +79,12 @@ class AnthropicProvider(_common.SdkAdapter):
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
         _check(operation, body)
         sdk = self._sdk()
-        stream = bool(body.get("stream"))
         try:
             create = self._client(api_key).messages.with_streaming_response.create
             with create(**_arguments(body)) as resp:
                 raw, status = resp.read(), resp.status_code
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
-        if stream:
-            sse, usage, model = meter_stream(raw, body, api_key=api_key)
-            return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
                               doc.get("model") or body.get("model", ""))

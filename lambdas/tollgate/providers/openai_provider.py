@@ -1,17 +1,15 @@
-"""OpenAI adapter: chat completions (plain and streamed) and embeddings, in OpenAI's wire format.
+"""OpenAI adapter: chat completions (plain: `call`; streamed: `open_stream`) and embeddings, in OpenAI's
+wire format.
 
 The `openai` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import CHAT, EMBEDDINGS, ProviderResult, Usage
-
-log = logging.getLogger(__name__)
 
 
 def usage_from(raw: dict[str, Any]) -> Usage:
@@ -50,17 +48,6 @@ class ChatStreamMeter(_common.StreamMeter):
             self.final = usage_from(chunk["usage"])
             return bool(chunk.get("choices")) or self.keep_usage_chunk
         return True
-
-
-def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream to give the client, its usage, the model) from a whole stream requested with include_usage."""
-    meter = ChatStreamMeter(api_key, keep_usage_chunk=keep_usage_chunk)
-    blocks = [block for block, name, data in _common.sse_events(raw) if meter.feed(name, data)]
-    if meter.error:
-        raise errors.ProviderFailed(f"the provider failed mid-stream: {meter.error}")
-    if meter.final is None:  # unknown: the gateway charges its reserved worst case (tollgate.service)
-        log.warning("openai stream ended without a usage chunk")
-    return _common.join_events(blocks), meter.final or Usage(), meter.model or body.get("model", "")
 
 
 def _client_wants_usage(body: dict[str, Any]) -> bool:
@@ -108,13 +95,9 @@ class OpenAIProvider(_common.SdkAdapter):
                                    messages=body.get("messages"), extra_body=_chat_rest(body))
 
     def _chat(self, body: dict[str, Any], api_key: str) -> ProviderResult:
-        stream = bool(body.get("stream"))
         create = self._client(api_key).chat.completions.with_streaming_response.create
         with create(model=body.get("model"), messages=body.get("messages"), extra_body=_chat_rest(body)) as resp:
             raw, status = resp.read(), resp.status_code
-        if stream:
-            sse, usage, model = meter_stream(raw, body, keep_usage_chunk=_client_wants_usage(body), api_key=api_key)
-            return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
                               doc.get("model") or body.get("model", ""))
