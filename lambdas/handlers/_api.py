@@ -76,12 +76,10 @@ def _wire(app: APIGatewayRestResolver) -> str:
         return routes.OPENAI
 
 
-def json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
-    return json_object(app.current_event.body)
-
-
-def json_object(raw: str | bytes | None) -> dict[str, Any]:
-    """A request body that must be a JSON object. Raises InvalidRequest (a 400) otherwise."""
+def validated_body(route: routes.Route, raw: str | bytes | None) -> dict[str, Any]:
+    """The JSON body of a request on `route`; any transport (the Powertools resolver, the gateway's ASGI app)
+    calls this. Raises InvalidRequest (400) unless it is a JSON object. (Issue 9 checks it against the
+    route's schema here.)"""
     if not raw:
         raise errors.InvalidRequest("A JSON request body is required.")
     try:
@@ -91,6 +89,12 @@ def json_object(raw: str | bytes | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     return body
+
+
+def json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
+    """The current request's body (see validated_body)."""
+    event = app.current_event
+    return validated_body(routes.by_resource(event.http_method, event.resource), event.body)
 
 
 def to_response(status: int, headers: dict[str, str], body: str | bytes) -> Response:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
-from handlers._api import json_object, principal_for
+from handlers._api import principal_for, validated_body
 from tollgate import errors, metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics
@@ -46,6 +46,7 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     context: dict[str, Any]  # API Gateway's requestContext
+    route: routes.Route | None = None  # once matched
 
     @property
     def request_id(self) -> str:
@@ -64,7 +65,7 @@ class Answer:
 # --- routes: parse, call the domain, respond ----------------------------------------------------------------
 
 def _metered(request: Request, principal: Principal) -> Answer:
-    body = json_object(request.body)
+    body = validated_body(request.route, request.body)
     if principal.log_prompts:  # an operator's explicit, per-user choice; never the default
         logger.info("prompt logged for this user by operator setting", extra={
             "prompt": {k: body[k] for k in PROMPT_FIELDS if k in body}})
@@ -123,6 +124,7 @@ def answer(request: Request) -> Answer:
         if route is None:
             raise errors.NotFound(f"Unknown request URL: {request.method} {request.path}")
         implementation = _IMPLEMENTATIONS[(route.method, route.path)]
+        request = replace(request, route=route)
         if route.auth == routes.NONE:
             return implementation(request)
         principal = principal_for(route, request.context, request.headers)
