@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from tollgate import estimate, metric_names
 from tollgate.metering import ERROR, OK
@@ -61,12 +61,14 @@ class StreamingReply:
     cost: Decimal | None = None
     basis: str | None = None
     replayed: bool = False
+    abort: Callable[[], None] = field(default=lambda: None, repr=False)  # hang up on the provider, any thread
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def cancel(self) -> None:
-        """The client went away: stop reading from the provider before the next event is forwarded, close
-        its stream and settle. Thread-safe; `events` must still be iterated to its end by its own thread."""
+        """The client went away: hang up on the provider at once (it stops generating), forward nothing more,
+        and settle. Thread-safe; `events` must still be iterated to its end by its own thread."""
         self._cancelled.set()
+        self.abort()
 
     @property
     def cancelled(self) -> bool:
@@ -96,7 +98,7 @@ def stream(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, 
     the cost is not known yet, so it goes out at the end of the stream instead."""
     headers = gateway._headers(req, res, res.plan.cost, lowered_from, bound)
     headers.pop("x-tollgate-cost-usd", None)
-    reply = StreamingReply(upstream.status, upstream.content_type, headers, iter(()))
+    reply = StreamingReply(upstream.status, upstream.content_type, headers, iter(()), abort=upstream.abort)
     reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply)
     return reply
 
@@ -126,7 +128,8 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
                 break
         else:
             meter = upstream.meter
-            outcome = OK if meter.complete and not meter.error and not upstream.dropped else CUT_BY_PROVIDER
+            if not reply.cancelled:
+                outcome = OK if meter.complete and not meter.error and not upstream.dropped else CUT_BY_PROVIDER
     finally:
         upstream.close()
         comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent)

@@ -113,11 +113,14 @@ def test_the_cost_comes_at_the_end_as_an_sse_comment_and_matches_the_usage_recor
     assert record["status"]["S"] == "ok" and record["stream"]["BOOL"] is True
 
 
-def test_a_client_closing_after_three_chunks_closes_the_provider_stream_and_settles_once(local_stack, key):
+@pytest.mark.parametrize("interval_ms", [200, 2000])  # 2 s: the provider is hung up on between its events
+def test_a_client_closing_after_three_chunks_closes_the_provider_stream_and_settles_once(local_stack, key,
+                                                                                         interval_ms):
     _warm(local_stack, key)
     local_stack.fake.reset()
+    paced = f"[[fake:completion_tokens=30]] [[fake:stream_interval_ms={interval_ms}]]"
     stream = _oai(local_stack, key).chat.completions.create(
-        model="gpt-4o-mini", max_tokens=400, stream=True, messages=[{"role": "user", "content": f"cut {PACED}"}])
+        model="gpt-4o-mini", max_tokens=400, stream=True, messages=[{"role": "user", "content": f"cut {paced}"}])
     request_id = stream.response.headers["x-request-id"]
     chunks = iter(stream)
     received = [next(chunks) for _ in range(3)]

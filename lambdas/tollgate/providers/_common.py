@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from collections import OrderedDict
 from types import ModuleType
@@ -240,20 +241,31 @@ def _string_bytes(node: Any) -> int:
 
 class ProviderStream:
     """An open streamed answer. Iterate for the provider's SSE events exactly as they arrive (each block ends
-    with a blank line), filtered by the meter; a transport failure ends the iteration (`dropped`), it does not
-    raise. close() closes the provider's HTTP response, which makes the provider stop generating; it is
-    idempotent and must be called from the thread that iterates."""
+    with a blank line), filtered by the meter; a transport failure ends the iteration (`dropped`, unless we
+    aborted it), it does not raise. close() closes the provider's HTTP response, which makes the provider stop
+    generating; it is idempotent and must be called from the thread that iterates. abort() may be called
+    from any thread: it shuts the connection down at once, waking a read blocked on it."""
 
     def __init__(self, status: int, chunks: Iterable[bytes], meter: StreamMeter, close: Callable[[], None],
-                 transport_errors: tuple[type[BaseException], ...]):
+                 transport_errors: tuple[type[BaseException], ...], sock: socket.socket | None = None):
         self.status = status
         self.content_type = "text/event-stream"
         self.meter = meter
         self.dropped = False
+        self.aborted = False
         self._chunks = chunks
         self._close = close
         self._closed = False
         self._errors = transport_errors
+        self._socket = sock
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
 
     def __iter__(self) -> Iterator[bytes]:
         buffer = b""
@@ -266,7 +278,7 @@ class ProviderStream:
                     if forwarded is not None:
                         yield forwarded
         except self._errors:
-            self.dropped = True
+            self.dropped = not self.aborted
             return
         if buffer.strip():
             forwarded = self._feed(buffer)
@@ -297,4 +309,11 @@ def open_stream(sdk: ModuleType, create: Callable[..., Any], meter: StreamMeter,
     except sdk_errors(sdk) as exc:
         raise translate(exc, sdk, api_key) from None
     return ProviderStream(response.status_code, response.iter_bytes(), meter,
-                          lambda: manager.__exit__(None, None, None), sdk_errors(sdk))
+                          lambda: manager.__exit__(None, None, None), sdk_errors(sdk), _socket_of(response))
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The connection's socket under an SDK response (httpx's `network_stream` extension), if exposed."""
+    stream = getattr(getattr(response, "http_response", None), "extensions", {}).get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
