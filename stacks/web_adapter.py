@@ -29,6 +29,10 @@ ENVIRONMENT = {
     "AWS_LWA_PORT": str(APP_PORT),
     "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
     "AWS_LWA_READINESS_CHECK_HEALTHY_STATUS": "200",
+    # The app runs outside the Python runtime's handler, so no X-Ray segment is open in it for the SDK's
+    # subsegments to join (Powertools would patch boto3 and log a missing context on every call). The
+    # function's active tracing still records each invocation.
+    "POWERTOOLS_TRACE_DISABLED": "true",
 }
 
 

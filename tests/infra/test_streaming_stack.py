@@ -72,6 +72,7 @@ def test_the_gateway_runs_behind_the_arm64_lambda_web_adapter_layer(gateway):
     env = gateway["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"  # no segment in the app's process to attach to
     readiness = env["AWS_LWA_READINESS_CHECK_PATH"]
     [health] = [r for r in routes.ROUTES if r.path == readiness]
     assert health.function == routes.GATEWAY_FUNCTION and health.auth == routes.NONE  # answers LWA's check
