@@ -27,6 +27,7 @@ from tollgate.schema import API_KEYS, Env
 from tollgate.settings import Settings
 
 from local.aws import MotoServer, spawn_server
+from local import web_adapter
 from local.emulator import ApiGatewayEmulator, IamCredential
 from local.worker_runner import create_runs_queue, start_worker
 from local.tables import provision
@@ -119,6 +120,7 @@ class LocalStack:
         self.admin_key = _create_admin_key(client("dynamodb"), os.environ[API_KEYS.env_var])
         self.emulator = ApiGatewayEmulator(iam_credentials={LOCAL_ACCESS_KEY_ID: AGENT_CREDENTIAL},
                                            region=REGION, account_id=ACCOUNT_ID, quiet=self.quiet)
+        web_adapter.start()  # the gateway function's app server (uvicorn), as the Lambda Web Adapter runs it
         self.url = self.emulator.start(port)
         self.state_dir = state_dir
         _write_state(state_dir, self.admin_key, self.url)
@@ -139,6 +141,7 @@ class LocalStack:
                 except Exception as error:  # noqa: BLE001 - stop the rest regardless
                     print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
         self.worker = self.emulator = self.fake = self._aws = None
+        web_adapter.stop()
         self.restore_env()
 
     def __enter__(self) -> "LocalStack":

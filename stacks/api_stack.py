@@ -7,12 +7,14 @@ import json
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_xray as xray
 from constructs import Construct
 from tollgate import routes
 from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, TABLES, USAGE, Env
 
 from stacks import permissions as p
+from stacks import web_adapter
 from stacks.config import DeploySettings
 from stacks.data_stack import DataStack
 from stacks.functions import TollgateFunction, dependency_layer, function_code
@@ -49,16 +51,18 @@ class ApiStack(Stack):
         }
 
         def function(construct_id: str, module: str, description: str, *, memory_mb: int, timeout: Duration,
-                     env: dict[str, str] | None = None) -> TollgateFunction:
+                     env: dict[str, str] | None = None, handler: str | None = None,
+                     extra_layers: tuple[lambda_.ILayerVersion, ...] = ()) -> TollgateFunction:
             return TollgateFunction(
                 self, construct_id,
-                handler=f"handlers.{module}.lambda_handler",
+                handler=handler or f"handlers.{module}.lambda_handler",
                 description=description,
                 code=code,
                 layer=layer,
                 environment={**common_env, **(env or {})},
                 memory_mb=memory_mb,
                 timeout=timeout,
+                extra_layers=extra_layers,
             )
 
         # bcrypt is CPU-bound and Lambda CPU scales with memory: 1024 MB keeps a cold key check short.
@@ -66,11 +70,15 @@ class ApiStack(Stack):
             "Authorizer", "authorizer", "Tollgate: authenticates API keys and service tokens",
             memory_mb=1024, timeout=Duration.seconds(10),
             env={Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
-        # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts.
+        # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts. An ASGI app
+        # behind the Lambda Web Adapter, answering through response streaming (stacks/web_adapter.py).
         self.gateway = function(
             "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
             memory_mb=GATEWAY_MEMORY_MB, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
-            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
+            handler=web_adapter.HANDLER,
+            extra_layers=(lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", web_adapter.layer_arn()),),
+            env={**web_adapter.ENVIRONMENT,
+                 Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
                  Env.RESERVATION_TTL_S: str(settings.timeouts.reservation_ttl_s),
                  Env.PROVIDER_TIMEOUT_S: str(settings.timeouts.provider_s), Env.PROVIDER_MAX_RETRIES: "0",
@@ -106,6 +114,7 @@ class ApiStack(Stack):
             functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function,
                        routes.RUNS_FUNCTION: self.runs.function},
             timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(settings.timeouts.integration_s)},
+            streamed={routes.GATEWAY_FUNCTION},
         )
         self.waf = TollgateWaf(
             self, "Waf",

@@ -304,10 +304,14 @@ class MonitoringStack(Stack):
                 per_provider(mn.TOKENS, "Tokens (per 5 min)", width=6),
             ],
             [
-                cw.GraphWidget(title="Refusals by kind (per 5 min)", left=refusals, width=8, height=6),
-                per_provider(mn.ERRORS, "Failed provider calls (per 5 min)"),
-                cw.GraphWidget(title="Provider latency (ms)", width=8, height=6, left=[
+                cw.GraphWidget(title="Refusals by kind (per 5 min)", left=refusals, width=6, height=6),
+                per_provider(mn.ERRORS, "Failed provider calls (per 5 min)", width=6),
+                cw.GraphWidget(title="Provider latency (ms)", width=6, height=6, left=[
                     tollgate_metric(mn.PROVIDER_LATENCY_MS, p, statistic=s).with_(label=f"{p} {s}")
+                    for p in mn.PROVIDERS for s in ("p50", "p90")]),
+                # Streamed answers: from sending the request to the provider's first event (tollgate.streaming).
+                cw.GraphWidget(title="Time to first token, streams (ms)", width=6, height=6, left=[
+                    tollgate_metric(mn.TIME_TO_FIRST_TOKEN_MS, p, statistic=s).with_(label=f"{p} {s}")
                     for p in mn.PROVIDERS for s in ("p50", "p90")]),
             ],
             [

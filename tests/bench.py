@@ -6,6 +6,8 @@
   the same provider call made directly with the openai SDK, and to one DynamoDB GetItem round trip.
 - Cold-start import time of the gateway and authorizer handler modules, next to
   `import boto3; boto3.client("dynamodb")`, each in a fresh interpreter.
+- Streaming through the whole local stack (emulator, web adapter, gateway app): time to the first content
+  token of a paced stream (30 chunks, 200 ms apart) with each SDK, next to the stream's total time.
 
 Cold starts are measured as Lambda runs them: LAMBDA_TASK_ROOT is set (so the X-Ray SDK takes its Lambda
 path) and tracing is on, as in production. Each fresh interpreter is paired with one that runs the
@@ -18,7 +20,6 @@ The last lines are `cold_import_ratio_gateway=R`, `cold_import_ratio_authorizer=
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import statistics
@@ -34,7 +35,7 @@ REQUESTS = 60
 COLD_RUNS = 7  # pairs per measured module (at least 5)
 # The modules Lambda imports at a cold start, and their entry points. The gateway's is a constant so the
 # measurement follows the handler when it moves (e.g. to an ASGI app under the Lambda Web Adapter).
-GATEWAY_MODULE, GATEWAY_ENTRY = "handlers.gateway", "lambda_handler"
+GATEWAY_MODULE, GATEWAY_ENTRY = "handlers.gateway", "app"  # the ASGI app behind the Lambda Web Adapter
 AUTHORIZER_MODULE = "handlers.authorizer"
 BASELINE = 'import boto3; boto3.client("dynamodb")'
 # What a Lambda process has in its environment and we do not: the X-Ray SDK and Powertools read these.
@@ -56,9 +57,11 @@ imported = time.perf_counter() - t
 first = None
 if len(sys.argv) > 1:
     from local.lambda_context import LambdaContext
+    from local import web_adapter
     event = json.load(open(sys.argv[1]))
+    web_adapter.start()  # the app server is up before the first request, as after the adapter's readiness check
     t = time.perf_counter()
-    response = handler(event, LambdaContext(function_name="gateway"))
+    response = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))
     first = time.perf_counter() - t
     assert response["statusCode"] == 200, response
 import resource
@@ -126,7 +129,7 @@ def main() -> None:
     ApiKeyStore(env["TOLLGATE_API_KEYS_TABLE"], boto3.client("dynamodb")).put(record)
     principal = wiring.authenticator().authenticate(raw)  # warm key: the authorizer's answer is cached
 
-    gateway = importlib.import_module(GATEWAY_MODULE)
+    from local import web_adapter
 
     calls: list[str] = []
     wiring.dynamodb().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
@@ -136,7 +139,7 @@ def main() -> None:
         event = proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions",
                             {**body, "messages": [{"role": "user", "content": f"benchmark {i}"}]},
                             principal, {}, None, {}, str(uuid.uuid4()))
-        resp = getattr(gateway, GATEWAY_ENTRY)(event, LambdaContext(function_name="gateway"))
+        resp = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))
         assert resp["statusCode"] == 200, resp["body"]
 
     for i in range(5):  # warm up: SDK import, clients, connections
@@ -215,7 +218,45 @@ def main() -> None:
     print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")
     print(f"cold_import_ratio_authorizer={a_cold['import_ratio']:.2f}")
     print(f"first_request_ratio_gateway={g_cold['first_ratio']:.2f}")
+    _streaming_time_to_first_token()
     print(f"dynamodb_calls_per_request={calls_per_request:g}")
+
+
+def _streaming_time_to_first_token(runs: int = 3) -> None:
+    import tempfile
+
+    import anthropic
+    import openai
+
+    from local.dev import LocalStack
+
+    prompt = [{"role": "user", "content": "[[fake:completion_tokens=30]] [[fake:stream_interval_ms=200]] bench"}]
+    with LocalStack(use_fake=True, aws_in_subprocess=True, quiet=True) as stack:
+        stack.start(port=0, state_dir=tempfile.mkdtemp())
+        oai = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.admin_key, max_retries=0)
+        ant = anthropic.Anthropic(base_url=stack.url, api_key=stack.admin_key, max_retries=0)
+        oai.chat.completions.create(model="gpt-4o-mini", max_tokens=2, messages=prompt)  # warm up
+
+        def openai_texts():
+            for chunk in oai.chat.completions.create(model="gpt-4o-mini", max_tokens=64, stream=True, messages=prompt):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk
+
+        def anthropic_texts():
+            with ant.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=prompt) as stream:
+                yield from stream.text_stream
+
+        print(f"streaming through the local stack, 30 chunks 200 ms apart (median of {runs})")
+        for name, texts in (("openai SDK", openai_texts), ("anthropic SDK", anthropic_texts)):
+            firsts, totals = [], []
+            for _ in range(runs):
+                started, first = time.perf_counter(), None
+                for _ in texts():
+                    first = first or time.perf_counter()
+                firsts.append(first - started)
+                totals.append(time.perf_counter() - started)
+            f, t = _median_ms(firsts), _median_ms(totals)
+            print(f"  {name:14} first token {f:8.1f} ms   total {t:8.1f} ms   first/total = {f / t:.3f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ mapping of domain errors to provider-shaped responses."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
@@ -64,11 +64,19 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 
 def current_principal(app: APIGatewayRestResolver, route: routes.Route) -> Principal:
     event = app.current_event
+    return principal_for(route, event.raw_event.get("requestContext") or {}, event.headers or {})
+
+
+def principal_for(route: routes.Route, request_context: dict[str, Any], headers: Mapping[str, str]) -> Principal:
+    """The caller of an authenticated route, from API Gateway's request context (as in the proxy event, or
+    as the Lambda Web Adapter forwards it in `x-amzn-request-context`): the authorizer's context for
+    Bearer / x-api-key routes, the SigV4 identity for IAM routes. Raises AuthenticationFailed without one."""
     if route.auth == routes.IAM:
-        id_header(app, iam.ON_BEHALF_OF)  # the user named becomes part of DynamoDB keys
+        lowered = {k.lower(): v for k, v in headers.items()}
+        usable_id(lowered.get(iam.ON_BEHALF_OF) or None, iam.ON_BEHALF_OF)  # the user named becomes part of DynamoDB keys
         # No authorizer ran: add what it adds about the user (their limit, own provider keys), briefly cached.
-        return wiring.with_user_context(iam.principal_for(event.request_context.identity.raw_event, event.headers or {}))
-    context = (event.request_context.authorizer.raw_event if event.request_context.authorizer else None) or {}
+        return wiring.with_user_context(iam.principal_for(request_context.get("identity") or {}, dict(headers)))
+    context = request_context.get("authorizer") or {}
     if "kind" not in context:
         raise errors.AuthenticationFailed("No authorizer context: the route must be called through API Gateway.")
     return Principal.from_context(context)
@@ -103,15 +111,17 @@ def json_body(app: APIGatewayRestResolver, *, required: bool = True) -> dict[str
 def query(app: APIGatewayRestResolver, name: str) -> str | None:
     """A query-string value, refused (400, param = its name) unless it is a usable id or value: every
     one ends up in a DynamoDB key or condition, which has length limits of its own."""
-    return _usable((app.current_event.query_string_parameters or {}).get(name), name)
+    return usable_id((app.current_event.query_string_parameters or {}).get(name), name)
 
 
 def id_header(app: APIGatewayRestResolver, name: str) -> str | None:
     """A header that carries an id (e.g. a run id), checked as `query` checks a query value."""
-    return _usable(app.current_event.headers.get(name) or None, name)
+    return usable_id(app.current_event.headers.get(name) or None, name)
 
 
-def _usable(value: str | None, name: str) -> str | None:
+def usable_id(value: str | None, name: str) -> str | None:
+    """`value` if absent or a usable id (1 to MAX_ID_CHARS printable characters), else InvalidRequest (400,
+    param = `name`): ids end up in DynamoDB keys, which have length limits of their own."""
     if value is not None and not is_id(value):
         raise errors.InvalidRequest(f"'{name}' must be 1 to {MAX_ID_CHARS} printable characters.", param=name)
     return value

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from tollgate import budgets, estimate, idempotency, loopguard, metric_names
+from tollgate import budgets, estimate, idempotency, loopguard, metric_names, streaming
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
@@ -73,7 +73,9 @@ class MeteredGateway:
         self.clock = clock
         self.alerts = alerts
 
-    def handle(self, req: MeteredRequest) -> Reply:
+    def handle(self, req: MeteredRequest) -> Reply | streaming.StreamingReply:
+        """A metered answer: a Reply, or for a streamed request (`stream: true`) a StreamingReply whose events
+        are forwarded as the provider sends them. Raises TollgateError subclasses (mapped once to HTTP)."""
         operation = _operation(req.path)
         model = req.body.get("model")
         if not isinstance(model, str) or not model:
@@ -165,12 +167,16 @@ class MeteredGateway:
 
     # -- provider call and settlement ------------------------------------------------------------
     def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
-                         body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None) -> Reply:
+                         body: dict[str, Any], bound: estimate.Bound,
+                         lowered_from: int | None) -> Reply | streaming.StreamingReply:
         provider = self.providers[price.provider]
         stream = bool(body.get("stream"))
         started = time.monotonic()
         try:
             api_key, byok = self.keys(req.principal, price.provider)
+            if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
+                return streaming.stream(self, req, price, res, provider.open_stream(operation, body, api_key=api_key),
+                                        body, bound, lowered_from, byok, started)
             result = provider.call(operation, body, api_key=api_key)
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
             self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
@@ -254,6 +260,10 @@ class MeteredGateway:
     def _count(self, name: str) -> None:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
+
+    def _metric(self, name: str, unit: str, value: float) -> None:
+        if self.metrics:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
 
 
 def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:

@@ -76,7 +76,8 @@ class Settings:
             anthropic_api_key=get(Env.ANTHROPIC_API_KEY),
             openai_base_url=get(Env.OPENAI_BASE_URL),
             anthropic_base_url=get(Env.ANTHROPIC_BASE_URL),
-            provider_timeout_s=float(get(Env.PROVIDER_TIMEOUT_S, "60")),
+            # Defaults: the deployed timeout chain's (stacks/config.py Timeouts, from the 15-minute stream limit).
+            provider_timeout_s=float(get(Env.PROVIDER_TIMEOUT_S, "870")),
             provider_max_retries=int(get(Env.PROVIDER_MAX_RETRIES, "1")),
             price_overrides=get(Env.PRICE_OVERRIDES),
             default_key_monthly_usd=Decimal(get(Env.DEFAULT_KEY_MONTHLY_USD, "100")),
@@ -86,7 +87,7 @@ class Settings:
             default_tpm=int(get(Env.DEFAULT_TPM, str(DEFAULT_TPM))),
             warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
-            reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "300")),
+            reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "1800")),
             bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
             loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "18")),
             loop_window_s=int(get(Env.LOOP_WINDOW_S, "600")),

@@ -12,6 +12,7 @@ from tollgate import routes, schema
 
 from stacks.agents_stack import AGENTS_STACK_NAME, AGENT_SERVICE_USER, NAT_INSTANCE_TYPE, STOP_TIMEOUT
 from stacks.api_stack import API_STACK_NAME
+from stacks import web_adapter
 
 from .cfn import as_list, data_refs, function_id, local_refs, resources, role_statements
 
@@ -253,7 +254,7 @@ def test_the_gateway_maps_the_task_role_by_name_to_an_act_as_principal(agents, a
     _, role = task_role
     name = role["Properties"]["RoleName"]
     assert name == {"Fn::Join": ["", ["tollgate-agents-task-", {"Ref": "AWS::Region"}]]}
-    gateway = api["Resources"][function_id(api, "handlers.gateway.lambda_handler")]
+    gateway = api["Resources"][function_id(api, web_adapter.HANDLER)]
     mapping = gateway["Properties"]["Environment"]["Variables"][schema.Env.IAM_PRINCIPALS]
     parts = mapping["Fn::Join"][1]
     assert parts[1] == {"Ref": "AWS::Region"}

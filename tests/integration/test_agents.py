@@ -67,7 +67,7 @@ class InProcessGateway:
         self.on_request = None  # hook: called before each request
 
     def __call__(self, method: str, path: str, headers: dict[str, str], body: bytes):
-        from handlers import gateway
+        from local import web_adapter
 
         self.requests += 1
         if self.on_request:
@@ -77,7 +77,7 @@ class InProcessGateway:
         event = proxy_event(method, path, route.path, body.decode(), None, headers, None, params, None)
         event["requestContext"]["identity"].update(userArn=AGENT_ROLE_SESSION_ARN, caller="AROAAGENT:worker-1",
                                                    accountId="123456789012", accessKey="ASIAAGENT")
-        response = gateway.lambda_handler(event, LambdaContext(function_name="gateway"))
+        response = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))
         return response["statusCode"], headers_of(response), response["body"].encode()
 
 

@@ -34,9 +34,9 @@ def test_an_anthropic_stream_carries_the_cache_split_and_server_tool_calls():
             "output_tokens": 42, "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0}}}),
         ("message_stop", {"type": "message_stop"}),
     )
-    _, usage, model = anthropic_provider.meter_stream(raw, {"model": "claude-sonnet-4-5"}, api_key="sk-x")
-    assert model == "claude-sonnet-4-5"
-    assert usage == Usage(input_tokens=1350, output_tokens=42, cached_input_tokens=1000, cache_write_tokens=300,
+    meter = _fed(anthropic_provider.MessagesStreamMeter("sk-x", {"model": "claude-sonnet-4-5"}), raw)
+    assert meter.model == "claude-sonnet-4-5"
+    assert meter.final == Usage(input_tokens=1350, output_tokens=42, cached_input_tokens=1000, cache_write_tokens=300,
                           cache_write_1h_tokens=200, server_tool_calls={"web_search": 2})
 
 
@@ -47,5 +47,14 @@ def test_an_openai_stream_reports_the_tier_it_ran_on():
         (None, {"id": "c1", "model": "gpt-5", "service_tier": "priority", "choices": [], "usage": {
             "prompt_tokens": 20, "completion_tokens": 30, "completion_tokens_details": {"reasoning_tokens": 25}}}),
     ) + b"data: [DONE]\n\n"
-    _, usage, _ = openai_provider.meter_stream(raw, {"model": "gpt-5"}, keep_usage_chunk=False, api_key="sk-x")
-    assert usage == Usage(input_tokens=20, output_tokens=30, reasoning_tokens=25, service_tier="priority")
+    meter = _fed(openai_provider.ChatStreamMeter("sk-x", keep_usage_chunk=False), raw)
+    assert meter.final == Usage(input_tokens=20, output_tokens=30, reasoning_tokens=25, service_tier="priority")
+
+
+def _fed(meter, raw: bytes):
+    """The meter after the gateway has fed it every event of `raw`, as a stream is forwarded."""
+    from tollgate.providers._common import sse_events
+
+    for _, name, data in sse_events(raw):
+        meter.feed(name, data)
+    return meter

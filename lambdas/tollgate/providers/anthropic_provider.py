@@ -1,17 +1,14 @@
-"""Anthropic adapter: messages (plain and streamed), in Anthropic's wire format.
+"""Anthropic adapter: messages (plain: `call`; streamed: `open_stream`), in Anthropic's wire format.
 
 The `anthropic` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import MESSAGES, ProviderResult, Usage
-
-log = logging.getLogger(__name__)
 
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 _USAGE_OBJECTS = ("cache_creation", "server_tool_use")  # the 5m/1h split of cache writes; server-tool calls
@@ -52,32 +49,37 @@ def _asks_for_1h_cache(node: Any) -> bool:
     return False
 
 
-def meter_stream(raw: bytes, body: dict[str, Any], *, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream, its usage, the model). message_start carries the input side; message_delta carries the
+class MessagesStreamMeter(_common.StreamMeter):
+    """Meters a Messages stream. message_start carries the input side (`reported`); message_delta carries the
     final, cumulative output_tokens (and, in newer API versions, may restate the input counts)."""
-    counts: dict[str, Any] = {}
-    model, seen_delta = None, False
-    events = _common.sse_events(raw)
-    for _, name, data in events:
+
+    def __init__(self, api_key: str, body: dict[str, Any] | None = None):
+        super().__init__(api_key)
+        self._body = body  # the request: usage_from reads its cache_control ttl
+        self._counts: dict[str, Any] = {}
+
+    def feed(self, name: str | None, data: str) -> bool:
         event = _common.json_or_none(data)
         if not isinstance(event, dict):
-            continue
-        if name == "error" or event.get("type") == "error":
-            error = event.get("error") if isinstance(event.get("error"), dict) else {}
-            message = _common.redact(str(error.get("message", "stream error")), api_key)
-            raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
-        if event.get("type") == "message_start":
+            return True
+        kind = event.get("type")
+        if name == "error" or kind == "error":
+            self.failed(event)
+        elif kind == "message_start":
             message = event.get("message") or {}
-            model = message.get("model")
-            counts.update(_present(message.get("usage") or {}))
-        elif event.get("type") == "message_delta":
-            seen_delta = True
-            counts.update(_present(event.get("usage") or {}))
-    usage = usage_from(counts, body)
-    if not seen_delta:  # the output is unknown: the gateway charges its reserved worst case (tollgate.service)
-        log.warning("anthropic stream ended without message_delta usage")
-        usage = Usage()
-    return _common.join_events([block for block, _, _ in events]), usage, model or body.get("model", "")
+            self.model = message.get("model")
+            self._counts.update(_present(message.get("usage") or {}))
+            self.reported = usage_from(self._counts, self._body)
+        elif kind == "content_block_start":
+            self.generated(event.get("content_block"))
+        elif kind == "content_block_delta":
+            self.generated(event.get("delta"))
+        elif kind == "message_delta":
+            self._counts.update(_present(event.get("usage") or {}))
+            self.final = usage_from(self._counts, self._body)
+        elif kind == "message_stop":
+            self.complete = True
+        return True
 
 
 def _present(usage: dict[str, Any]) -> dict[str, Any]:
@@ -101,24 +103,34 @@ class AnthropicProvider(_common.SdkAdapter):
         # Explicit, so no environment variable can switch spans to recording prompt content.
         return {"open_telemetry": {"traces": {"content_mode": "metadata_only"}}}
 
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
+        """A streamed Messages call, open: its events arrive as the provider sends them."""
+        _check(operation, body)
+        create = self._client(api_key).messages.with_streaming_response.create
+        return _common.open_stream(self._sdk(), create, MessagesStreamMeter(api_key, body), api_key, **_arguments(body))
+
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
-        if operation != MESSAGES:
-            raise errors.InvalidRequest(f"operation {operation!r} is not served by the Anthropic adapter")
-        if not isinstance(body.get("max_tokens"), int):
-            raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
+        _check(operation, body)
         sdk = self._sdk()
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
-        stream = bool(body.get("stream"))
         try:
             create = self._client(api_key).messages.with_streaming_response.create
-            with create(model=body.get("model"), messages=body.get("messages"), max_tokens=body["max_tokens"],
-                        extra_body=rest) as resp:
+            with create(**_arguments(body)) as resp:
                 raw, status = resp.read(), resp.status_code
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
-        if stream:
-            sse, usage, model = meter_stream(raw, body, api_key=api_key)
-            return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, body),
                               doc.get("model") or body.get("model", ""))
+
+
+def _check(operation: str, body: dict[str, Any]) -> None:
+    if operation != MESSAGES:
+        raise errors.InvalidRequest(f"operation {operation!r} is not served by the Anthropic adapter")
+    if not isinstance(body.get("max_tokens"), int):
+        raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
+
+
+def _arguments(body: dict[str, Any]) -> dict[str, Any]:
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
+    return {"model": body.get("model"), "messages": body.get("messages"), "max_tokens": body["max_tokens"],
+            "extra_body": rest}

@@ -51,9 +51,15 @@ class Provider(Protocol):
     name: str  # "openai" | "anthropic"
 
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
-        """Send one request. `body` is the client's request in this provider's wire format, already
-        checked and with max_tokens set. Raises errors.ProviderFailed (5xx, timeout, connection) or
-        errors.ProviderRejected (the provider's 4xx, with its status and message)."""
+        """Send one request that is not streamed. `body` is the client's request in this provider's wire
+        format, already checked and with max_tokens set. Raises errors.ProviderFailed (5xx, timeout,
+        connection) or errors.ProviderRejected (the provider's 4xx, with its status and message)."""
+        ...
+
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> Any:
+        """Send a streamed request (`stream: true`) and return once the provider has answered its status:
+        a tollgate.providers._common.ProviderStream to iterate for its SSE events as they arrive, metered
+        as they pass. Raises like `call` when the provider refuses before the first event."""
         ...
 
     def list_models(self, *, api_key: str) -> list[dict[str, Any]]:

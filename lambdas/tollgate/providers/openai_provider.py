@@ -1,17 +1,15 @@
-"""OpenAI adapter: chat completions (plain and streamed) and embeddings, in OpenAI's wire format.
+"""OpenAI adapter: chat completions (plain: `call`; streamed: `open_stream`) and embeddings, in OpenAI's
+wire format.
 
 The `openai` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import CHAT, EMBEDDINGS, ProviderResult, Usage
-
-log = logging.getLogger(__name__)
 
 
 # Responses API output items of provider-run tools, and the priced tool each call is.
@@ -55,26 +53,47 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream to give the client, its usage, the model) from a stream requested with include_usage."""
-    blocks, usage, model = [], None, None
-    for block, _, data in _common.sse_events(raw):
-        chunk = _common.json_or_none(data) if data != "[DONE]" else None
-        if isinstance(chunk, dict):
-            if "error" in chunk:
-                error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                message = _common.redact(str(error.get("message", "stream error")), api_key)
-                raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
-            model = model or chunk.get("model")
-            if chunk.get("usage"):
-                usage = usage_from(chunk["usage"], chunk)
-                if not chunk.get("choices") and not keep_usage_chunk:
-                    continue
-        blocks.append(block)
-    if usage is None:  # unknown: the gateway charges its reserved worst case (tollgate.service)
-        log.warning("openai stream ended without a usage chunk")
-        usage = Usage()
-    return _common.join_events(blocks), usage, model or body.get("model", "")
+class ChatStreamMeter(_common.StreamMeter):
+    """Meters a chat-completions stream requested with include_usage; drops the usage chunk unless the client
+    asked for it itself."""
+
+    def __init__(self, api_key: str, *, keep_usage_chunk: bool):
+        super().__init__(api_key)
+        self.keep_usage_chunk = keep_usage_chunk
+
+    def feed(self, name: str | None, data: str) -> bool:
+        if data == "[DONE]":
+            self.complete = True
+            return True
+        chunk = _common.json_or_none(data)
+        if not isinstance(chunk, dict):
+            return True
+        if "error" in chunk:
+            self.failed(chunk)
+            return True
+        self.model = self.model or chunk.get("model")
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("delta"):
+                self.generated(choice["delta"])
+        if chunk.get("usage"):
+            self.final = usage_from(chunk["usage"], chunk)
+            return bool(chunk.get("choices")) or self.keep_usage_chunk
+        return True
+
+
+def _client_wants_usage(body: dict[str, Any]) -> bool:
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def _chat_rest(body: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields other than model and messages, as sent to the provider."""
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+    if body.get("stream"):
+        # Always ask for the final usage chunk: it is what a stream is metered by.
+        rest["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    if "stream" in body:  # sent only if the client sent it, so the provider sees the client's body
+        rest["stream"] = body["stream"]
+    return rest
 
 
 class OpenAIProvider(_common.SdkAdapter):
@@ -96,21 +115,20 @@ class OpenAIProvider(_common.SdkAdapter):
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
 
-    def _chat(self, body: dict[str, Any], api_key: str) -> ProviderResult:
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        stream = bool(body.get("stream"))
-        if stream:
-            # Always ask for the final usage chunk: it is what a stream is metered by.
-            rest["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        if "stream" in body:  # sent only if the client sent it, so the provider sees the client's body
-            rest["stream"] = body["stream"]
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
+        """A streamed chat completion, open: its events arrive as the provider sends them. Always asks for
+        the final usage chunk (`stream_options.include_usage`) and hides it from a client that did not."""
+        if operation != CHAT:
+            raise errors.InvalidRequest(f"operation {operation!r} cannot be streamed by the OpenAI adapter")
+        meter = ChatStreamMeter(api_key, keep_usage_chunk=_client_wants_usage(body))
         create = self._client(api_key).chat.completions.with_streaming_response.create
-        with create(model=body.get("model"), messages=body.get("messages"), extra_body=rest) as resp:
+        return _common.open_stream(self._sdk(), create, meter, api_key, model=body.get("model"),
+                                   messages=body.get("messages"), extra_body=_chat_rest(body))
+
+    def _chat(self, body: dict[str, Any], api_key: str) -> ProviderResult:
+        create = self._client(api_key).chat.completions.with_streaming_response.create
+        with create(model=body.get("model"), messages=body.get("messages"), extra_body=_chat_rest(body)) as resp:
             raw, status = resp.read(), resp.status_code
-        if stream:
-            client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            sse, usage, model = meter_stream(raw, body, keep_usage_chunk=client_wants_usage, api_key=api_key)
-            return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, doc),
                               doc.get("model") or body.get("model", ""))
