@@ -17,7 +17,7 @@ LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
 # `make dev PORT=8081` when 8080 is taken.
 PORT ?= 8080
 
-.PHONY: dev dev-reset test synth layer bench bench-local clean deps
+.PHONY: dev dev-reset test synth layer bench bench-local clean deps cost
 
 deps: $(VENV)/.stamp-deps node_modules/.stamp
 
@@ -64,6 +64,11 @@ bench: $(VENV)/.stamp-deps
 # What a `make dev` user waits for: chat and admin call medians with and without the agent worker.
 bench-local: $(VENV)/.stamp-deps
 	$(PY) -m tests.bench_local_stack 2>/dev/null | grep median
+
+# What it costs to run, from the templates `synth` writes (tools/costing); last lines idle_usd_per_month=,
+# usd_per_million_requests=.
+cost: synth
+	$(PY) -m tools.costing --cdk-out cdk.out
 
 clean:
 	rm -rf $(VENV) node_modules layers/build cdk.out

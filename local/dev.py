@@ -30,7 +30,7 @@ from tollgate.auth import iam
 from tollgate.schema import API_KEYS, Env
 from tollgate.settings import Settings
 
-from local import state
+from local import state, web_adapter
 from local.aws import MotoServer, spawn_server
 from local.emulator import ApiGatewayEmulator, IamCredential
 from local.environments import EnvironmentPool
@@ -143,6 +143,7 @@ class LocalStack:
                           or _create_admin_key(dynamodb, keys_table))
         self.emulator = ApiGatewayEmulator(iam_credentials={LOCAL_ACCESS_KEY_ID: AGENT_CREDENTIAL},
                                            region=REGION, account_id=ACCOUNT_ID, quiet=self.quiet)
+        web_adapter.start()  # the gateway function's app server (uvicorn), as the Lambda Web Adapter runs it
         self.url = self.emulator.start(port)
         _write_state(state_dir, self.admin_key, self.url)
 
@@ -170,6 +171,7 @@ class LocalStack:
         for part in (self.fake, self._aws):
             self._stop_part(part)
         self.worker = self.emulator = self.fake = self._aws = None
+        web_adapter.stop()
         self.restore_env()
 
     @staticmethod

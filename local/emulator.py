@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tollgate import routes
@@ -51,7 +51,6 @@ DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
 SIGV4_MAX_SKEW_S = 15 * 60
 
 _HANDLER_MODULES = {
-    routes.GATEWAY_FUNCTION: "handlers.gateway",
     routes.ADMIN_FUNCTION: "handlers.admin",
     routes.RUNS_FUNCTION: "handlers.runs",
 }
@@ -109,6 +108,9 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # A streamed answer (local/web_adapter.py): the body as it arrives, and how to hang up on it.
+    chunks: Iterator[bytes] | None = None
+    close: Callable[[], None] | None = None
 
 
 class _Rejected(Exception):
@@ -353,6 +355,9 @@ class ApiGatewayEmulator:
                 return _json_response(200, {"status": "ok"}, request_id)
             raise _Rejected("DEFAULT_5XX", f"no handler module for function {route.function!r}")
         result = function(event, LambdaContext(f"tollgate-{route.function}", self.region, self.account_id))
+        if isinstance(result, HttpResponse):  # streamed through the web adapter (response streaming)
+            result.headers.append(("x-amzn-RequestId", request_id))
+            return result
         return _proxy_response(result, request_id)
 
     def _authorize(self, route: Route, request: HttpRequest, event: dict) -> dict:
@@ -393,6 +398,10 @@ class ApiGatewayEmulator:
     def _function(self, name: str) -> LambdaFunction | None:
         if name in self.functions:
             return self.functions[name]
+        if name == routes.GATEWAY_FUNCTION:  # an ASGI app behind the Lambda Web Adapter, as deployed
+            from local import web_adapter
+
+            return web_adapter.invoke
         return self._pooled(name)
 
     def _pooled(self, name: str) -> LambdaFunction | None:
@@ -487,6 +496,25 @@ def _proxy_response(result: Any, request_id: str) -> HttpResponse:
 
 # --- HTTP transport ----------------------------------------------------------------------------
 
+def _hang_up_when_gone(client: Any, done: threading.Event, response: HttpResponse) -> None:
+    """While a streamed answer is written: a client that closes its end makes its socket readable with
+    nothing to read (it sends nothing else mid-answer), then close the upstream at once."""
+    import select
+    import socket
+
+    while not done.is_set():
+        try:
+            readable, _, _ = select.select([client], [], [], 0.05)
+            if readable and not client.recv(1, socket.MSG_PEEK):
+                break
+        except (OSError, ValueError):
+            break
+    else:
+        return
+    if response.close:
+        response.close()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # listen backlog: bursts of concurrent clients must not be refused (was 5)
@@ -513,14 +541,40 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        if response.chunks is not None:
+            self._stream(response)
+        else:
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
         if not self.server.emulator.quiet:
             elapsed = (time.monotonic() - started) * 1000
             print(f"[apigw] {self.command} {urlsplit(self.path).path} -> {response.status} ({elapsed:.0f} ms)",
                   file=sys.stderr, flush=True)
+
+    def _stream(self, response: HttpResponse) -> None:
+        """Chunked transfer, one chunk per piece as it arrives, flushed. When the client hangs up (it closes
+        its end, or a write fails), hang up on the function too, as API Gateway does."""
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        done = threading.Event()
+        watcher = threading.Thread(target=_hang_up_when_gone, args=(self.connection, done, response),
+                                   name="apigw-stream-watch", daemon=True)
+        watcher.start()
+        try:
+            for chunk in response.chunks or ():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, ValueError):  # the client went away (ValueError: the upstream was closed under us)
+            self.close_connection = True
+            if response.close:
+                response.close()
+        finally:
+            done.set()
 
     def _read_body(self) -> bytes | None:
         """The request body, or None if it is over routes.PAYLOAD_LIMIT_BYTES: judged from Content-Length

@@ -15,6 +15,11 @@ In-band controls, written anywhere in the prompt text:
   [[fake:cached_tokens=N]]      report N cached prompt tokens (cache reads)
   [[fake:cache_write_tokens=N]] report N cache-write tokens (Anthropic)
   [[fake:retry_after_ms=N]]     add `retry-after-ms: N` to an error reply (keeps SDK retries fast in tests)
+  [[fake:stream_interval_ms=N]] stream one event every N ms, each written and flushed as it is "generated"
+  [[fake:drop_after=K]]         drop the connection after K streamed events (no final usage, no end)
+
+A client that hangs up mid-stream is noticed at once (the fake waits between events on its socket) and
+recorded in `FakeProvider.disconnects` ({"path", "events_sent", "at": time.monotonic()}).
 
 Keys: OpenAI `Authorization: Bearer`; Anthropic `x-api-key` or `Authorization: Bearer` (what anthropic 2.x
 sends). A missing key gets 401; "sk-fake-invalid" or a key starting with "bad-" gets the provider's 401.
@@ -30,6 +35,8 @@ import hashlib
 import json
 import math
 import re
+import select
+import socket
 import struct
 import sys
 import threading
@@ -69,6 +76,8 @@ class Controls:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     retry_after_ms: int | None = None
+    stream_interval_ms: int = 0
+    drop_after: int | None = None
 
     @classmethod
     def parse(cls, texts: list[str]) -> "Controls":
@@ -149,6 +158,8 @@ class Reply:
     body: bytes = b""
     events: list[bytes] | None = None  # SSE, sent chunked
     headers: dict[str, str] = field(default_factory=dict)
+    interval_s: float = 0.0  # between streamed events
+    drop_after: int | None = None  # streamed events sent before the connection is dropped
 
 
 def _json(status: int, obj: Any, **headers: str) -> Reply:
@@ -311,6 +322,7 @@ class FakeProvider:
     def __init__(self, host: str = "127.0.0.1"):
         self.host = host
         self.calls: list[dict[str, Any]] = []
+        self.disconnects: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._serving: ServerThread | None = None
         self.url = ""
@@ -329,6 +341,11 @@ class FakeProvider:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.disconnects.clear()
+
+    def client_disconnected(self, path: str, events_sent: int) -> None:
+        with self._lock:
+            self.disconnects.append({"path": path, "events_sent": events_sent, "at": time.monotonic()})
 
     def calls_to(self, path: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -359,6 +376,8 @@ class FakeProvider:
             self.calls.append(call)
         if controls.delay_ms:
             time.sleep(controls.delay_ms / 1000)
+        if reply.events is not None:
+            reply.interval_s, reply.drop_after = controls.stream_interval_ms / 1000, controls.drop_after
         return reply
 
     def _reply(self, method: str, path: str, wire: str, key: str, body: Any, controls: Controls) -> Reply:
@@ -423,12 +442,44 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("cache-control", "no-cache")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            for event in reply.events:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+            self._stream(reply)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _stream(self, reply: Reply) -> None:
+        path = urlsplit(self.path).path
+        for sent, event in enumerate(reply.events or []):
+            if reply.drop_after is not None and sent >= reply.drop_after:
+                self._drop()
+                return
+            if sent and reply.interval_s and self._hung_up(reply.interval_s):
+                self.fake.client_disconnected(path, sent)
+                self.close_connection = True
+                return
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.fake.client_disconnected(path, sent)
+                raise
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _hung_up(self, wait_s: float) -> bool:
+        """Wait between events on the socket itself: a client that closes its end wakes us at once."""
+        readable, _, _ = select.select([self.connection], [], [], wait_s)
+        try:
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
+
+    def _drop(self) -> None:
+        """End the connection mid-answer, without the terminating chunk (what a provider crash looks like)."""
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

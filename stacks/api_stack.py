@@ -7,11 +7,14 @@ import json
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 from tollgate import routes
 from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, TABLES, USAGE, Env
 
 from stacks import permissions as p
+from stacks import web_adapter
 from stacks.config import DeploySettings
 from stacks.data_stack import DataStack
 from stacks.functions import TollgateFunction, dependency_layer, function_code
@@ -20,6 +23,14 @@ from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
+# The gateway mostly waits on the provider. A fresh process that has served its first request (provider
+# SDK imported) peaks at ~220 MB RSS (`make bench`), so 512 MB keeps 2x headroom at half the GB-seconds
+# of 1024 MB; its CPU share halves too, which its own work (~50 ms at 1024 MB) feels, the wait does not.
+GATEWAY_MEMORY_MB = 512
+# X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
+# follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
+# request each second, then 5%) would trace almost every request, at $5 per million traces.
+TRACE_SAMPLE_RATE = 0.05
 SWEEP_EVERY = Duration.minutes(5)
 RUN_BUDGET_ITEMS = "BUDGET#RUN#*"  # tollgate.budgets.run_pk(...): the agent runs' budget items
 
@@ -40,16 +51,18 @@ class ApiStack(Stack):
         }
 
         def function(construct_id: str, module: str, description: str, *, memory_mb: int, timeout: Duration,
-                     env: dict[str, str] | None = None) -> TollgateFunction:
+                     env: dict[str, str] | None = None, handler: str | None = None,
+                     extra_layers: tuple[lambda_.ILayerVersion, ...] = ()) -> TollgateFunction:
             return TollgateFunction(
                 self, construct_id,
-                handler=f"handlers.{module}.lambda_handler",
+                handler=handler or f"handlers.{module}.lambda_handler",
                 description=description,
                 code=code,
                 layer=layer,
                 environment={**common_env, **(env or {})},
                 memory_mb=memory_mb,
                 timeout=timeout,
+                extra_layers=extra_layers,
             )
 
         # bcrypt is CPU-bound and Lambda CPU scales with memory: 1024 MB keeps a cold key check short.
@@ -57,11 +70,15 @@ class ApiStack(Stack):
             "Authorizer", "authorizer", "Tollgate: authenticates API keys and service tokens",
             memory_mb=1024, timeout=Duration.seconds(10),
             env={Env.JWT_SECRET_ARN: data.jwt_secret.secret_arn})
-        # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts.
+        # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts. An ASGI app
+        # behind the Lambda Web Adapter, answering through response streaming (stacks/web_adapter.py).
         self.gateway = function(
             "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
-            memory_mb=1024, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
-            env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
+            memory_mb=GATEWAY_MEMORY_MB, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
+            handler=web_adapter.HANDLER,
+            extra_layers=(lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", web_adapter.layer_arn()),),
+            env={**web_adapter.ENVIRONMENT,
+                 Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
                  Env.RESERVATION_TTL_S: str(settings.timeouts.reservation_ttl_s),
                  Env.PROVIDER_TIMEOUT_S: str(settings.timeouts.provider_s), Env.PROVIDER_MAX_RETRIES: "0",
@@ -97,6 +114,7 @@ class ApiStack(Stack):
             functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function,
                        routes.RUNS_FUNCTION: self.runs.function},
             timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(settings.timeouts.integration_s)},
+            streamed={routes.GATEWAY_FUNCTION},
         )
         self.waf = TollgateWaf(
             self, "Waf",
@@ -104,6 +122,12 @@ class ApiStack(Stack):
             rate_limit_per_5min=settings.waf_rate_limit_per_5min,
             geo_block_countries=settings.geo_block_countries,
         )
+        self.trace_sampling = xray.CfnSamplingRule(
+            self, "TraceSampling", sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                rule_name=f"{self.stack_name}-api"[:32], priority=100, version=1,
+                fixed_rate=TRACE_SAMPLE_RATE, reservoir_size=0,
+                service_name=f"{self.rest_api.api.rest_api_name}/{STAGE_NAME}", service_type="AWS::ApiGateway::Stage",
+                host="*", http_method="*", url_path="*", resource_arn="*"))
         CfnOutput(self, "ApiUrl", value=self.rest_api.api.url)
 
     def _grant(self, data: DataStack) -> None:

@@ -9,28 +9,31 @@ from constructs import Construct
 # WAF rate-based rules accept 10 .. 2,000,000,000 requests per evaluation window.
 _WAF_MIN_RATE = 10
 _COST_PER_HOUR_CEILING_USD = 25.0
-# API Gateway's default (and, without a Service Quotas increase, maximum) integration timeout for REST APIs.
-DEFAULT_INTEGRATION_TIMEOUT_S = 29
-_MAX_INTEGRATION_TIMEOUT_S = 600
+# API Gateway REST response streaming (the gateway's routes are STREAM integrations): a streamed response
+# lasts at most 15 minutes, and a STREAM integration's timeout may be set up to that without a quota
+# increase (BUFFERED: 29 s). Lambda's own maximum timeout is the same 15 minutes.
+STREAM_LIMIT_S = 900
 _SETTLE_MARGIN_S = 30
-_PROVIDER_MARGIN_S = 4
+_MIN_INTEGRATION_TIMEOUT_S = _SETTLE_MARGIN_S + 30
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """One chain, from the integration timeout: the provider call ends before API Gateway gives up; the
-    gateway Lambda outlives API Gateway to settle its reservations; a reservation outlives its Lambda so
-    the sweeper never releases budget a running request is about to settle."""
+    """One chain, from the stream limit. API Gateway ends a stream at `integration_s` and the gateway Lambda
+    may run as long (it cannot outlive the 15-minute maximum); so the gateway itself stops reading from the
+    provider a settle margin before (`provider_s`: its stream deadline and its SDK timeout) and settles every
+    stream it started. A reservation outlives its Lambda, so the sweeper never releases budget a running
+    request is about to settle."""
 
-    integration_s: int = DEFAULT_INTEGRATION_TIMEOUT_S
+    integration_s: int = STREAM_LIMIT_S
 
     @property
     def provider_s(self) -> int:
-        return self.integration_s - _PROVIDER_MARGIN_S  # one attempt: no time for a retry inside the window
+        return self.integration_s - _SETTLE_MARGIN_S  # one attempt: no retry once the stream has started
 
     @property
     def gateway_lambda_s(self) -> int:
-        return self.integration_s + _SETTLE_MARGIN_S
+        return self.integration_s
 
     @property
     def reservation_ttl_s(self) -> int:
@@ -58,9 +61,10 @@ class DeploySettings:
         ceiling = _COST_PER_HOUR_CEILING_USD if ceiling in (None, "") else float(ceiling)
         if ceiling <= 0:
             raise ValueError(f"cost_per_hour_ceiling_usd must be positive, got {ceiling}")
-        integration = int(node.try_get_context("integration_timeout_s") or DEFAULT_INTEGRATION_TIMEOUT_S)
-        if not _PROVIDER_MARGIN_S < integration <= _MAX_INTEGRATION_TIMEOUT_S:
-            raise ValueError(f"integration_timeout_s must be 5..{_MAX_INTEGRATION_TIMEOUT_S}, got {integration}")
+        integration = int(node.try_get_context("integration_timeout_s") or STREAM_LIMIT_S)
+        if not _MIN_INTEGRATION_TIMEOUT_S <= integration <= STREAM_LIMIT_S:
+            raise ValueError(f"integration_timeout_s must be {_MIN_INTEGRATION_TIMEOUT_S}..{STREAM_LIMIT_S}, "
+                             f"got {integration}")
         return cls(
             timeouts=Timeouts(integration),
             alert_email=(node.try_get_context("alert_email") or "").strip() or None,

@@ -55,6 +55,7 @@ class TollgateFunction(Construct):
         environment: dict[str, str],
         memory_mb: int,
         timeout: Duration,
+        extra_layers: tuple[lambda_.ILayerVersion, ...] = (),  # e.g. the Lambda Web Adapter (stacks/web_adapter.py)
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
@@ -70,7 +71,7 @@ class TollgateFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             code=code,
-            layers=[layer],
+            layers=[layer, *extra_layers],
             environment=environment,
             memory_size=memory_mb,
             timeout=timeout,

@@ -17,8 +17,8 @@ from stacks.functions import LOG_RETENTION
 from stacks.nag import acknowledge
 
 STAGE_NAME = "prod"
-# The metered routes wait for an LLM: API Gateway's default 29 s cuts off long completions. Above 29 s a
-# regional REST API needs the Service Quotas increase "Maximum integration timeout in milliseconds".
+# The gateway function's routes are STREAM integrations (response streaming, up to 15 minutes; the function
+# answers through the Lambda Web Adapter in response_stream mode, so every route to it must stream).
 # The smallest body a metered route accepts: a JSON object with a "model" string. Everything else about
 # the body is checked by the gateway, which answers in the provider's error shape.
 METERED_BODY_SCHEMA = {
@@ -61,6 +61,7 @@ class TollgateRestApi(Construct):
         authorizer: lambda_.IFunction,
         functions: dict[str, lambda_.IFunction],  # routes.GATEWAY_FUNCTION / ADMIN_FUNCTION -> function
         timeouts: dict[str, Duration] | None = None,  # function name -> integration timeout (default 29 s)
+        streamed: frozenset[str] | set[str] = frozenset(),  # function names whose integrations stream
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
@@ -97,8 +98,10 @@ class TollgateRestApi(Construct):
         }
         # allow_test_invoke=False: one invoke permission per method instead of two; the Lambda resource
         # policy has a size limit and the route table grows.
-        integrations = {name: apigw.LambdaIntegration(fn, allow_test_invoke=False, timeout=(timeouts or {}).get(name))
-                        for name, fn in functions.items()}
+        integrations = {name: apigw.LambdaIntegration(
+            fn, allow_test_invoke=False, timeout=(timeouts or {}).get(name),
+            response_transfer_mode=apigw.ResponseTransferMode.STREAM if name in streamed else None)
+            for name, fn in functions.items()}
         self._metered_body = self._metered_body_validation()
         self.methods = {(r.method, r.path): self._add_route(r, integrations[r.function]) for r in routes.ROUTES}
         self._catch_all()

@@ -1,67 +1,277 @@
-"""Gateway Lambda: the OpenAI- and Anthropic-compatible routes. Parse, call the domain, respond."""
+"""Gateway function: the OpenAI- and Anthropic-compatible routes, as an ASGI app. Parse, call the domain, respond.
+
+Deployed behind the AWS Lambda Web Adapter (stacks/api_stack.py): `gateway.sh` runs this app under uvicorn
+on 127.0.0.1:$AWS_LWA_PORT, the adapter turns each API Gateway event into an HTTP request with API Gateway's
+request context (authorizer context included) in the `x-amzn-request-context` header, and streams the answer
+back through API Gateway's response streaming (docs/design-decisions.md, issue 11). Locally,
+local/web_adapter.py does what the adapter does, so both run this same code.
+
+Written against the ASGI interface directly (no web framework): a handful of routes, and cold start counts.
+The domain is synchronous (boto3, the provider SDKs): each request runs in a worker thread, and a streamed
+answer is iterated in one while the event loop forwards its chunks and watches for the client leaving.
+"""
 from __future__ import annotations
 
-from aws_lambda_powertools.logging import correlation_paths
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
 
-from handlers._api import json_body, json_response, resolver, to_response
-from tollgate import metric_names, routes, scopes, wiring
+from handlers._api import principal_for, usable_id, validated_body
+from tollgate import errors, metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
-from tollgate.observability import logger, metrics, tracer
+from tollgate.observability import logger, metrics
 from tollgate.service import MeteredRequest, Reply
+from tollgate.streaming import StreamingReply
 
 RUN_ID_HEADER = "x-tollgate-run-id"
 PROMPT_FIELDS = ("model", "system", "messages", "input")
+REQUEST_CONTEXT_HEADER = "x-amzn-request-context"  # set by the Lambda Web Adapter (and local/web_adapter.py)
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
+
+# Lambda runs one request per environment at a time; the local stack runs many, and each open stream holds
+# a thread while it waits on its provider.
+_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="gateway")
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
 
 
-def _metered(principal: Principal):
-    event = app.current_event
-    body = json_body(app)
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    context: dict[str, Any]  # API Gateway's requestContext
+    route: routes.Route | None = None  # once matched
+
+    @property
+    def request_id(self) -> str:
+        return self.context.get("requestId") or ""
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: StreamingReply | None = None
+    on_streamed: Callable[[], None] | None = None  # once a streamed answer is settled
+
+
+# --- routes: parse, call the domain, respond ----------------------------------------------------------------
+
+def _metered(request: Request, principal: Principal) -> Answer:
+    body = validated_body(request.route, request.body)
     if principal.log_prompts:  # an operator's explicit, per-user choice; never the default
         logger.info("prompt logged for this user by operator setting", extra={
             "prompt": {k: body[k] for k in PROMPT_FIELDS if k in body}})
     reply = wiring.gateway().handle(MeteredRequest(
-        request_id=event.request_context.request_id, path=event.path, principal=principal,
-        body=body, user_agent=event.headers.get("user-agent") or "",
-        idempotency_key=event.headers.get("idempotency-key"), run_id=_run_id(principal)))
+        request_id=request.request_id, path=request.path, principal=principal, body=body,
+        user_agent=request.headers.get("user-agent") or "",
+        idempotency_key=request.headers.get("idempotency-key"), run_id=_run_id(request, principal)))
+    headers = {"content-type": reply.content_type, **reply.headers}
+    if isinstance(reply, StreamingReply):
+        return Answer(reply.status, {**headers, "cache-control": "no-cache"}, stream=reply,
+                      on_streamed=lambda: _log_metered(principal, body, reply))
     _log_metered(principal, body, reply)
-    return to_response(reply.status, {"content-type": reply.content_type, **reply.headers}, reply.body)
+    return Answer(reply.status, headers, reply.body)
 
 
-def _log_metered(principal: Principal, body: dict, reply: Reply) -> None:
+def _log_metered(principal: Principal, body: dict, reply: Reply | StreamingReply) -> None:
     """One structured line per metered answer, read by the top-spenders Contributor Insights rule. Who,
     which model, what it cost: never the prompt or the completion. The cost is a JSON number here (the
     rule sums it); the usage table keeps the exact Decimal."""
     logger.info(metric_names.METERED_LOG_MESSAGE, extra={
-        metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: float(reply.cost),
+        metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: float(reply.cost or 0),
         "model": body.get("model"), "status": reply.status, "replayed": reply.replayed})
 
 
-def _run_id(principal: Principal) -> str | None:
+def _run_id(request: Request, principal: Principal) -> str | None:
     """An agent run's id, honoured only from a trusted IAM principal acting for a user (the agent tasks)."""
     if principal.kind == IAM and scopes.ACT_AS in principal.scopes:
-        return app.current_event.headers.get(RUN_ID_HEADER) or None
+        return usable_id(request.headers.get(RUN_ID_HEADER) or None, RUN_ID_HEADER)
     return None
 
 
-def _models(principal: Principal):
+def _models(request: Request, principal: Principal) -> Answer:
     data = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}
             for m in wiring.catalogue().models()]
-    return json_response(200, {"object": "list", "data": data})
+    return _json(200, {"object": "list", "data": data})
 
 
-def _health():
-    return json_response(200, {"status": "ok"})
+def _health(request: Request) -> Answer:
+    return _json(200, {"status": "ok"})
 
 
-_IMPLEMENTATIONS = {(r.method, r.path): _metered for r in routes.ROUTES
-                    if r.function == routes.GATEWAY_FUNCTION and r.metered}
+_IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Answer]] = {
+    (r.method, r.path): _metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION and r.metered}
 _IMPLEMENTATIONS.update({("GET", "/v1/models"): _models, ("GET", "/health"): _health})
-app = resolver(routes.GATEWAY_FUNCTION, _IMPLEMENTATIONS)
+_missing = {(r.method, r.path) for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION} - set(_IMPLEMENTATIONS)
+if _missing:
+    raise RuntimeError(f"routes without an implementation: {sorted(_missing)}")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True,
-                              log_event=False)  # never: request bodies carry prompts
-@metrics.log_metrics(raise_on_empty_metrics=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict, context: object) -> dict:
-    return app.resolve(event, context)
+def answer(request: Request) -> Answer:
+    """One request, synchronously: route, authenticate, call the domain. Domain errors are rendered in the
+    route's wire format; anything else is logged and rendered as an internal error."""
+    matched = routes.match(request.method, request.path)
+    route = matched[0] if matched and matched[0].function == routes.GATEWAY_FUNCTION else None
+    try:
+        if route is None:
+            raise errors.NotFound(f"Unknown request URL: {request.method} {request.path}")
+        implementation = _IMPLEMENTATIONS[(route.method, route.path)]
+        request = replace(request, route=route)
+        if route.auth == routes.NONE:
+            return implementation(request)
+        principal = principal_for(route, request.context, request.headers)
+        principal.require(route.scope)
+        logger.append_keys(principal=principal.id, user=principal.user)
+        return implementation(request, principal)
+    except errors.TollgateError as exc:
+        return _error(exc, route)
+    except Exception:
+        logger.exception("unhandled error")
+        return _error(errors.TollgateError("Internal error."), route)
+
+
+def _error(exc: errors.TollgateError, route: routes.Route | None) -> Answer:
+    status, headers, body = errors.render(exc, route.wire if route else routes.OPENAI)
+    return Answer(status, headers, body.encode())
+
+
+def _json(status: int, payload: Any) -> Answer:
+    return Answer(status, {"content-type": "application/json"}, json.dumps(payload, default=str).encode())
+
+
+# --- ASGI ---------------------------------------------------------------------------------------------------
+
+async def app(scope: dict, receive: Receive, send: Send) -> None:
+    """The ASGI application uvicorn serves (`handlers.gateway:app`)."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    request = await _read(scope, receive)
+    _start_log_context(request)
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(_threads, answer, request)
+    except BaseException:
+        _flush_metrics()
+        raise
+    if result.stream is None:
+        _flush_metrics()
+        await _send_whole(result, send)
+    else:
+        await _send_stream(result, send, receive)
+
+
+def _flush_metrics() -> None:
+    """Once per request, before its last byte: Lambda may start the next invocation as soon as it has gone."""
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read(scope: dict, receive: Receive) -> Request:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    try:
+        context = json.loads(headers.pop(REQUEST_CONTEXT_HEADER, "") or "{}")
+    except ValueError:
+        context = {}
+    return Request(scope["method"], unquote(scope["path"]), headers, b"".join(chunks),
+                   context if isinstance(context, dict) else {})
+
+
+def _start_log_context(request: Request) -> None:
+    """Per request: the API Gateway request id as correlation id, and the Lambda request id."""
+    logger.clear_state()
+    logger.set_correlation_id(request.request_id or None)
+    try:
+        lambda_context = json.loads(request.headers.get(LAMBDA_CONTEXT_HEADER) or "{}")
+    except ValueError:
+        lambda_context = {}
+    if isinstance(lambda_context, dict) and lambda_context.get("request_id"):
+        logger.append_keys(function_request_id=lambda_context["request_id"])
+
+
+def _start(result: Answer, extra: dict[str, str] | None = None) -> dict:
+    headers = {**result.headers, **(extra or {})}
+    return {"type": "http.response.start", "status": result.status,
+            "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]}
+
+
+async def _send_whole(result: Answer, send: Send) -> None:
+    await send(_start(result, {"content-length": str(len(result.body))}))
+    await send({"type": "http.response.body", "body": result.body})
+
+
+async def _send_stream(result: Answer, send: Send, receive: Receive) -> None:
+    """Forward each event as the provider sends it. The events are iterated to their end in one worker thread
+    (that is where the stream is settled); when the client goes away, the reply is cancelled, which closes
+    the provider stream, and the answer ends only once the stream is settled: the function must not be
+    frozen with a reservation held."""
+    reply = result.stream
+    assert reply is not None
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for chunk in reply.events:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+        except Exception:
+            logger.exception("streamed answer failed")
+        finally:
+            loop.call_soon_threadsafe(chunks.put_nowait, None)
+
+    producer = loop.run_in_executor(_threads, produce)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await send(_start(result))
+        while True:
+            getter = asyncio.ensure_future(chunks.get())
+            await asyncio.wait({getter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                reply.cancel()
+                break
+            chunk = getter.result()
+            if chunk is None:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except OSError:  # the client went away while we were writing
+        reply.cancel()
+    finally:
+        await producer  # settled
+        if result.on_streamed:
+            result.on_streamed()
+        _flush_metrics()
+    if not gone.done():
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    gone.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -13,6 +13,7 @@ BUDGET_REFUSALS = "BudgetRefusals"
 RATE_LIMIT_REFUSALS = "RateLimitRefusals"
 LOOP_DETECTIONS = "LoopDetections"
 PROVIDER_LATENCY_MS = "ProviderLatency"
+TIME_TO_FIRST_TOKEN_MS = "TimeToFirstToken"  # streamed answers: from sending the request to the first event
 RESERVATIONS_RELEASED = "ReservationsReleased"
 SETTLE_FAILURES = "SettleFailures"
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from tollgate import budgets, estimate, idempotency, loopguard, metric_names
+from tollgate import budgets, estimate, idempotency, loopguard, metric_names, streaming
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
@@ -73,7 +73,9 @@ class MeteredGateway:
         self.clock = clock
         self.alerts = alerts
 
-    def handle(self, req: MeteredRequest) -> Reply:
+    def handle(self, req: MeteredRequest) -> Reply | streaming.StreamingReply:
+        """A metered answer: a Reply, or for a streamed request (`stream: true`) a StreamingReply whose events
+        are forwarded as the provider sends them. Raises TollgateError subclasses (mapped once to HTTP)."""
         operation = _operation(req.path)
         model = req.body.get("model")
         if not isinstance(model, str) or not model:
@@ -95,12 +97,13 @@ class MeteredGateway:
             if plan.window and hasattr(exc, "remaining"):
                 exc.headers.update(rate_headers(plan.window, *exc.remaining))
             raise
-        except LoopDetected:
+        except LoopDetected as exc:
             self._count(metric_names.LOOP_DETECTIONS)
+            hits, spent = getattr(exc, "hits", 0), getattr(exc, "spent", Decimal(0))
             if self.alerts:
-                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user,
-                                          fingerprint=plan.loop.sk.split("#")[0])
-            raise
+                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user, loop=plan.loop,
+                                          hits=hits, spent_usd=spent)
+            raise loopguard.refusal(plan.loop, req.principal.user, hits, spent) from None
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
@@ -111,7 +114,9 @@ class MeteredGateway:
         if operation == EMBEDDINGS:
             return estimate.embedding_bound(body)
         return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
-                                   anthropic=operation == MESSAGES, context_window=price.context_window)
+                                   anthropic=operation == MESSAGES, context_window=price.context_window, price=price,
+                                   tool_call_bound=self.settings.server_tool_max_calls,
+                                   tool_input_tokens=self.settings.server_tool_input_tokens)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
@@ -120,12 +125,14 @@ class MeteredGateway:
         return Plan(
             request_id=req.request_id, user=req.principal.user, principal_id=req.principal.account,
             levels=tuple(levels), window=window_for(req.principal, now, self.settings),
-            cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
-            tokens=bound.tokens, started_at=now,
+            cost=_worst_case(self.catalogue, price, bound), tokens=bound.rate_tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
-            loop=loopguard.counter(_loop_subject(req), req.body, now, self.settings.loop_max_repeats,
-                                   self.settings.loop_window_s),
+            loop=loopguard.counter(_loop_subject(req), req.principal.user, req.body, now,
+                                   self.catalogue.worst_case_cost(price, bound.input_tokens, 0),
+                                   max_repeats=self.settings.loop_max_repeats,
+                                   min_repeats=self.settings.loop_min_repeats,
+                                   max_usd=self.settings.loop_max_usd, window_s=self.settings.loop_window_s),
             idempotency_pk=_idempotency_pk(req))
 
     def _reserve(self, plan: Plan, price: ModelPrice,
@@ -140,8 +147,7 @@ class MeteredGateway:
                 self._count(metric_names.BUDGET_REFUSALS)
                 raise
         lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * bound.choices)
-        cheaper = replace(plan, cost=self.catalogue.worst_case_cost(price, lowered.input_tokens, lowered.output_tokens),
-                          tokens=lowered.tokens)
+        cheaper = replace(plan, cost=_worst_case(self.catalogue, price, lowered), tokens=lowered.rate_tokens)
         try:
             return self.ledger.reserve(cheaper), lowered, bound.max_tokens
         except BudgetExceeded:
@@ -152,20 +158,25 @@ class MeteredGateway:
         remaining = getattr(exc, "remaining", None)
         if remaining is None or bound.max_tokens_field is None or price.output <= 0:
             return None
-        input_cost = self.catalogue.worst_case_cost(price, bound.input_tokens, 0)
-        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * bound.choices))
+        input_cost = _worst_case(self.catalogue, price, replace(bound, output_tokens=0))
+        per_output_token = _worst_case(self.catalogue, price, replace(bound, output_tokens=1)) - input_cost
+        affordable = math.floor((remaining - input_cost) / (per_output_token * bound.choices))
         if affordable < MIN_USEFUL_MAX_TOKENS or affordable >= bound.max_tokens:
             return None
         return affordable
 
     # -- provider call and settlement ------------------------------------------------------------
     def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
-                         body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None) -> Reply:
+                         body: dict[str, Any], bound: estimate.Bound,
+                         lowered_from: int | None) -> Reply | streaming.StreamingReply:
         provider = self.providers[price.provider]
         stream = bool(body.get("stream"))
         started = time.monotonic()
         try:
             api_key, byok = self.keys(req.principal, price.provider)
+            if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
+                return streaming.stream(self, req, price, res, provider.open_stream(operation, body, api_key=api_key),
+                                        body, bound, lowered_from, byok, started)
             result = provider.call(operation, body, api_key=api_key)
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
             self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
@@ -180,7 +191,9 @@ class MeteredGateway:
             log.warning("provider reported no usage; charging the worst case",
                         extra={"request_id": req.request_id, "model": price.id})
             usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
-        cost = self.catalogue.cost(price, usage)
+            cost = res.plan.cost
+        else:
+            cost = self.catalogue.cost(price, usage)
         headers = self._headers(req, res, cost, lowered_from, bound)
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
@@ -217,7 +230,7 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        self.ledger.settle(res, record.item(), cost, usage.total_tokens, replay)
+        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
@@ -248,9 +261,29 @@ class MeteredGateway:
         if self.metrics:
             self.metrics.add_metric(name=name, unit="Count", value=1)
 
+    def _metric(self, name: str, unit: str, value: float) -> None:
+        if self.metrics:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:
+    """What the tokens-per-minute window settles to, counted as the provider counts its own limit: for
+    Anthropic, cache reads do not count towards input tokens per minute (its rate-limits docs); OpenAI
+    counts every token."""
+    if price.provider == "anthropic":
+        return usage.total_tokens - usage.cached_input_tokens
+    return usage.total_tokens
+
+
+def _worst_case(catalogue: Catalogue, price: ModelPrice, bound: estimate.Bound) -> Decimal:
+    """What to reserve for a bound: its tokens at the dearest rates of its tiers, plus its tool calls."""
+    return catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens, tiers=bound.service_tiers,
+                                     tool_calls=bound.tool_calls)
+
 
 def _loop_subject(req: MeteredRequest) -> str:
-    """Whose repetitions count together: a key's, or for a service acting for users, one user's run."""
+    """Whose repetitions count together: a key's, or for a service acting for users, one user's run
+    (so an agent run keeps its own accounting)."""
     p = req.principal
     if p.kind == IAM:
         return f"{p.account}#{p.user}#{req.run_id or '-'}"

@@ -19,7 +19,7 @@ from tests.e2e.logcapture import captured, emitted_metrics
 from tests.infra.dashboards import referenced_metrics
 
 ALL_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS,
-               mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED}
+               mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED, mn.TIME_TO_FIRST_TOKEN_MS}
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
@@ -41,10 +41,10 @@ class Client:
         assert r.status_code == 201, r.text
         return r.json()["key"]
 
-    def call(self, key: str, provider: str, content: str) -> requests.Response:
+    def call(self, key: str, provider: str, content: str, **extra) -> requests.Response:
         return requests.post(f"{self.url}{PATHS[provider]}", timeout=60, headers={"Authorization": f"Bearer {key}"},
                              json={"model": MODELS[provider], "max_tokens": 16,
-                                   "messages": [{"role": "user", "content": content}]})
+                                   "messages": [{"role": "user", "content": content}], **extra})
 
 
 def _refusal(response: requests.Response) -> str | None:
@@ -68,6 +68,8 @@ def _every_kind_of_request(client: Client) -> None:
     for provider in MODELS:
         ok = client.call(alice, provider, f"hello {provider}")
         assert ok.status_code == 200, ok.text
+        streamed = client.call(alice, provider, f"stream {provider}", stream=True)
+        assert streamed.status_code == 200 and streamed.text.rstrip().split("\n")[-1].startswith(": x-tollgate-cost")
         failed = client.call(alice, provider, "[[fake:status=500]] [[fake:retry_after_ms=1]]")
         assert failed.status_code >= 500, failed.text
         refused = client.call(broke, provider, "over budget")
@@ -78,7 +80,7 @@ def _every_kind_of_request(client: Client) -> None:
         codes = [_refusal(client.call(limited, provider, f"call {i}")) for i in range(3)]
         assert "rate_limit_exceeded" in codes, codes
 
-        for _ in range(30):  # the loop guard's limit is 10 repeats an hour; an hour boundary resets it once
+        for _ in range(40):  # the loop guard's count is 18 repeats a 10-minute window; a window end resets it once
             repeated = client.call(alice, provider, "the very same request")
             if "loop_detected" in (_refusal(repeated) or ""):
                 break

@@ -12,10 +12,11 @@ from tollgate.settings import Settings
 from app import build_app
 from stacks import rest_api
 from stacks.config import DeploySettings
+from stacks import web_adapter
 
 from .cfn import function_id, local_refs, resources
 
-GATEWAY_HANDLER = "handlers.gateway.lambda_handler"
+GATEWAY_HANDLER = web_adapter.HANDLER
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +95,9 @@ TIMEOUTS = DeploySettings.from_context(build_app()).timeouts
 
 
 def test_gateway_routes_use_the_configured_integration_timeout(methods):
-    """The timeout is per integration, i.e. per function: every gateway route has it, the others not. It
-    defaults to 29 s, the most a REST API allows without a Service Quotas increase (a higher value makes
-    the first deploy fail)."""
-    assert TIMEOUTS.integration_s == 29
+    """The timeout is per integration, i.e. per function: every gateway route has it, the others not. The
+    gateway's integrations stream, so it defaults to the 15-minute stream limit (no quota increase needed)."""
+    assert TIMEOUTS.integration_s == 900
     assert any(r.metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION)
     for route in routes.ROUTES:
         timeout = methods[(route.method, route.path)]["Integration"].get("TimeoutInMillis")
@@ -107,10 +107,16 @@ def test_gateway_routes_use_the_configured_integration_timeout(methods):
             assert timeout is None, route.path  # API Gateway's default 29 s
 
 
-def test_a_raised_integration_timeout_moves_the_whole_chain():
-    raised = DeploySettings.from_context(build_app({"integration_timeout_s": 120})).timeouts
-    assert (raised.provider_s, raised.integration_s, raised.gateway_lambda_s, raised.reservation_ttl_s) == \
-        (116, 120, 150, 300)
+def test_a_lowered_integration_timeout_moves_the_whole_chain():
+    lowered = DeploySettings.from_context(build_app({"integration_timeout_s": 120})).timeouts
+    assert (lowered.provider_s, lowered.integration_s, lowered.gateway_lambda_s, lowered.reservation_ttl_s) == \
+        (90, 120, 120, 240)
+
+
+@pytest.mark.parametrize("seconds", [59, 901])
+def test_an_integration_timeout_outside_the_stream_limit_is_refused(seconds):
+    with pytest.raises(ValueError, match="integration_timeout_s"):
+        DeploySettings.from_context(build_app({"integration_timeout_s": seconds}))
 
 
 def test_a_gateway_timeout_tells_the_sdks_not_to_retry(api_template):
@@ -121,11 +127,14 @@ def test_a_gateway_timeout_tells_the_sdks_not_to_retry(api_template):
     assert timeout["ResponseParameters"] == {"gatewayresponse.header.x-should-retry": "'false'"}
 
 
-def test_gateway_lambda_outlives_the_integration_and_reservations_outlive_the_lambda(api_template):
+def test_the_gateway_ends_its_streams_before_api_gateway_and_lambda_and_reservations_outlive_the_lambda(
+        api_template):
     gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
     timeout_s = gateway["Timeout"]
-    assert timeout_s == TIMEOUTS.gateway_lambda_s
-    assert timeout_s > TIMEOUTS.integration_s  # time to settle after API Gateway gave up
+    assert timeout_s == TIMEOUTS.gateway_lambda_s == TIMEOUTS.integration_s <= 900  # Lambda's maximum
+    settings = Settings.from_env(gateway["Environment"]["Variables"])
+    # the stream deadline: time to settle before API Gateway ends the stream and Lambda the function
+    assert settings.provider_timeout_s + 30 <= timeout_s
     ttl_s = int(gateway["Environment"]["Variables"][Env.RESERVATION_TTL_S])
     assert ttl_s == TIMEOUTS.reservation_ttl_s
     assert ttl_s > timeout_s  # the sweeper never releases a reservation whose Lambda still runs

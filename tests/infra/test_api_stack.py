@@ -9,12 +9,13 @@ from tollgate.schema import TABLES, Env
 
 from stacks.functions import RUNTIME
 from stacks.waf import TollgateWaf
+from stacks import web_adapter
 
 from .cfn import local_refs, resources
 
 HANDLERS = {
     "authorizer": "handlers.authorizer.lambda_handler",
-    routes.GATEWAY_FUNCTION: "handlers.gateway.lambda_handler",
+    routes.GATEWAY_FUNCTION: web_adapter.HANDLER,
     routes.ADMIN_FUNCTION: "handlers.admin.lambda_handler",
     routes.RUNS_FUNCTION: "handlers.runs.lambda_handler",
     "sweeper": "handlers.sweeper.lambda_handler",
@@ -121,7 +122,8 @@ def test_functions_share_the_dependency_layer_and_powertools_and_table_settings(
     [layer_id] = resources(api_template, "AWS::Lambda::LayerVersion")
     for fn in resources(api_template, "AWS::Lambda::Function").values():
         props = fn["Properties"]
-        assert props["Layers"] == [{"Ref": layer_id}]
+        assert props["Layers"][0] == {"Ref": layer_id}  # the gateway adds the Lambda Web Adapter's
+        assert len(props["Layers"]) == (2 if props["Handler"] == web_adapter.HANDLER else 1)
         env = props["Environment"]["Variables"]
         assert env[Env.POWERTOOLS_SERVICE_NAME] == "tollgate"
         assert env[Env.POWERTOOLS_METRICS_NAMESPACE] == "Tollgate"

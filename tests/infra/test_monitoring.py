@@ -17,12 +17,14 @@ from tollgate import schema
 
 from stacks import monitoring_stack as ms
 from stacks.monitoring_stack import MONITORING_STACK_NAME
+from stacks import web_adapter
 
 from .cfn import data_refs, local_refs, resources
 from .dashboards import alarm_metrics, dashboard_metrics, dashboards, detector_metrics, flatten, widgets
 
 ALL_TOLLGATE_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS,
-                        mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED}
+                        mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED,
+                        mn.TIME_TO_FIRST_TOKEN_MS}
 
 
 @pytest.fixture(scope="module")
@@ -196,20 +198,22 @@ def test_a_non_empty_dead_letter_queue_alarms(templates):
 
 # -- dashboards ----------------------------------------------------------------------------------------
 
-def test_two_dashboards(monitoring_template):
-    names = {flatten(d["Properties"]["DashboardName"])
-             for d in resources(monitoring_template, "AWS::CloudWatch::Dashboard").values()}
-    assert {n.split("-")[1] for n in names} == {"Business", "InfrastructureHealth"}
+def test_one_dashboard(monitoring_template):
+    """One dashboard ($3 a month each): the business rows, then the infrastructure rows."""
+    [dashboard] = resources(monitoring_template, "AWS::CloudWatch::Dashboard").values()
+    [body] = dashboards(monitoring_template).values()
+    titles = [w["properties"].get("markdown", "") for w in body["widgets"] if w["type"] == "text"]
+    assert [t.split("\n")[0] for t in titles] == ["# Tollgate: business", "# Tollgate: infrastructure health"]
 
 
-def _dashboard(monitoring_template: dict, prefix: str) -> dict:
-    [body] = [b for k, b in dashboards(monitoring_template).items() if k.startswith(prefix)]
+def _dashboard(monitoring_template: dict) -> dict:
+    [body] = dashboards(monitoring_template).values()
     return {"Resources": {"D": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
         "DashboardBody": json.dumps(body)}}}}
 
 
 def test_infrastructure_dashboard_covers_every_function_table_and_the_api(templates, monitoring_template):
-    infra = dashboard_metrics(_dashboard(monitoring_template, "InfrastructureHealth"))
+    infra = dashboard_metrics(_dashboard(monitoring_template))
     lambda_metrics = {(name, dict(dims)["FunctionName"]) for ns, name, dims in infra if ns == "AWS/Lambda"}
     functions = [(stack, fid) for stack, t in templates.items()
                  for fid, f in resources(t, "AWS::Lambda::Function").items()
@@ -242,7 +246,7 @@ def test_infrastructure_dashboard_shows_every_alarm(templates, monitoring_templa
 
 
 def test_business_dashboard_requests_tokens_cost_per_hour_and_refusals(monitoring_template):
-    business = dashboard_metrics(_dashboard(monitoring_template, "Business"))
+    business = dashboard_metrics(_dashboard(monitoring_template))
     assert {name for ns, name, _ in business if ns == mn.NAMESPACE} == ALL_TOLLGATE_METRICS
     cost = [w for w in widgets(monitoring_template) if w["properties"].get("title") == "Cost per hour (USD)"]
     [graph] = cost
@@ -282,7 +286,7 @@ def test_top_spenders_rule_sums_cost_by_user_over_the_gateway_logs(monitoring_te
     assert body["Contribution"]["ValueOf"] == f"$.{mn.LOG_COST_USD}"
     assert body["Contribution"]["Filters"] == [{"Match": "$.message", "In": [mn.METERED_LOG_MESSAGE]}]
     # The log group is the gateway function's.
-    gateway = api_template["Resources"][function_id(api_template, "handlers.gateway.lambda_handler")]
+    gateway = api_template["Resources"][function_id(api_template, web_adapter.HANDLER)]
     [group] = local_refs(gateway["Properties"]["LoggingConfig"]["LogGroup"])
     [output] = [n for n, o in api_template["Outputs"].items() if local_refs(o["Value"]) == {group}]
     assert body["LogGroupNames"] == [f"<output:{output}>"]
@@ -334,3 +338,12 @@ def test_no_error_annotations_on_the_monitoring_stack(synthesis):
     if synthesis.error:
         pytest.skip("synthesis failed (see test_nag.py)")
     assert Annotations.from_stack(synthesis.stack(MONITORING_STACK_NAME)).find_error("*", Match.any_value()) == []
+
+
+def test_time_to_first_token_per_provider_sits_next_to_provider_latency(monitoring_template):
+    business = list(widgets(monitoring_template))
+    titles = [w["properties"].get("title") for w in business]
+    latency, ttft = titles.index("Provider latency (ms)"), titles.index("Time to first token, streams (ms)")
+    assert ttft == latency + 1 and business[ttft]["y"] == business[latency]["y"]  # the same row, beside it
+    drawn = {(row[1], row[3]) for row in business[ttft]["properties"]["metrics"] if mn.TIME_TO_FIRST_TOKEN_MS in row}
+    assert {provider for _, provider in drawn} == set(mn.PROVIDERS)

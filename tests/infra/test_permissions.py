@@ -10,10 +10,12 @@ from fnmatch import fnmatchcase
 import pytest
 from tollgate import schema
 
+from stacks import web_adapter
+
 from .cfn import as_list, data_refs, function_id, resources, role_statements
 
 AUTHORIZER = "handlers.authorizer.lambda_handler"
-GATEWAY = "handlers.gateway.lambda_handler"
+GATEWAY = web_adapter.HANDLER
 ADMIN = "handlers.admin.lambda_handler"
 SWEEPER = "handlers.sweeper.lambda_handler"
 

@@ -260,14 +260,16 @@ def test_the_sweeper_frees_the_idempotency_key_of_a_crashed_request(world):
 
 
 def test_an_answer_without_usage_is_charged_the_reserved_worst_case_not_zero(world):
-    from tollgate.providers.base import ProviderResult, Usage
+    from tollgate.providers._common import ProviderStream
+    from tollgate.providers.openai_provider import ChatStreamMeter
 
     settings = Settings.from_env()
     gateway, provider = independent_gateway(settings, seed=6)
-    provider.call = lambda op, body, api_key: ProviderResult(200, b"data: [DONE]\n\n", "text/event-stream",
-                                                             Usage(), body["model"])
+    provider.open_stream = lambda op, body, api_key: ProviderStream(
+        200, iter([b"data: [DONE]\n\n"]), ChatStreamMeter(api_key, keep_usage_chunk=False), lambda: None, ())
     body = _chat("no usage please", max_tokens=40, n=2, stream=True)
     reply = gateway.handle(MeteredRequest(str(uuid.uuid4()), CHAT, principal("mia", "sk-nousage01"), body))
+    assert b"".join(reply.events).startswith(b"data: [DONE]")  # streamed; settled when it ends
     price = gateway.catalogue.price("gpt-4o-mini")
     bound = gateway._bound("chat.completions", price, body)
     assert bound.output_tokens == 80  # n=2 choices of 40

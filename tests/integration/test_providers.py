@@ -80,39 +80,48 @@ def test_cached_tokens_are_normalised(openai_provider):
     assert result.usage.uncached_input_tokens == result.usage.input_tokens - 40
 
 
+def _streamed(provider, operation, body):
+    """(the events joined, the stream) of a whole streamed call."""
+    stream = provider.open_stream(operation, body, api_key=KEY)
+    try:
+        return b"".join(stream), stream
+    finally:
+        stream.close()
+
+
 def test_stream_is_metered_and_the_usage_chunk_stripped_when_not_asked_for(openai_provider, fake_provider):
     body = {"model": GPT, "messages": user("hi [[fake:cached_tokens=2]]"), "max_tokens": 5, "stream": True}
-    result = openai_provider.call(base.CHAT, body, api_key=KEY)
+    raw, stream = _streamed(openai_provider, base.CHAT, body)
     assert fake_provider.calls[0]["body"]["stream_options"] == {"include_usage": True}
-    assert result.content_type == "text/event-stream"
-    assert result.usage == base.Usage(input_tokens=prompt_tokens(body), output_tokens=5, cached_input_tokens=2)
-    data = sse_data(result.body)
+    assert stream.content_type == "text/event-stream" and stream.meter.complete
+    assert stream.meter.final == base.Usage(input_tokens=prompt_tokens(body), output_tokens=5, cached_input_tokens=2)
+    data = sse_data(raw)
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
     assert all(c["choices"] for c in chunks)  # no usage-only chunk
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks).count(" ") == 4
-    assert result.body.endswith(b"data: [DONE]\n\n")
+    assert raw.endswith(b"data: [DONE]\n\n")
 
 
 def test_stream_keeps_the_usage_chunk_when_the_client_asked(openai_provider, fake_provider):
     body = {"model": GPT, "messages": user("hi"), "max_tokens": 5, "stream": True,
             "stream_options": {"include_usage": True, "include_obfuscation": False}}
-    result = openai_provider.call(base.CHAT, body, api_key=KEY)
+    raw, stream = _streamed(openai_provider, base.CHAT, body)
     assert fake_provider.calls[0]["body"]["stream_options"] == {"include_usage": True, "include_obfuscation": False}
-    last = json.loads(sse_data(result.body)[-2])
-    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5 == result.usage.output_tokens
+    last = json.loads(sse_data(raw)[-2])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 5 == stream.meter.final.output_tokens
 
 
 def test_stream_body_is_what_the_openai_sdk_reads(openai_provider):
-    """The buffered stream, served as is, parses in the official SDK."""
+    """The forwarded events, served as they are, parse in the official SDK."""
     import openai
 
-    result = openai_provider.call(base.CHAT, {"model": GPT, "messages": user("hi"), "max_tokens": 3, "stream": True},
-                                  api_key=KEY)
+    raw, stream = _streamed(openai_provider, base.CHAT,
+                            {"model": GPT, "messages": user("hi"), "max_tokens": 3, "stream": True})
     import httpx2
 
     transport = httpx2.MockTransport(lambda request: httpx2.Response(
-        200, content=result.body, headers={"content-type": result.content_type}))
+        200, content=raw, headers={"content-type": stream.content_type}))
     client = openai.OpenAI(base_url="http://gateway/v1", api_key="k", http_client=httpx2.Client(transport=transport))
     chunks = list(client.chat.completions.create(model=GPT, messages=user("hi"), stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "lorem ipsum dolor"
@@ -158,12 +167,12 @@ def test_messages_plain(anthropic_provider, fake_provider):
 def test_messages_streamed(anthropic_provider):
     body = {"model": CLAUDE, "max_tokens": 4, "stream": True,
             "messages": user("hello [[fake:cached_tokens=3]][[fake:completion_tokens=9]]")}
-    result = anthropic_provider.call(base.MESSAGES, body, api_key=KEY)
-    assert result.content_type == "text/event-stream"
-    blocks = [b for b in result.body.decode().split("\n\n") if b]
+    raw, stream = _streamed(anthropic_provider, base.MESSAGES, body)
+    assert stream.content_type == "text/event-stream" and stream.meter.complete
+    blocks = [b for b in raw.decode().split("\n\n") if b]
     assert blocks[0].startswith("event: message_start\ndata: {") and blocks[-1].startswith("event: message_stop")
-    assert result.body.endswith(b"\n\n")
-    assert result.usage == base.Usage(input_tokens=prompt_tokens(body), output_tokens=4, cached_input_tokens=3)
+    assert raw.endswith(b"\n\n")
+    assert stream.meter.final == base.Usage(input_tokens=prompt_tokens(body), output_tokens=4, cached_input_tokens=3)
 
 
 def test_list_models_and_validate_key_anthropic(anthropic_provider):
@@ -184,8 +193,9 @@ CASES = [
 @pytest.mark.parametrize("stream", [False, True])
 def test_5xx_fails_after_bounded_retries(fake_provider, adapter, operation, make_body, stream):
     provider = adapter(settings_for(fake_provider.url, retries=2))
+    send = provider.open_stream if stream else provider.call
     with pytest.raises(errors.ProviderFailed) as caught:
-        provider.call(operation, {**make_body(f"[[fake:status=500]]{FAST_RETRY}"), "stream": stream}, api_key=KEY)
+        send(operation, {**make_body(f"[[fake:status=500]]{FAST_RETRY}"), "stream": stream}, api_key=KEY)
     assert len(fake_provider.calls) == 3  # the first try and max_retries more
     assert caught.value.status == 502
     assert_key_hidden(caught.value, KEY)
@@ -273,42 +283,49 @@ def test_importing_the_adapters_does_not_import_the_sdks():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=".", env={"PYTHONPATH": "lambdas:."})
 
 
-# --- stream metering edge cases (pure functions) -----------------------------------------------------
+# --- stream metering edge cases (the meters, fed event by event) --------------------------------------
 
-def test_openai_stream_without_usage_reports_no_usage_for_the_gateway_to_charge_its_worst_case():
-    from tollgate.providers.openai_provider import meter_stream
+def _fed(meter, raw: bytes):
+    from tollgate.providers._common import sse_events
+
+    forwarded = [block for block, name, data in sse_events(raw) if meter.feed(name, data)]
+    return forwarded, meter
+
+
+def test_openai_stream_without_usage_reports_no_final_usage_for_the_gateway_to_bound():
+    from tollgate.providers.openai_provider import ChatStreamMeter
 
     raw = b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
-    body = {"model": "m", "messages": user("hello"), "max_tokens": 50}
-    _, usage, model = meter_stream(raw, body, keep_usage_chunk=False, api_key=KEY)
-    assert model == "m" and usage.total_tokens == 0
+    _, meter = _fed(ChatStreamMeter(KEY, keep_usage_chunk=False), raw)
+    assert meter.model == "m" and meter.final is None and meter.complete and meter.generated_bytes == 2
 
 
-def test_openai_error_mid_stream_fails():
-    from tollgate.providers.openai_provider import meter_stream
+def test_openai_error_mid_stream_is_forwarded_and_noted_with_the_key_redacted():
+    from tollgate.providers.openai_provider import ChatStreamMeter
 
-    raw = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\r\n\r\ndata: {"error":{"message":"overloaded"}}\r\n\r\n'
-    with pytest.raises(errors.ProviderFailed, match="overloaded"):
-        meter_stream(raw, {"model": "m"}, keep_usage_chunk=False, api_key=KEY)
+    raw = (b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\r\n\r\n'
+           b'data: {"error":{"message":"overloaded for ' + KEY.encode() + b'"}}\r\n\r\n')
+    forwarded, meter = _fed(ChatStreamMeter(KEY, keep_usage_chunk=False), raw)
+    assert len(forwarded) == 2 and "overloaded" in meter.error and KEY not in meter.error and not meter.complete
 
 
 def test_anthropic_message_delta_may_restate_input_usage():
-    from tollgate.providers.anthropic_provider import meter_stream
+    from tollgate.providers.anthropic_provider import MessagesStreamMeter
 
     raw = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"c","usage":'
            b'{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}}}\n\n'
            b'event: message_delta\ndata: {"type":"message_delta","delta":{},"usage":'
            b'{"input_tokens":12,"output_tokens":30,"cache_read_input_tokens":null}}\n\n'
            b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-    sse, usage, model = meter_stream(raw, {"model": "c", "max_tokens": 99}, api_key=KEY)
-    assert sse == raw and model == "c"
-    assert usage == base.Usage(input_tokens=17, output_tokens=30, cached_input_tokens=5)
+    forwarded, meter = _fed(MessagesStreamMeter(KEY), raw)
+    assert len(forwarded) == 3 and meter.model == "c" and meter.complete
+    assert meter.final == base.Usage(input_tokens=17, output_tokens=30, cached_input_tokens=5)
 
 
-def test_anthropic_error_event_mid_stream_fails():
-    from tollgate.providers.anthropic_provider import meter_stream
+def test_anthropic_error_event_mid_stream_is_noted():
+    from tollgate.providers.anthropic_provider import MessagesStreamMeter
 
     raw = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"c","usage":{"input_tokens":3}}}\n\n'
            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
-    with pytest.raises(errors.ProviderFailed, match="Overloaded"):
-        meter_stream(raw, {"model": "c", "max_tokens": 9}, api_key=KEY)
+    _, meter = _fed(MessagesStreamMeter(KEY), raw)
+    assert meter.error == "Overloaded" and meter.final is None and meter.reported.input_tokens == 3

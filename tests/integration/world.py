@@ -49,6 +49,10 @@ class World:
         event = proxy_event(method, path, route.path if resource is None else resource, body, principal,
                             headers or {}, query, params, request_id)
         event["requestContext"]["identity"].update(identity or {})
+        if route.function == routes.GATEWAY_FUNCTION:  # an ASGI app behind the Lambda Web Adapter
+            from local import web_adapter
+
+            return web_adapter.invoke_buffered(event, LambdaContext(function_name=route.function))
         module = __import__(f"handlers.{route.function}", fromlist=["lambda_handler"])
         return module.lambda_handler(event, LambdaContext(function_name=route.function))
 

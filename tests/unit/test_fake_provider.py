@@ -279,3 +279,40 @@ def test_runs_as_a_module():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- pacing, drops and hang-ups (streaming tests rely on them) -------------------------------------------
+
+def test_a_paced_stream_arrives_event_by_event(fake_provider):
+    stream = oai(fake_provider).chat.completions.create(
+        model=GPT, stream=True, messages=user("[[fake:completion_tokens=3]] [[fake:stream_interval_ms=150]]"))
+    arrivals = [time.monotonic() for _ in stream]
+    assert len(arrivals) == 5  # role, 3 words, finish
+    assert arrivals[-1] - arrivals[0] >= 4 * 0.15 * 0.9  # spread out, not one burst at the end
+
+
+def test_drop_after_ends_the_connection_mid_answer_without_usage(fake_provider):
+    import httpx2
+
+    with httpx2.Client() as client, client.stream(
+            "POST", f"{fake_provider.url}/v1/chat/completions", headers={"authorization": "Bearer k"},
+            json={"model": GPT, "stream": True, "stream_options": {"include_usage": True},
+                  "messages": user("[[fake:drop_after=2]]")}) as response:
+        received = b""
+        with pytest.raises(httpx2.RemoteProtocolError):
+            for chunk in response.iter_bytes():
+                received += chunk
+    events = [e for e in received.split(b"\n\n") if e]
+    assert len(events) == 2 and b"usage\":{" not in received and b"[DONE]" not in received
+
+
+def test_a_client_hanging_up_mid_stream_is_recorded_at_once(fake_provider):
+    stream = oai(fake_provider).chat.completions.create(
+        model=GPT, stream=True, messages=user("[[fake:completion_tokens=50]] [[fake:stream_interval_ms=300]]"))
+    next(iter(stream))
+    stream.close()
+    deadline = time.monotonic() + 5
+    while not fake_provider.disconnects and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [gone] = fake_provider.disconnects
+    assert gone["path"] == "/v1/chat/completions" and gone["events_sent"] < 5

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from collections import OrderedDict
 from types import ModuleType
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from tollgate import errors
+from tollgate.providers.base import Usage
 
 T = TypeVar("T")
 
@@ -108,10 +110,6 @@ def sse_events(raw: bytes) -> list[tuple[bytes, str | None, str]]:
     return events
 
 
-def join_events(blocks: list[bytes]) -> bytes:
-    return b"".join(block + b"\n\n" for block in blocks)
-
-
 def json_or_none(data: str | bytes) -> Any:
     try:
         return json.loads(data)
@@ -194,3 +192,128 @@ class SdkAdapter:
             return key_verdict(exc, sdk, api_key)
         finally:
             client.close()
+
+
+# --- streamed answers -------------------------------------------------------------------------------
+
+class StreamMeter:
+    """What a provider's event stream says about its cost, fed one SSE event at a time.
+
+    final: the provider's own final usage (OpenAI's usage chunk, Anthropic's message_delta), or None.
+    reported: usage the provider reported before its final count (Anthropic message_start: the input side).
+    generated_bytes: UTF-8 bytes of every string in every generated delta (text, tool-call arguments, thinking,
+      and the small type/role names too), an upper bound on the output tokens received: a token is at least
+      one byte of text.
+    complete: the provider ended the stream itself ([DONE], message_stop).
+    error: the provider's mid-stream error message (key redacted), if it sent one.
+    """
+
+    def __init__(self, api_key: str):
+        self.api_key = api_key
+        self.final: Usage | None = None
+        self.reported = Usage()
+        self.generated_bytes = 0
+        self.complete = False
+        self.error: str | None = None
+        self.model: str | None = None
+
+    def feed(self, name: str | None, data: str) -> bool:
+        """Account for one event; True if it is forwarded to the client."""
+        raise NotImplementedError
+
+    def generated(self, delta: Any) -> None:
+        self.generated_bytes += _string_bytes(delta)
+
+    def failed(self, event: dict[str, Any]) -> None:
+        error = event.get("error") if isinstance(event.get("error"), dict) else {}
+        self.error = redact(str(error.get("message", "stream error")), self.api_key)
+
+
+def _string_bytes(node: Any) -> int:
+    if isinstance(node, str):
+        return len(node.encode())
+    if isinstance(node, dict):
+        return sum(_string_bytes(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_string_bytes(v) for v in node)
+    return 0
+
+
+class ProviderStream:
+    """An open streamed answer. Iterate for the provider's SSE events exactly as they arrive (each block ends
+    with a blank line), filtered by the meter; a transport failure ends the iteration (`dropped`, unless we
+    aborted it), it does not raise. close() closes the provider's HTTP response, which makes the provider stop
+    generating; it is idempotent and must be called from the thread that iterates. abort() may be called
+    from any thread: it shuts the connection down at once, waking a read blocked on it."""
+
+    def __init__(self, status: int, chunks: Iterable[bytes], meter: StreamMeter, close: Callable[[], None],
+                 transport_errors: tuple[type[BaseException], ...], sock: socket.socket | None = None):
+        self.status = status
+        self.content_type = "text/event-stream"
+        self.meter = meter
+        self.dropped = False
+        self.aborted = False
+        self._chunks = chunks
+        self._close = close
+        self._closed = False
+        self._errors = transport_errors
+        self._socket = sock
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def __iter__(self) -> Iterator[bytes]:
+        buffer = b""
+        try:
+            for chunk in self._chunks:
+                buffer = (buffer + chunk).replace(b"\r\n", b"\n")
+                *blocks, buffer = buffer.split(b"\n\n")
+                for block in blocks:
+                    forwarded = self._feed(block)
+                    if forwarded is not None:
+                        yield forwarded
+        except self._errors:
+            self.dropped = not self.aborted
+            return
+        if buffer.strip():
+            forwarded = self._feed(buffer)
+            if forwarded is not None:
+                yield forwarded
+
+    def _feed(self, block: bytes) -> bytes | None:
+        if not block.strip():
+            return None
+        parsed = sse_events(block)
+        _, name, data = parsed[0]
+        return block + b"\n\n" if self.meter.feed(name, data) else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+
+def open_stream(sdk: ModuleType, create: Callable[..., Any], meter: StreamMeter, api_key: str,
+                **arguments: Any) -> ProviderStream:
+    """Send a streamed request through an SDK's `with_streaming_response` method and return once the provider
+    has answered with its status and headers. Raises ProviderFailed / ProviderRejected (translate) when the
+    provider refuses or cannot be reached, before any event."""
+    manager = create(**arguments)
+    try:
+        response = manager.__enter__()
+    except sdk_errors(sdk) as exc:
+        raise translate(exc, sdk, api_key) from None
+    return ProviderStream(response.status_code, response.iter_bytes(), meter,
+                          lambda: manager.__exit__(None, None, None), sdk_errors(sdk), _socket_of(response))
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The connection's socket under an SDK response (httpx's `network_stream` extension), if exposed."""
+    stream = getattr(getattr(response, "http_response", None), "extensions", {}).get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None

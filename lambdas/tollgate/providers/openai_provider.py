@@ -1,49 +1,99 @@
-"""OpenAI adapter: chat completions (plain and streamed) and embeddings, in OpenAI's wire format.
+"""OpenAI adapter: chat completions (plain: `call`; streamed: `open_stream`) and embeddings, in OpenAI's
+wire format.
 
 The `openai` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
 from tollgate.providers.base import CHAT, EMBEDDINGS, ProviderResult, Usage
 
-log = logging.getLogger(__name__)
+
+# Responses API output items of provider-run tools, and the priced tool each call is.
+_TOOL_CALL_ITEMS = {"web_search_call": "web_search", "file_search_call": "file_search",
+                    "code_interpreter_call": "code_interpreter"}
 
 
-def usage_from(raw: dict[str, Any]) -> Usage:
-    details = raw.get("prompt_tokens_details") or {}
+def usage_from(raw: dict[str, Any], response: dict[str, Any] | None = None) -> Usage:
+    """Usage from a `usage` object: chat completions (prompt_tokens, completion_tokens,
+    *_details.cached_tokens / reasoning_tokens), embeddings, or the Responses API (input_tokens,
+    output_tokens, input_tokens_details.cached_tokens, output_tokens_details.reasoning_tokens).
+    Reasoning tokens are already inside completion_tokens / output_tokens: they are recorded, not added.
+
+    `response` is the document (or stream chunk, or Responses object) the usage came in: its
+    `service_tier` is the tier OpenAI says it used ("default" is the standard tier: None), and its
+    Responses `output` items web_search_call / file_search_call / code_interpreter_call are the
+    server-side tool calls."""
+    in_details = _object(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
+    out_details = _object(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
+    response = _object(response)
+    tier = response.get("service_tier")
+    calls: dict[str, int] = {}
+    output = response.get("output")
+    for item in output if isinstance(output, list) else []:
+        tool = _TOOL_CALL_ITEMS.get(item.get("type")) if isinstance(item, dict) else None
+        if tool:
+            calls[tool] = calls.get(tool, 0) + 1
     return Usage(
-        input_tokens=_common.int_or_zero(raw.get("prompt_tokens")),
-        output_tokens=_common.int_or_zero(raw.get("completion_tokens")),
-        cached_input_tokens=_common.int_or_zero(details.get("cached_tokens")),
-        cache_write_tokens=_common.int_or_zero(details.get("cache_write_tokens")),
+        input_tokens=_common.int_or_zero(raw["prompt_tokens"] if "prompt_tokens" in raw else raw.get("input_tokens")),
+        output_tokens=_common.int_or_zero(
+            raw["completion_tokens"] if "completion_tokens" in raw else raw.get("output_tokens")),
+        cached_input_tokens=_common.int_or_zero(in_details.get("cached_tokens")),
+        cache_write_tokens=_common.int_or_zero(in_details.get("cache_write_tokens")),
+        reasoning_tokens=_common.int_or_zero(out_details.get("reasoning_tokens")),
+        server_tool_calls=calls,
+        service_tier=tier if isinstance(tier, str) and tier not in ("default", "auto") else None,
     )
 
 
-def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, api_key: str) -> tuple[bytes, Usage, str]:
-    """(the stream to give the client, its usage, the model) from a stream requested with include_usage."""
-    blocks, usage, model = [], None, None
-    for block, _, data in _common.sse_events(raw):
-        chunk = _common.json_or_none(data) if data != "[DONE]" else None
-        if isinstance(chunk, dict):
-            if "error" in chunk:
-                error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                message = _common.redact(str(error.get("message", "stream error")), api_key)
-                raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
-            model = model or chunk.get("model")
-            if chunk.get("usage"):
-                usage = usage_from(chunk["usage"])
-                if not chunk.get("choices") and not keep_usage_chunk:
-                    continue
-        blocks.append(block)
-    if usage is None:  # unknown: the gateway charges its reserved worst case (tollgate.service)
-        log.warning("openai stream ended without a usage chunk")
-        usage = Usage()
-    return _common.join_events(blocks), usage, model or body.get("model", "")
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class ChatStreamMeter(_common.StreamMeter):
+    """Meters a chat-completions stream requested with include_usage; drops the usage chunk unless the client
+    asked for it itself."""
+
+    def __init__(self, api_key: str, *, keep_usage_chunk: bool):
+        super().__init__(api_key)
+        self.keep_usage_chunk = keep_usage_chunk
+
+    def feed(self, name: str | None, data: str) -> bool:
+        if data == "[DONE]":
+            self.complete = True
+            return True
+        chunk = _common.json_or_none(data)
+        if not isinstance(chunk, dict):
+            return True
+        if "error" in chunk:
+            self.failed(chunk)
+            return True
+        self.model = self.model or chunk.get("model")
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("delta"):
+                self.generated(choice["delta"])
+        if chunk.get("usage"):
+            self.final = usage_from(chunk["usage"], chunk)
+            return bool(chunk.get("choices")) or self.keep_usage_chunk
+        return True
+
+
+def _client_wants_usage(body: dict[str, Any]) -> bool:
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def _chat_rest(body: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields other than model and messages, as sent to the provider."""
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+    if body.get("stream"):
+        # Always ask for the final usage chunk: it is what a stream is metered by.
+        rest["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    if "stream" in body:  # sent only if the client sent it, so the provider sees the client's body
+        rest["stream"] = body["stream"]
+    return rest
 
 
 class OpenAIProvider(_common.SdkAdapter):
@@ -65,23 +115,22 @@ class OpenAIProvider(_common.SdkAdapter):
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
 
-    def _chat(self, body: dict[str, Any], api_key: str) -> ProviderResult:
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        stream = bool(body.get("stream"))
-        if stream:
-            # Always ask for the final usage chunk: it is what a stream is metered by.
-            rest["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        if "stream" in body:  # sent only if the client sent it, so the provider sees the client's body
-            rest["stream"] = body["stream"]
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
+        """A streamed chat completion, open: its events arrive as the provider sends them. Always asks for
+        the final usage chunk (`stream_options.include_usage`) and hides it from a client that did not."""
+        if operation != CHAT:
+            raise errors.InvalidRequest(f"operation {operation!r} cannot be streamed by the OpenAI adapter")
+        meter = ChatStreamMeter(api_key, keep_usage_chunk=_client_wants_usage(body))
         create = self._client(api_key).chat.completions.with_streaming_response.create
-        with create(model=body.get("model"), messages=body.get("messages"), extra_body=rest) as resp:
+        return _common.open_stream(self._sdk(), create, meter, api_key, model=body.get("model"),
+                                   messages=body.get("messages"), extra_body=_chat_rest(body))
+
+    def _chat(self, body: dict[str, Any], api_key: str) -> ProviderResult:
+        create = self._client(api_key).chat.completions.with_streaming_response.create
+        with create(model=body.get("model"), messages=body.get("messages"), extra_body=_chat_rest(body)) as resp:
             raw, status = resp.read(), resp.status_code
-        if stream:
-            client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            sse, usage, model = meter_stream(raw, body, keep_usage_chunk=client_wants_usage, api_key=api_key)
-            return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
-        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
+        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, doc),
                               doc.get("model") or body.get("model", ""))
 
     def _embeddings(self, body: dict[str, Any], api_key: str) -> ProviderResult:

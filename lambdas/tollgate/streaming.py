@@ -1,0 +1,176 @@
+"""Streamed metered answers: forward the provider's events as they arrive, settle once when the stream ends
+or is cut.
+
+Plain Python, no web framework or event type: the handler iterates `StreamingReply.events` and writes each
+chunk to its client as it comes, and calls `cancel()` when the client goes away.
+
+The cut-stream rule (docs/design-decisions.md, issue 11), `charged_usage`:
+1. the provider's own final usage, if it sent it (OpenAI's usage chunk, Anthropic's message_delta);
+2. else, if the provider sent any generated delta: an upper bound from what was generated — the input side
+   as the provider reported it (Anthropic message_start) or the reserved input bound, and as output the
+   UTF-8 bytes of the strings in every delta received (a token is at least one byte of text), at most the
+   reserved output bound (max_tokens x n, which the provider cannot exceed);
+3. else (nothing generated yet, or a request whose reasoning tokens are never streamed): the reserved worst
+   case. Never less than the provider can bill; the reservation is always settled, exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from tollgate import estimate, metric_names
+from tollgate.metering import ERROR, OK
+from tollgate.money import text as usd
+from tollgate.pricing import ModelPrice
+from tollgate.providers.base import Usage
+from tollgate.store.ledger import Replay, Reservation
+
+if TYPE_CHECKING:  # the service imports this module; the gateway is only passed in
+    from tollgate.service import MeteredGateway, MeteredRequest
+
+log = logging.getLogger(__name__)
+
+COST_COMMENT = b": x-tollgate-cost-usd=%s\n\n"  # an SSE comment line: both SDKs skip it
+CUT_BY_CLIENT = "stream_cut_by_client"
+CUT_BY_PROVIDER = "stream_cut_by_provider"
+CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: before API Gateway and Lambda end it
+
+PROVIDER_USAGE = "provider_usage"
+GENERATED_BOUND = "generated_bound"
+RESERVED_WORST_CASE = "reserved_worst_case"
+
+# Request fields that make a model reason in tokens it bills but never streams (OpenAI reasoning models).
+_HIDDEN_REASONING_FIELDS = ("reasoning_effort", "reasoning")
+
+
+@dataclass
+class StreamingReply:
+    """A metered answer still being streamed: status and headers go out with the first byte, `events` yields
+    the provider's SSE events unchanged (then one SSE comment with the cost), and the stream is settled
+    exactly once before `events` is exhausted, whether it ended, the provider dropped it, or the client
+    went away (`cancel`). `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
+
+    status: int
+    content_type: str
+    headers: dict[str, str]
+    events: Iterator[bytes]
+    cost: Decimal | None = None
+    basis: str | None = None
+    replayed: bool = False
+    abort: Callable[[], None] = field(default=lambda: None, repr=False)  # hang up on the provider, any thread
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        """The client went away: hang up on the provider at once (it stops generating), forward nothing more,
+        and settle. Thread-safe; `events` must still be iterated to its end by its own thread."""
+        self._cancelled.set()
+        self.abort()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+def charged_usage(meter: Any, bound: estimate.Bound, body: dict[str, Any]) -> tuple[Usage, str]:
+    """The usage a stream is charged for, by the cut-stream rule of this module's docstring: (usage, basis).
+    `meter` is a tollgate.providers._common.StreamMeter (final, reported, generated_bytes)."""
+    final = meter.final
+    if final is not None and final.total_tokens > 0:
+        return final, PROVIDER_USAGE
+    hidden_reasoning = any(k in body for k in _HIDDEN_REASONING_FIELDS)
+    if meter.generated_bytes > 0 and not hidden_reasoning:
+        reported = meter.reported
+        base = reported if reported.input_tokens > 0 else Usage(input_tokens=bound.input_tokens)
+        output = min(bound.output_tokens, max(reported.output_tokens, meter.generated_bytes))
+        return replace(base, output_tokens=output), GENERATED_BOUND
+    return Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens), RESERVED_WORST_CASE
+
+
+def stream(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation,
+           upstream: Any, body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None, byok: bool,
+           started: float) -> StreamingReply:
+    """Wrap an open provider stream (tollgate.providers._common.ProviderStream) as a StreamingReply. The
+    headers are the metered answer's (request id, rate limits, budget state with the worst case still held);
+    the cost is not known yet, so it goes out at the end of the stream instead."""
+    headers = gateway._headers(req, res, res.plan.cost, lowered_from, bound)
+    headers.pop("x-tollgate-cost-usd", None)
+    reply = StreamingReply(upstream.status, upstream.content_type, headers, iter(()), abort=upstream.abort)
+    reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply)
+    return reply
+
+
+def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
+            body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float,
+            reply: StreamingReply) -> Iterator[bytes]:
+    sent: list[bytes] = []  # kept for an idempotent replay only (the ledger caps what it stores)
+    keep = res.plan.idempotency_pk is not None
+    outcome = CUT_BY_CLIENT  # until the loop below proves otherwise
+    first = True
+    try:
+        for event in upstream:
+            if reply.cancelled:
+                break
+            if first:
+                first = False
+                gateway._metric(metric_names.TIME_TO_FIRST_TOKEN_MS, "Milliseconds",
+                                (time.monotonic() - started) * 1000)
+            if keep:
+                sent.append(event)
+            yield event
+            if reply.cancelled:
+                break
+            if time.monotonic() - started > gateway.settings.provider_timeout_s:
+                outcome = CUT_BY_TIME_LIMIT
+                break
+        else:
+            meter = upstream.meter
+            if not reply.cancelled:
+                outcome = OK if meter.complete and not meter.error and not upstream.dropped else CUT_BY_PROVIDER
+    finally:
+        upstream.close()
+        comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent)
+    if outcome != CUT_BY_CLIENT:
+        yield comment
+
+
+def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
+            body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float, reply: StreamingReply,
+            outcome: str, sent: list[bytes]) -> bytes:
+    """Settle the stream once; returns the closing cost comment. A failing settle is logged, never raised:
+    the provider has answered and billed, and the client already has the answer."""
+    meter = upstream.meter
+    usage, basis = charged_usage(meter, bound, body)
+    cost = gateway.catalogue.cost(price, usage)
+    reply.cost, reply.basis = cost, basis
+    comment = COST_COMMENT % usd(cost).encode()
+    status, error_code = (OK, None) if outcome == OK else (ERROR, outcome)
+    if outcome != OK:
+        log.warning("stream cut; charged by the cut-stream rule", extra={
+            "request_id": req.request_id, "outcome": outcome, "basis": basis, "model": price.id})
+    model = meter.model or price.id
+    replay = None
+    if outcome == OK and res.plan.idempotency_pk is not None:
+        replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
+        replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
+    try:
+        gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
+                        replay=replay)
+    except Exception:
+        log.exception("settling a stream failed; retrying without the idempotent replay",
+                      extra={"request_id": req.request_id})
+        gateway._count(metric_names.SETTLE_FAILURES)
+        try:
+            gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True,
+                            model=model)
+        except Exception:
+            log.exception("settling a stream failed twice; usage not recorded", extra={"request_id": req.request_id})
+    gateway._warn(req, res, cost)
+    gateway._count(metric_names.REQUESTS)
+    gateway._metric(metric_names.TOKENS, "Count", usage.total_tokens)
+    gateway._metric(metric_names.COST_USD, "None", float(cost))
+    gateway._metric(metric_names.PROVIDER_LATENCY_MS, "Milliseconds", (time.monotonic() - started) * 1000)
+    return comment

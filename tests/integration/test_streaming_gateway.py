@@ -1,0 +1,66 @@
+"""The gateway function's streamed answers through the local Lambda Web Adapter (handlers.gateway's ASGI app):
+the time limit, failures before the first byte, and idempotent replay of a stream."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from tests.integration.world import body_of, headers_of
+from tollgate import budgets, wiring
+from tollgate.store.dynamo import from_item
+
+CHAT = "/v1/chat/completions"
+
+
+def _stream_body(text, **extra):
+    return {"model": "gpt-4o-mini", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": text}], **extra}
+
+
+def _usage(world, user="alice"):
+    items = world.dynamodb.query(TableName=world.env["TOLLGATE_USAGE_TABLE"], KeyConditionExpression="pk = :u",
+                                 ExpressionAttributeValues={":u": {"S": user}})["Items"]
+    return [from_item(i) for i in items]
+
+
+def _month_reserved(world, key_id):
+    item = world.dynamodb.get_item(TableName=world.env["TOLLGATE_BUDGETS_TABLE"], Key={
+        "pk": {"S": budgets.principal_pk(key_id)}, "sk": {"S": budgets.month_sk(datetime.now(timezone.utc))}})["Item"]
+    return from_item(item)["reservedUsd"]
+
+
+def test_a_stream_outliving_the_time_limit_is_cut_by_the_gateway_and_settled_by_the_rule(world, monkeypatch):
+    monkeypatch.setenv("TOLLGATE_PROVIDER_TIMEOUT_S", "0.5")
+    wiring.reset()
+    raw, record = world.create_key()
+    resp = world.call("POST", CHAT, _stream_body("[[fake:completion_tokens=40]] [[fake:stream_interval_ms=50]]"),
+                      principal=world.principal(raw))
+    assert resp["statusCode"] == 200
+    text = resp["body"]
+    assert "[DONE]" not in text and text.rstrip().endswith(tuple("0123456789"))  # ends with the cost comment
+    [usage] = _usage(world)
+    assert usage["errorCode"] == "stream_cut_by_time_limit" and usage["costUsd"] > 0
+    assert _month_reserved(world, record.key_id) == 0
+
+
+def test_a_provider_error_before_the_first_byte_is_an_error_document_and_releases_the_reservation(world):
+    raw, record = world.create_key()
+    resp = world.call("POST", CHAT, _stream_body("[[fake:status=500]] hi"), principal=world.principal(raw))
+    assert resp["statusCode"] == 502
+    assert headers_of(resp)["content-type"] == "application/json" and body_of(resp)["error"]["message"]
+    assert [(u["status"], u["costUsd"]) for u in _usage(world)] == [("error", Decimal(0))]
+    assert _month_reserved(world, record.key_id) == 0
+
+
+def test_an_idempotent_stream_replays_the_same_events(world):
+    raw, _ = world.create_key()
+    principal = world.principal(raw)
+    first = world.call("POST", CHAT, _stream_body("replay me"), principal=principal,
+                       headers={"Idempotency-Key": "stream-1"})
+    again = world.call("POST", CHAT, _stream_body("replay me"), principal=principal,
+                       headers={"Idempotency-Key": "stream-1"})
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert again["body"] == first["body"] and "data: [DONE]" in first["body"]
+    assert headers_of(again)["x-tollgate-idempotent-replay"] == "true"
+    assert headers_of(again)["content-type"].startswith("text/event-stream")
+    assert len(_usage(world)) == 1 and len(world.fake.calls) == 1
