@@ -28,7 +28,7 @@ class UsageRecord:
     provider: str
     model: str
     usage: Usage
-    cost: Decimal
+    cost: Decimal  # USD charged to the budgets
     request_type: str  # completion | embedding | agent
     endpoint: str
     user_agent: str
@@ -38,6 +38,9 @@ class UsageRecord:
     stream: bool = False
     error_code: str | None = None
     run_id: str | None = None
+    # Set when the provider reported more usage than the request allowed: the cost its figures come to
+    # (USD), while `cost` is what was charged (at most the reserved worst case). The usage is as reported.
+    reported_cost: Decimal | None = None
 
     def item(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class UsageRecord:
             "requestType": self.request_type, "endpoint": self.endpoint, "userAgent": self.user_agent[:256],
             "durationMs": self.duration_ms, "byok": self.byok, "status": self.status, "stream": self.stream,
             "errorCode": self.error_code, "runId": self.run_id,
+            **({"usageAnomaly": True, "reportedCostUsd": self.reported_cost} if self.reported_cost is not None else {}),
         }
 
 
@@ -64,4 +68,5 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "endpoint": item.get("endpoint"), "user_agent": item.get("userAgent"),
         "duration_ms": int(item.get("durationMs", 0)), "byok": bool(item.get("byok", False)),
         "status": item.get("status"), "key_id": item.get("keyId"), "run_id": item.get("runId"),
+        **({"usage_anomaly": True, "reported_cost_usd": usd(item["reportedCostUsd"])} if item.get("usageAnomaly") else {}),
     }

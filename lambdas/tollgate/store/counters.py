@@ -76,11 +76,6 @@ class Window:
         return str(max(1, math.ceil(self.resets_in_s)))
 
 
-def margin(limit: int) -> int:
-    """Above this many remaining, the reservation need not learn the exact count (see ledger)."""
-    return max(1, math.ceil(limit * 0.2))
-
-
 @dataclass(frozen=True)
 class LoopCounter:
     """Identical requests from one principal within a window: the gateway-side loop guard."""
