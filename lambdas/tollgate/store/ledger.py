@@ -43,6 +43,7 @@ PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
 _CONFLICT_RETRIES = 4
 _EXACT_TRIES = 2  # wrong expectations of one counter before its condition falls back to the plain limit
+_PLAIN_FOR = 8  # reservations a counter that fell back is then held by the plain limit, without guessing
 _SEEN_MAX = 4096  # counter items whose values one container remembers
 ZERO = Decimal(0)
 
@@ -96,6 +97,9 @@ class Reservation:
                 if lvl.kind in self.budget_remaining and self.budget_remaining[lvl.kind] + refund < lvl.warning_floor]
 
 
+_CONTENDED = "#contended"  # in a _Seen entry: reservations left to hold the counter by the plain limit
+
+
 class _Seen:
     """What this container last knew of each counter item (its values after its own last change), keyed
     by (pk, sk). Only a guess: a wrong one costs a retry, never a wrong answer. Thread-safe, bounded."""
@@ -108,7 +112,23 @@ class _Seen:
     def get(self, key: tuple[str, str]) -> dict[str, Any]:
         """The expected values; {} (the item is absent) for an item never seen."""
         with self._lock:
-            return dict(self._items.get(key, {}))
+            return {k: v for k, v in self._items.get(key, {}).items() if k != _CONTENDED}
+
+    def contended(self, key: tuple[str, str]) -> bool:
+        """Whether this reservation should hold the counter by the plain limit without guessing: it fell
+        back recently, so other containers keep changing it and a guess would cost a wasted call. Counts
+        one use; after _PLAIN_FOR the counter is forgotten, so the next reservation guesses (and learns)."""
+        with self._lock:
+            left = self._items.get(key, {}).get(_CONTENDED, 0)
+            if left <= 1:
+                if left:
+                    del self._items[key]
+                return left == 1
+            self._items[key][_CONTENDED] = left - 1
+            return True
+
+    def mark_contended(self, key: tuple[str, str]) -> None:
+        self.set(key, {_CONTENDED: _PLAIN_FOR})
 
     def set(self, key: tuple[str, str], known: dict[str, Any]) -> None:
         with self._lock:
@@ -196,10 +216,14 @@ class Ledger:
             raise RateLimited("This key may send no requests (its limit is 0 requests per minute).",
                               code="requests_exceed_limit", headers={"x-should-retry": "false"})
         keys = _counter_keys(plan)
+        # Held by the plain limit from the start: a run's budget (its value is never guessed), and counters
+        # that other containers kept changing lately.
+        plain = {i for i, key in keys.items()
+                 if (i < len(plan.levels) and plan.levels[i].must_exist) or self._seen.contended(key)}
         wrong: dict[int, int] = {}  # counter index -> expectations that proved wrong in this reservation
         for attempt in range(2 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
             expect = {i: self._seen.get(key) for i, key in keys.items()
-                      if wrong.get(i, 0) < _EXACT_TRIES and not (i < len(plan.levels) and plan.levels[i].must_exist)}
+                      if i not in plain and wrong.get(i, 0) < _EXACT_TRIES}
             try:
                 self._transact(self._reserve_items(plan, expect), token=f"{plan.request_id}/r{attempt}")
             except _Cancelled as c:
@@ -213,6 +237,9 @@ class Ledger:
                 for i in guessed_wrong:
                     wrong[i] = wrong.get(i, 0) + 1
                 continue
+            for i, n in wrong.items():
+                if n >= _EXACT_TRIES:
+                    self._seen.mark_contended(keys[i])
             return self._reserved(plan, keys, expect)
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
@@ -221,7 +248,6 @@ class Ledger:
         res = Reservation(plan)
         for i, key in keys.items():
             if i not in expect:
-                self._seen.forget(key)
                 continue
             old = expect[i]
             if i < len(plan.levels):
