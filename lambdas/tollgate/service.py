@@ -20,7 +20,6 @@ from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, Provi
                              RateLimited, TollgateError)
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
 from tollgate.pricing import Catalogue, ModelPrice
-from tollgate.providers._common import RETRY_HEADERS
 from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
 from tollgate.ratelimits import headers as rate_headers
 from tollgate.ratelimits import window_for
@@ -251,7 +250,7 @@ class MeteredGateway:
         for level in res.near_limit(refund):
             subject = level.pk.split("#", 1)[1]
             self.alerts.budget_warning(level_kind=level.kind, subject=subject, period=level.sk,
-                                       limit=level.limit, remaining=res.budget_remaining[level.kind] + refund)
+                                       limit=level.limit, remaining=res.remaining_as_known(level.kind) + refund)
 
     def _headers(self, req: MeteredRequest, res: Reservation, cost: Decimal, lowered_from: int | None,
                  bound: estimate.Bound, *, tokens: int | None = None) -> dict[str, str]:
@@ -268,7 +267,10 @@ class MeteredGateway:
         if res.budget_remaining and res.all_budgets_known:
             remaining = min(res.budget_remaining.values()) + refund
             out["x-tollgate-budget-remaining-usd"] = usd(max(remaining, Decimal(0)))
-        out["x-tollgate-budget-state"] = "warning" if res.near_limit(refund) else "ok"
+        if res.near_limit(refund):
+            out["x-tollgate-budget-state"] = "warning"
+        elif res.warning_state_known:
+            out["x-tollgate-budget-state"] = "ok"
         if lowered_from is not None:
             out["x-tollgate-max-tokens"] = str(bound.max_tokens)
             out["x-tollgate-max-tokens-lowered-from"] = str(lowered_from)
@@ -298,7 +300,7 @@ def _as_client_error(exc: ProviderRejected, provider: str, byok: bool) -> Tollga
                               code="provider_auth_failed")
     if exc.status == 429:  # the provider's hint, both forms (tollgate.providers._common.retry_hint)
         return ProviderFailed(f"{provider} is rate limiting the gateway; retry later.", code="provider_rate_limited",
-                              status=503, headers={k: v for k, v in exc.headers.items() if k in RETRY_HEADERS})
+                              status=503, headers=dict(exc.headers))
     return exc
 
 

@@ -206,6 +206,30 @@ def test_eight_concurrent_containers_report_exact_or_no_remaining_values(world):
     assert reported, "the request that created the window knows its exact value"
 
 
+def test_a_contended_budget_still_warns_exactly_when_it_enters_its_warning_zone(world, monkeypatch):
+    messages = _alerts_queue(world)
+    gateway, _ = independent_gateway(Settings.from_env(), seed=31, clock=lambda: FROZEN)
+    gateway.alerts = wiring.alerts()
+    monkeypatch.setattr(gateway.ledger._seen, "contended", lambda key: True)  # as if other containers kept at it
+    limit = Decimal("0.001")
+    who = principal("uma", "sk-contend01", key_monthly_usd=limit)
+    floor = limit * (1 - Settings.from_env().warning_threshold)
+    states, truth = [], []
+    for i in range(40):
+        try:
+            reply = gateway.handle(MeteredRequest(str(uuid.uuid4()), CHAT, who, _chat(f"n{i}", max_tokens=100)))
+        except TollgateError as refused:
+            assert refused.code == "insufficient_quota"
+            break
+        assert "x-tollgate-budget-remaining-usd" not in reply.headers  # not proved exact: not reported
+        assert "x-ratelimit-remaining-requests" not in reply.headers
+        states.append(reply.headers["x-tollgate-budget-state"])
+        left = _counter(world, budgets.principal_pk("sk-contend01"), budgets.month_sk(FROZEN))["remainingUsd"]
+        truth.append("warning" if left < floor else "ok")
+    assert states == truth and "ok" in states and "warning" in states
+    assert len([m for m in messages() if m["type"] == "budget_warning"]) == 1
+
+
 # --- 6. a provider's retry hint, in both forms ----------------------------------------------------------
 
 @pytest.mark.parametrize("path,model", [(CHAT, "gpt-4o-mini"), (MESSAGES, "claude-haiku-4-5")])

@@ -18,7 +18,6 @@ T = TypeVar("T")
 # Providers echo keys back half-masked ("Incorrect API key provided: sk-abc123**********wxyz").
 _MASKED_KEY = re.compile(r"[\w\-.]*\*{3,}[\w\-.]*")
 _KEY_LIKE = re.compile(r"\bsk-[\w\-]{6,}")
-RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
 
 class ClientCache(Generic[T]):

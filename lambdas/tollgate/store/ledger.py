@@ -13,9 +13,12 @@ and budget headers, warnings). So each counter's condition checks the value this
 (what it last saw, plus its own changes since; absent for an item it never saw) as well as the limit:
 success proves the exact value, in the same one call. A wrong expectation cancels the transaction with
 the item's exact old value (ReturnValuesOnConditionCheckFailure=ALL_OLD), and the retry expects that.
-A counter that other containers keep changing (mismatched twice in one reservation) falls back to the
-plain limit condition: the hard cap holds the same, but that value is then unknown, and the answer omits
-it rather than report a wrong number. An agent run's budget is always held by the plain condition.
+A counter that other containers keep changing (mismatched twice in one reservation) is no longer
+guessed, for this and this container's next few reservations: the hard cap holds the same, but its value
+is then unknown and the answer omits it rather than report a wrong number. Such a budget level is held
+with its warning floor left over (success proves it is clear of the warning zone; a failure reveals its
+value, so a warning is still sent when due), then by its limit alone. A rate window, and an agent run's
+budget (never guessed: it has no warning floor), are held by their limit alone.
 """
 from __future__ import annotations
 
@@ -79,22 +82,36 @@ class Replay:
 
 @dataclass
 class Reservation:
-    """A reservation taken, and what it proved: each value is exact as of this reservation (this request's
+    """A reservation taken, and what it proved. Exact values are as of this reservation (this request's
     own change included); a counter whose value is not known exactly is absent (None / no entry)."""
 
     plan: Plan
     remaining_requests: int | None = None
     remaining_tokens: int | None = None
-    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> USD remaining after
+    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> USD remaining, exact
+    clear_of_warning: set[str] = field(default_factory=set)  # level kinds proved to keep their warning floor
+    # level kind -> USD remaining as a failed attempt of this reservation saw it (a contended level near its
+    # warning floor): good enough to warn, not exact enough to report
+    seen_remaining: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def all_budgets_known(self) -> bool:
         return all(lvl.kind in self.budget_remaining for lvl in self.plan.levels)
 
+    @property
+    def warning_state_known(self) -> bool:
+        """Whether every level that can warn is known to be in or out of its warning zone."""
+        return all(lvl.kind in self.budget_remaining or lvl.kind in self.clear_of_warning
+                   or lvl.kind in self.seen_remaining for lvl in self.plan.levels if lvl.warning_floor > 0)
+
+    def remaining_as_known(self, kind: str) -> Decimal | None:
+        """USD remaining on a level after this reservation: exact, else as a failed attempt saw it, else None."""
+        return self.budget_remaining.get(kind, self.seen_remaining.get(kind))
+
     def near_limit(self, refund: Decimal) -> list[Level]:
         """Levels in their warning zone once `refund` (worst case minus actual cost) is given back."""
         return [lvl for lvl in self.plan.levels
-                if lvl.kind in self.budget_remaining and self.budget_remaining[lvl.kind] + refund < lvl.warning_floor]
+                if (left := self.remaining_as_known(lvl.kind)) is not None and left + refund < lvl.warning_floor]
 
 
 _CONTENDED = "#contended"  # in a _Seen entry: reservations left to hold the counter by the plain limit
@@ -216,31 +233,45 @@ class Ledger:
             raise RateLimited("This key may send no requests (its limit is 0 requests per minute).",
                               code="requests_exceed_limit", headers={"x-should-retry": "false"})
         keys = _counter_keys(plan)
-        # Held by the plain limit from the start: a run's budget (its value is never guessed), and counters
-        # that other containers kept changing lately.
-        plain = {i for i, key in keys.items()
-                 if (i < len(plan.levels) and plan.levels[i].must_exist) or self._seen.contended(key)}
+        n_levels = len(plan.levels)
+        # Each counter is held one of three ways: by its expected value (exact); a budget level contended
+        # by other containers by its limit plus its warning floor ("floor": proves it is clear of the
+        # warning zone), and failing that, or for a run's budget or a rate window, by its limit alone.
+        plain = {i for i in keys if i < n_levels and plan.levels[i].must_exist}
+        floor: set[int] = set()
+        for i, key in keys.items():
+            if i not in plain and self._seen.contended(key):
+                self._fall_back(plan, i, plain, floor)
         wrong: dict[int, int] = {}  # counter index -> expectations that proved wrong in this reservation
-        for attempt in range(2 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
-            expect = {i: self._seen.get(key) for i, key in keys.items()
-                      if i not in plain and wrong.get(i, 0) < _EXACT_TRIES}
+        seen_remaining: dict[str, Decimal] = {}
+        for attempt in range(3 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
+            expect = {i: self._seen.get(key) for i, key in keys.items() if i not in plain and i not in floor}
             try:
-                self._transact(self._reserve_items(plan, expect), token=f"{plan.request_id}/r{attempt}")
+                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}")
             except _Cancelled as c:
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
-                guessed_wrong = [i for i in old if i in expect]
-                if not guessed_wrong:
+                progressed = [i for i in old if i in expect or i in floor]
+                if not progressed:
                     log.warning("reservation cancelled for no known limit",
                                 extra={"codes": [r.get("Code") for r in c.reasons]})
                     raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
-                for i in guessed_wrong:
+                for i in progressed:
+                    if i in floor:  # inside its warning zone: say so, then hold it by its limit alone
+                        floor.discard(i)
+                        plain.add(i)
+                        lvl = plan.levels[i]
+                        seen_remaining[lvl.kind] = Decimal(old[i].get("remainingUsd", lvl.limit)) - plan.cost
+                        continue
                     wrong[i] = wrong.get(i, 0) + 1
+                    if wrong[i] >= _EXACT_TRIES:
+                        self._seen.mark_contended(keys[i])
+                        self._fall_back(plan, i, plain, floor)
                 continue
-            for i, n in wrong.items():
-                if n >= _EXACT_TRIES:
-                    self._seen.mark_contended(keys[i])
-            return self._reserved(plan, keys, expect)
+            res = self._reserved(plan, keys, expect)
+            res.clear_of_warning = {plan.levels[i].kind for i in floor}
+            res.seen_remaining = seen_remaining
+            return res
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
@@ -263,6 +294,14 @@ class Ledger:
                                      "remainingTokens": res.remaining_tokens})
         return res
 
+    @staticmethod
+    def _fall_back(plan: Plan, i: int, plain: set[int], floor: set[int]) -> None:
+        """Stop guessing counter i: a budget level goes to "floor" if its warning floor can fit at all."""
+        if i < len(plan.levels) and plan.cost + plan.levels[i].warning_floor <= plan.levels[i].limit:
+            floor.add(i)
+        else:
+            plain.add(i)
+
     def _learn(self, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
         """Remember every counter value a cancellation revealed: exact as of that transaction."""
         for i, key in keys.items():
@@ -280,9 +319,10 @@ class Ledger:
         if item and from_item(item).get("state") == "done":
             raise IdempotentReplay(_replay(from_item(item)))
 
-    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int]) -> list[dict[str, Any]]:
         """The reservation transaction. A counter whose index is in `expect` must hold exactly the expected
-        values (none: be absent) and fit; the others must only fit."""
+        values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
+        others must only fit."""
         items = []
         for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
@@ -292,7 +332,10 @@ class Ledger:
             if lvl.expires:
                 update += ", #ttl = if_not_exists(#ttl, :ttl)"
                 vals["ttl"] = lvl.expires
-            if i not in expect:
+            if i in floor:
+                condition = "attribute_not_exists(remainingUsd) OR remainingUsd >= :need"
+                vals["need"] = plan.cost + lvl.warning_floor
+            elif i not in expect:
                 condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :cost" if lvl.must_exist
                              else "attribute_not_exists(remainingUsd) OR remainingUsd >= :cost")
             elif "remainingUsd" in expect[i]:
