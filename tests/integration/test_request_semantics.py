@@ -271,5 +271,8 @@ def test_an_over_reporting_provider_cannot_push_spend_past_the_limit_and_alerts_
         assert r["completionTokens"] == 10_000_000 and r["usageAnomaly"] is True
         assert Decimal(r["reportedCostUsd"]) > Decimal(r["costUsd"]) > 0
     assert {Decimal(headers_of(a)["x-tollgate-cost-usd"]) for a in ok} == {Decimal(r["costUsd"]) for r in records}
+    shown = body_of(world.call("GET", "/v1/usage", principal=who))["records"]
+    assert shown and all(r["usage_anomaly"] is True and r["completion_tokens"] == 10_000_000
+                         and Decimal(r["reported_cost_usd"]) > Decimal(r["cost_usd"]) for r in shown)
     anomalies = [m for m in messages() if m["type"] == "usage_anomaly"]
     assert len(anomalies) == 1 and anomalies[0]["output_tokens"] == 10_000_000

@@ -148,8 +148,11 @@ class _Seen:
         self.set(key, {_CONTENDED: _PLAIN_FOR})
 
     def set(self, key: tuple[str, str], known: dict[str, Any]) -> None:
+        """Remember values (a counter still marked contended stays so: values learnt from a cancellation
+        do not make it worth guessing again)."""
         with self._lock:
-            self._items[key] = known
+            left = self._items.get(key, {}).get(_CONTENDED)
+            self._items[key] = {**known, _CONTENDED: left} if left and _CONTENDED not in known else known
             self._items.move_to_end(key)
             while len(self._items) > self._maxsize:
                 self._items.popitem(last=False)
