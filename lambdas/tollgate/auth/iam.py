@@ -26,7 +26,7 @@ from tollgate.schema import Env
 
 ENV = Env.IAM_PRINCIPALS
 ON_BEHALF_OF = "x-tollgate-on-behalf-of"
-RUN_ID = "x-tollgate-run-id"  # read by handlers.gateway
+RUN_ID = "x-tollgate-run-id"  # the run that pays (handlers.gateway.RUN_ID_HEADER, agents.contract)
 MUST_BE_SIGNED = (ON_BEHALF_OF, RUN_ID)
 _ROLE = re.compile(r"^arn:aws[\w-]*:(?:sts::\d+:assumed-role|iam::\d+:role)/(?:[\w+=,.@-]+/)*([\w+=,.@-]+?)(?:/[^/]+)?$")
 
