@@ -15,7 +15,7 @@ LAYER_DIR := layers/build/python
 LAYER_PYTHON := 3.14
 LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
 
-.PHONY: dev test synth layer bench clean deps
+.PHONY: dev test synth layer bench clean deps cost
 
 deps: $(VENV)/.stamp-deps node_modules/.stamp
 
@@ -49,6 +49,11 @@ synth: deps $(LAYER_STAMP)
 
 bench: $(VENV)/.stamp-deps
 	$(PY) -m tests.bench
+
+# What it costs to run, from the templates `synth` writes (tools/costing); last lines idle_usd_per_month=,
+# usd_per_million_requests=.
+cost: synth
+	$(PY) -m tools.costing --cdk-out cdk.out
 
 clean:
 	rm -rf $(VENV) node_modules layers/build cdk.out

@@ -1,6 +1,6 @@
 """TollgateAgents: the agent workers (agents/) on ECS Fargate, in private subnets, scaled on the runs queue.
 
-- A VPC of its own: public subnets hold only the NAT gateway; the tasks run in private subnets
+- A VPC of its own: public subnets hold only the NAT instance; the tasks run in private subnets
   (PRIVATE_WITH_EGRESS) with no public IP, behind a security group whose only rule is egress to TCP 443
   (the gateway's API, SQS, DynamoDB, CloudWatch Logs, ECR: all HTTPS). Flow logs to CloudWatch Logs.
 - An ECS cluster with Container Insights, one Fargate service (arm64/Graviton), one run per task at
@@ -46,6 +46,11 @@ DEFAULT_MAX_TASKS = 4
 # timeout (also 120 s); if SIGKILL lands mid-call, nothing is lost: the message reappears after its
 # visibility timeout, and the call's idempotency key makes the retried call return the first answer.
 STOP_TIMEOUT = Duration.seconds(120)
+# `cdk deploy -c agents_enabled=false`: the stack holds only the task role (which the gateway's
+# configuration names), and no network, cluster or service: ~$7.80 a month less idle (`make cost`).
+ENABLED_CONTEXT = "agents_enabled"
+NAT_INSTANCE_TYPE = "t4g.nano"  # arm64, 0.5 GB, up to 5 Gbit/s
+NAT_ROOT_VOLUME_GB = 8  # the Amazon Linux 2023 image's own size: the smallest it boots from
 IDLE_BEFORE_SCALE_IN = 5  # minutes with no run waiting or in flight before the tasks are stopped
 
 
@@ -73,13 +78,38 @@ class AgentsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         queue = api.runs_queue.queue
 
+        self.task_role = iam.Role(
+            self, "TaskRole",
+            role_name=task_role_name(),
+            description="Tollgate agent worker tasks: call the gateway, take runs, record them",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"},
+            }),
+        )
+        self._grant(data, api)
+
+        self.service: ecs.FargateService | None = None
+        if self.node.try_get_context(ENABLED_CONTEXT) in (False, "false"):
+            # No network, cluster or service: nothing to pay for while idle. Runs that are started
+            # anyway wait in the queue until the service is deployed.
+            return
+
         self.flow_logs = logs.LogGroup(self, "FlowLogs", retention=LOG_RETENTION)
-        # One NAT gateway, not one per AZ: the workers are batch consumers of a queue, not a service
+        # One NAT instance, not one per AZ: the workers are batch consumers of a queue, not a service
         # with an availability target. If that AZ fails, runs wait in the queue (and resume from
-        # their checkpoints) instead of the platform paying ~$32/month plus data per extra NAT.
+        # their checkpoints). An instance, not a NAT gateway: a t4g.nano with its public IPv4 address
+        # and root volume costs ~$7.40 a month against the gateway's $36.50 (`make cost`), and the
+        # workers' traffic (HTTPS calls that mostly wait on an LLM) is far below a nano's bandwidth.
+        self.nat = ec2.NatProvider.instance_v2(
+            instance_type=ec2.InstanceType(NAT_INSTANCE_TYPE),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(cpu_type=ec2.AmazonLinuxCpuType.ARM_64),
+            default_allowed_traffic=ec2.NatTrafficDirection.NONE,
+        )
         self.vpc = ec2.Vpc(
             self, "Vpc",
             max_azs=2,
+            nat_gateway_provider=self.nat,
             nat_gateways=1,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
@@ -89,6 +119,24 @@ class AgentsStack(Stack):
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_logs),
                 traffic_type=ec2.FlowLogTrafficType.ALL)},
         )
+        # The NAT instance forwards the workers' HTTPS only (their own security group allows nothing
+        # else) and fetches its packages over HTTPS at boot; nothing else reaches it.
+        self.nat.security_group.add_ingress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(443),
+                                                 "HTTPS from the agent workers' private subnets")
+        self.nat.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS out")
+        acknowledge(self.nat.security_group, "AwsSolutions-EC23",
+                    "The rule cannot read the VPC's CIDR (a token): ingress is TCP 443 from the VPC only.")
+        for nat in self.nat.gateway_instances:
+            cfn = nat.instance
+            cfn.block_device_mappings = [ec2.CfnInstance.BlockDeviceMappingProperty(
+                device_name="/dev/xvda", ebs=ec2.CfnInstance.EbsProperty(
+                    encrypted=True, volume_type="gp3", volume_size=NAT_ROOT_VOLUME_GB, delete_on_termination=True))]
+            acknowledge(nat, "AwsSolutions-EC28",
+                        "Basic (5-minute) monitoring is enough for a NAT instance; detailed monitoring would add "
+                        "seven custom-rate metrics, ~$2.10 a month, to a ~$7 instance.")
+            acknowledge(nat, "AwsSolutions-EC29",
+                        "CloudFormation owns the NAT instance: a redeploy replaces it, which termination "
+                        "protection would block. While it is down, runs wait in the queue and resume later.")
         # Gateway endpoints are free and keep DynamoDB and ECR's image layers (S3) off the NAT's
         # per-GB charge. Interface endpoints (SQS, Logs, ECR API, STS) would cost ~$7/month each per AZ.
         self.vpc.add_gateway_endpoint("DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
@@ -103,16 +151,6 @@ class AgentsStack(Stack):
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443),
                                             "HTTPS: the Tollgate API, SQS, DynamoDB, CloudWatch Logs, ECR")
 
-        self.task_role = iam.Role(
-            self, "TaskRole",
-            role_name=task_role_name(),
-            description="Tollgate agent worker tasks: call the gateway, take runs, record them",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com", conditions={
-                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:ecs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"},
-            }),
-        )
-        self._grant(data, api)
 
         self.logs = logs.LogGroup(self, "WorkerLogs", retention=LOG_RETENTION)
         self.task_definition = ecs.FargateTaskDefinition(

@@ -7,6 +7,7 @@ import json
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 from tollgate import routes
 from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, TABLES, USAGE, Env
@@ -20,6 +21,14 @@ from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
+# The gateway mostly waits on the provider. A fresh process that has served its first request (provider
+# SDK imported) peaks at ~220 MB RSS (`make bench`), so 512 MB keeps 2x headroom at half the GB-seconds
+# of 1024 MB; its CPU share halves too, which its own work (~50 ms at 1024 MB) feels, the wait does not.
+GATEWAY_MEMORY_MB = 512
+# X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
+# follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
+# request each second, then 5%) would trace almost every request, at $5 per million traces.
+TRACE_SAMPLE_RATE = 0.05
 SWEEP_EVERY = Duration.minutes(5)
 RUN_BUDGET_ITEMS = "BUDGET#RUN#*"  # tollgate.budgets.run_pk(...): the agent runs' budget items
 
@@ -60,7 +69,7 @@ class ApiStack(Stack):
         # Timeout, provider timeout and reservation lifetime: one chain, see stacks.config.Timeouts.
         self.gateway = function(
             "Gateway", "gateway", "Tollgate: metered OpenAI/Anthropic-compatible gateway",
-            memory_mb=1024, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
+            memory_mb=GATEWAY_MEMORY_MB, timeout=Duration.seconds(settings.timeouts.gateway_lambda_s),
             env={Env.BYOK_KMS_KEY_ID: data.byok_key.key_arn, Env.ALERT_TOPIC_ARN: data.alert_topic.topic_arn,
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
                  Env.RESERVATION_TTL_S: str(settings.timeouts.reservation_ttl_s),
@@ -104,6 +113,12 @@ class ApiStack(Stack):
             rate_limit_per_5min=settings.waf_rate_limit_per_5min,
             geo_block_countries=settings.geo_block_countries,
         )
+        self.trace_sampling = xray.CfnSamplingRule(
+            self, "TraceSampling", sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                rule_name=f"{self.stack_name}-api"[:32], priority=100, version=1,
+                fixed_rate=TRACE_SAMPLE_RATE, reservoir_size=0,
+                service_name=f"{self.rest_api.api.rest_api_name}/{STAGE_NAME}", service_type="AWS::ApiGateway::Stage",
+                host="*", http_method="*", url_path="*", resource_arn="*"))
         CfnOutput(self, "ApiUrl", value=self.rest_api.api.url)
 
     def _grant(self, data: DataStack) -> None:

@@ -1,10 +1,11 @@
-"""TollgateMonitoring: the two dashboards, the alarms and the top-spenders rule.
+"""TollgateMonitoring: one dashboard (business rows, then infrastructure health), the alarms and the
+top-spenders rule.
 
-- "Infrastructure health": every function's duration, errors and throttles; the API's 4xx, 5xx and
+- Business rows: requests, tokens, cost per hour, refusals by kind, provider errors and latency, and the
+  top spenders by user (a Contributor Insights rule over the gateway's structured logs).
+- Infrastructure health rows: every function's duration, errors and throttles; the API's 4xx, 5xx and
   latency; WAF blocks; DynamoDB throttles of every table; the agent service's CPU and memory and its
   queues, when the agents stack is deployed.
-- "Business": requests, tokens, cost per hour, refusals by kind, provider errors and latency, and the
-  top spenders by user (a Contributor Insights rule over the gateway's structured logs).
 - Alarms, all to the data stack's alerts topic (the one budget warnings and loop alerts use): cost
   anomaly and a static cost-per-hour ceiling, the gateway's 5xx rate, DynamoDB throttling, sweeper
   failures; with the agents stack, ECS memory above 80% and a non-empty dead-letter queue.
@@ -144,14 +145,13 @@ class MonitoringStack(Stack):
         elif dead_letter_queue is not None:
             self._dead_letter_alarm(dead_letter_queue)
 
-        self.business = cw.Dashboard(
-            self, "Business", dashboard_name=f"{self.stack_name}-Business-{Aws.REGION}",
-            default_interval=Duration.days(1), widgets=self._business_widgets(settings.cost_per_hour_ceiling_usd))
-        self.infrastructure = cw.Dashboard(
-            self, "InfrastructureHealth", dashboard_name=f"{self.stack_name}-InfrastructureHealth-{Aws.REGION}",
-            default_interval=Duration.hours(3),
-            widgets=self._infrastructure_widgets(api, bool(settings.geo_block_countries), ecs_service, queue,
-                                                 dead_letter_queue))
+        # One dashboard, the business rows on top: a dashboard costs $3 a month, and the two views read
+        # better together (a cost spike next to the errors and throttles that came with it).
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=f"{self.stack_name}-{Aws.REGION}", default_interval=Duration.days(1),
+            widgets=[*self._business_widgets(settings.cost_per_hour_ceiling_usd),
+                     *self._infrastructure_widgets(api, bool(settings.geo_block_countries), ecs_service, queue,
+                                                   dead_letter_queue)])
 
     # -- alarms ----------------------------------------------------------------------------------------
     def _alarm(self, construct_id: str, description: str, **props) -> cw.Alarm:

@@ -7,36 +7,89 @@
 - Cold-start import time of the gateway and authorizer handler modules, next to
   `import boto3; boto3.client("dynamodb")`, each in a fresh interpreter.
 
-The last line is `dynamodb_calls_per_request=N` for the scripts that watch it.
+Cold starts are measured as Lambda runs them: LAMBDA_TASK_ROOT is set (so the X-Ray SDK takes its Lambda
+path) and tracing is on, as in production. Each fresh interpreter is paired with one that runs the
+baseline `import boto3; boto3.client("dynamodb")` right after it, and the ratio is the median of the
+pairs' ratios, so a machine busy with other work slows both sides of a pair alike.
+
+The last lines are `cold_import_ratio_gateway=R`, `cold_import_ratio_authorizer=R`,
+`first_request_ratio_gateway=R` (the first request in a fresh process, against the same baseline) and
+`dynamodb_calls_per_request=N`, for the scripts that watch them.
 """
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 60
-COLD_RUNS = 5
+COLD_RUNS = 7  # pairs per measured module (at least 5)
+# The modules Lambda imports at a cold start, and their entry points. The gateway's is a constant so the
+# measurement follows the handler when it moves (e.g. to an ASGI app under the Lambda Web Adapter).
+GATEWAY_MODULE, GATEWAY_ENTRY = "handlers.gateway", "lambda_handler"
+AUTHORIZER_MODULE = "handlers.authorizer"
+BASELINE = 'import boto3; boto3.client("dynamodb")'
+# What a Lambda process has in its environment and we do not: the X-Ray SDK and Powertools read these.
+LAMBDA_ENV = {"LAMBDA_TASK_ROOT": str(ROOT / "lambdas"), "AWS_LAMBDA_FUNCTION_NAME": "bench",
+              "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+              "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}
 
 
 def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def _cold(import_line: str) -> float:
-    code = f"import time; t=time.perf_counter(); {import_line}; print(time.perf_counter()-t)"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}", "AWS_DEFAULT_REGION": "us-east-1",
-           "POWERTOOLS_TRACE_DISABLED": "true"}
+# A fresh interpreter: times the import of MODULE, then (with an event file) the first call of ENTRY.
+_COLD_SCRIPT = """
+import json, sys, time
+t = time.perf_counter()
+{import_line}
+imported = time.perf_counter() - t
+first = None
+if len(sys.argv) > 1:
+    from local.lambda_context import LambdaContext
+    event = json.load(open(sys.argv[1]))
+    t = time.perf_counter()
+    response = handler(event, LambdaContext(function_name="gateway"))
+    first = time.perf_counter() - t
+    assert response["statusCode"] == 200, response
+import resource
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+print(json.dumps({{"import": imported, "first": first, "peak_mb": peak_mb}}))
+"""
+
+
+def _run(import_line: str, env: dict[str, str], event_file: str | None = None) -> dict:
+    code = _COLD_SCRIPT.format(import_line=import_line)
+    out = subprocess.run([sys.executable, "-c", code, *([event_file] if event_file else [])], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cold(module: str, env: dict[str, str], event_file: str | None = None, entry: str = GATEWAY_ENTRY) -> dict:
+    """Median over COLD_RUNS pairs: the module's import (and first request with `event_file`) in seconds,
+    and each as a ratio to the baseline measured right after it in a fresh interpreter of its own."""
+    line = f"import {module} as _m; handler = getattr(_m, {entry!r}, None)"
     runs = []
     for _ in range(COLD_RUNS):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        runs.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(runs)
+        measured = _run(line, env, event_file)
+        base = _run(BASELINE, env)["import"]
+        runs.append({"import": measured["import"], "first": measured["first"], "base": base,
+                     "peak_mb": measured["peak_mb"]})
+    out = {k: statistics.median(r[k] for r in runs) for k in ("import", "base", "peak_mb")}
+    out["import_ratio"] = statistics.median(r["import"] / r["base"] for r in runs)
+    if event_file:
+        out["first"] = statistics.median(r["first"] for r in runs)
+        out["first_ratio"] = statistics.median(r["first"] / r["base"] for r in runs)
+    return out
 
 
 def main() -> None:
@@ -64,7 +117,8 @@ def main() -> None:
     env = provision(boto3.client, prefix="bench")
     env.update({Env.OPENAI_BASE_URL: f"{fake_url}/v1", Env.OPENAI_API_KEY: "sk-fake-platform",
                 Env.ANTHROPIC_BASE_URL: fake_url, Env.ANTHROPIC_API_KEY: "sk-fake-platform", Env.BCRYPT_ROUNDS: "4",
-                Env.DEFAULT_RPM: "100000", Env.LOOP_MAX_REPEATS: "100000"})
+                Env.DEFAULT_RPM: "100000", Env.LOOP_MAX_REPEATS: "100000",
+                Env.LOOP_MAX_USD: "100000"})
     os.environ.update(env)
     wiring.reset()
 
@@ -72,7 +126,7 @@ def main() -> None:
     ApiKeyStore(env["TOLLGATE_API_KEYS_TABLE"], boto3.client("dynamodb")).put(record)
     principal = wiring.authenticator().authenticate(raw)  # warm key: the authorizer's answer is cached
 
-    from handlers import gateway
+    gateway = importlib.import_module(GATEWAY_MODULE)
 
     calls: list[str] = []
     wiring.dynamodb().meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
@@ -82,7 +136,7 @@ def main() -> None:
         event = proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions",
                             {**body, "messages": [{"role": "user", "content": f"benchmark {i}"}]},
                             principal, {}, None, {}, str(uuid.uuid4()))
-        resp = gateway.lambda_handler(event, LambdaContext(function_name="gateway"))
+        resp = getattr(gateway, GATEWAY_ENTRY)(event, LambdaContext(function_name="gateway"))
         assert resp["statusCode"] == 200, resp["body"]
 
     for i in range(5):  # warm up: SDK import, clients, connections
@@ -129,12 +183,20 @@ def main() -> None:
         ddb.transact_write_items(TransactItems=items)
         tx_times.append(time.perf_counter() - t)
 
+    # Cold starts, against the same emulated AWS and fake provider: a fresh process per run.
+    cold_env = {**os.environ, **LAMBDA_ENV, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}"}
+    cold_env.pop("POWERTOOLS_TRACE_DISABLED")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions", body, principal, {}, None, {},
+                              str(uuid.uuid4())), f)
+    try:
+        gateway_cold = cold(GATEWAY_MODULE, cold_env, f.name)
+    finally:
+        os.unlink(f.name)
+    authorizer_cold = cold(AUTHORIZER_MODULE, cold_env)
+
     fake.stop()
     aws.stop()
-
-    cold_gateway = _cold("import handlers.gateway")
-    cold_authorizer = _cold("import handlers.authorizer")
-    cold_boto = _cold('import boto3; boto3.client("dynamodb")')
 
     g, d, r, x = _median_ms(gateway_times), _median_ms(direct_times), _median_ms(ddb_times), _median_ms(tx_times)
     print(f"metered chat request, warm key ({REQUESTS} requests, medians)")
@@ -143,10 +205,16 @@ def main() -> None:
     print(f"  same call, openai SDK direct      {d:8.2f} ms   gateway/direct = {g / d:.2f}x")
     print(f"  one DynamoDB GetItem (emulated)   {r:8.2f} ms")
     print(f"  one 6-item transaction (emulated) {x:8.2f} ms   gateway - direct - 2 transactions = {g - d - 2 * x:.2f} ms")
-    print(f"cold-start imports (fresh interpreter, median of {COLD_RUNS})")
-    print(f"  import handlers.gateway           {cold_gateway * 1000:8.1f} ms   ratio to boto3+client = {cold_gateway / cold_boto:.2f}x")
-    print(f"  import handlers.authorizer        {cold_authorizer * 1000:8.1f} ms   ratio to boto3+client = {cold_authorizer / cold_boto:.2f}x")
-    print(f"  import boto3; client('dynamodb')  {cold_boto * 1000:8.1f} ms")
+    g_cold, a_cold = gateway_cold, authorizer_cold
+    print(f"cold starts (fresh interpreters as in Lambda, tracing on; median of {COLD_RUNS} pairs with the baseline)")
+    print(f"  import {GATEWAY_MODULE:<27}{g_cold['import'] * 1000:8.1f} ms   ratio to baseline = {g_cold['import_ratio']:.2f}x")
+    print(f"  its first request                 {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
+    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB   (sets the gateway's memory size)")
+    print(f"  import {AUTHORIZER_MODULE:<27}{a_cold['import'] * 1000:8.1f} ms   ratio to baseline = {a_cold['import_ratio']:.2f}x")
+    print(f"  baseline: {BASELINE:<24}{g_cold['base'] * 1000:8.1f} ms")
+    print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")
+    print(f"cold_import_ratio_authorizer={a_cold['import_ratio']:.2f}")
+    print(f"first_request_ratio_gateway={g_cold['first_ratio']:.2f}")
     print(f"dynamodb_calls_per_request={calls_per_request:g}")
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tollgate_cli import __version__, config, parsing
-from tollgate_cli.commands import bootstrap, budgets, byok, keys, runs, tokens, usage, users
+from tollgate_cli.commands import bootstrap, budgets, byok, keys, loops, runs, tokens, usage, users
 from tollgate_cli.context import Context
 from tollgate_cli.errors import EXIT_USAGE, CliError, UsageError
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.register(sub, common)
     users.register(sub, common)
     runs.register(sub, common)
+    loops.register(sub, common)
     bootstrap.register(sub, _options(top_level=False, api=False))
     return parser
 

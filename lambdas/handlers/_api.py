@@ -1,5 +1,6 @@
 """What the HTTP handlers share: a Powertools resolver wired to the route table, the principal of the
-current request, and the one mapping of domain errors to provider-shaped responses."""
+current request, the one place request input is checked (body, path ids, query values), and the one
+mapping of domain errors to provider-shaped responses."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,12 @@ from typing import Any, Callable
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from tollgate import errors, routes, wiring
+from tollgate import errors, requests, routes, wiring
 from tollgate.auth import iam
 from tollgate.auth.principal import Principal
 from tollgate.observability import logger
+from tollgate.requests import json_body as json_text
+from tollgate.requests.types import MAX_ID_CHARS, is_id
 
 
 def resolver(function: str, implementations: dict[tuple[str, str], Callable[..., Any]]) -> APIGatewayRestResolver:
@@ -24,6 +27,13 @@ def resolver(function: str, implementations: dict[tuple[str, str], Callable[...,
     for route in served:
         rule = route.path.replace("{", "<").replace("}", ">")
         app.route(rule, method=route.method)(_guarded(app, route, implementations[(route.method, route.path)]))
+
+    @app.not_found
+    def _no_such_id(exc: Exception) -> Response:
+        # API Gateway matched the resource (the route exists), but a path parameter holds characters the
+        # resolver's pattern refuses (%00, undecodable bytes, quotes): no id with them can exist.
+        return to_response(*errors.render(errors.NotFound("No such resource: the id in the path cannot exist."),
+                                          _wire(app)))
 
     @app.exception_handler(errors.TollgateError)
     def _domain_error(exc: errors.TollgateError) -> Response:
@@ -39,6 +49,9 @@ def resolver(function: str, implementations: dict[tuple[str, str], Callable[...,
 
 def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(**params: str) -> Any:
+        for name, value in params.items():
+            if not is_id(value):  # e.g. %00 or undecodable bytes: no such id can exist
+                raise errors.NotFound(f"No such {name}: the id in the path cannot exist.")
         if route.auth == routes.NONE:
             return fn(**params)
         principal = current_principal(app, route)
@@ -52,6 +65,7 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 def current_principal(app: APIGatewayRestResolver, route: routes.Route) -> Principal:
     event = app.current_event
     if route.auth == routes.IAM:
+        id_header(app, iam.ON_BEHALF_OF)  # the user named becomes part of DynamoDB keys
         # No authorizer ran: add what it adds about the user (their limit, own provider keys), briefly cached.
         return wiring.with_user_context(iam.principal_for(event.request_context.identity.raw_event, event.headers or {}))
     context = (event.request_context.authorizer.raw_event if event.request_context.authorizer else None) or {}
@@ -69,17 +83,38 @@ def _wire(app: APIGatewayRestResolver) -> str:
         return routes.OPENAI
 
 
-def json_body(app: APIGatewayRestResolver) -> dict[str, Any]:
-    raw = app.current_event.body
-    if not raw:
-        raise errors.InvalidRequest("A JSON request body is required.")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise errors.InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.")
-    return body
+def validated_body(route: routes.Route, raw: str | None, *, required: bool = True) -> dict[str, Any]:
+    """The JSON body of a request on `route`, parsed (tollgate.requests.json_body) and checked against
+    the route's schema (tollgate.requests). Any transport calls this. Raises InvalidRequest (400); an
+    absent optional body is {}. RuntimeError if the route has no schema (a route table mistake)."""
+    if route.body is None:
+        raise RuntimeError(f"{route.method} {route.path} names no body schema in tollgate.routes")
+    if not raw and not required:
+        return {}
+    return requests.validated(route.body, json_text.parse(raw))
+
+
+def json_body(app: APIGatewayRestResolver, *, required: bool = True) -> dict[str, Any]:
+    """The current request's validated body (see validated_body)."""
+    event = app.current_event
+    return validated_body(routes.by_resource(event.http_method, event.resource), event.body, required=required)
+
+
+def query(app: APIGatewayRestResolver, name: str) -> str | None:
+    """A query-string value, refused (400, param = its name) unless it is a usable id or value: every
+    one ends up in a DynamoDB key or condition, which has length limits of its own."""
+    return _usable((app.current_event.query_string_parameters or {}).get(name), name)
+
+
+def id_header(app: APIGatewayRestResolver, name: str) -> str | None:
+    """A header that carries an id (e.g. a run id), checked as `query` checks a query value."""
+    return _usable(app.current_event.headers.get(name) or None, name)
+
+
+def _usable(value: str | None, name: str) -> str | None:
+    if value is not None and not is_id(value):
+        raise errors.InvalidRequest(f"'{name}' must be 1 to {MAX_ID_CHARS} printable characters.", param=name)
+    return value
 
 
 def to_response(status: int, headers: dict[str, str], body: str | bytes) -> Response:

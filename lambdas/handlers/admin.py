@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from handlers._api import json_body, json_response, resolver
+from handlers._api import json_body, json_response, query, resolver
 from tollgate import routes, wiring
 from tollgate.auth import api_keys
 from tollgate.auth.principal import Principal
@@ -13,7 +13,7 @@ admin = wiring.admin
 
 
 def _query(name: str) -> str | None:
-    return (app.current_event.query_string_parameters or {}).get(name)
+    return query(app, name)
 
 
 def _usage(principal: Principal, user: str | None):
@@ -38,12 +38,14 @@ app = resolver(routes.ADMIN_FUNCTION, {
     ("PUT", "/admin/users/{user}"): lambda p, user: json_response(200, admin().set_user_settings(user, json_body(app))),
     ("POST", "/admin/tokens"): lambda p: json_response(201, admin().issue_token(json_body(app), wiring.jwt_secrets())),
     ("POST", "/admin/keys/{keyId}/rotate"): lambda p, keyId: json_response(
-        201, admin().rotate_key(keyId, json_body(app) if app.current_event.body else {})),
+        201, admin().rotate_key(keyId, json_body(app, required=False))),
     ("PUT", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(
         200, wiring.byok().put(p.user, provider, json_body(app))),
     ("GET", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(200, wiring.byok().describe(p.user, provider)),
     ("DELETE", "/v1/provider-keys/{provider}"): lambda p, provider: json_response(
         200, wiring.byok().delete(p.user, provider)),
+    ("GET", "/admin/loops"): lambda p: json_response(200, admin().list_loops(_query("user"))),
+    ("DELETE", "/admin/loops"): lambda p: json_response(200, admin().clear_loops(_query("user"))),
 })
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from handlers._api import json_body, json_response, resolver, to_response
+from handlers._api import id_header, json_body, json_response, resolver, to_response
 from tollgate import metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics, tracer
@@ -39,7 +39,7 @@ def _log_metered(principal: Principal, body: dict, reply: Reply) -> None:
 def _run_id(principal: Principal) -> str | None:
     """An agent run's id, honoured only from a trusted IAM principal acting for a user (the agent tasks)."""
     if principal.kind == IAM and scopes.ACT_AS in principal.scopes:
-        return app.current_event.headers.get(RUN_ID_HEADER) or None
+        return id_header(app, RUN_ID_HEADER)
     return None
 
 

@@ -1,14 +1,14 @@
 """Operator actions behind the admin routes: keys, usage, budgets. Plain Python, no events."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tollgate import budgets, metering, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
-from tollgate.errors import InvalidRequest, NotFound
+from tollgate.errors import InvalidRequest, KeyRevoked, NotFound
 from tollgate.settings import Settings
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
@@ -35,12 +35,14 @@ def _count(value: Any, name: str) -> int | None:
 
 
 class Admin:
-    def __init__(self, settings: Settings, keys: Any, limits: Any, usage: Any, clock: Clock = utc_now):
+    def __init__(self, settings: Settings, keys: Any, limits: Any, usage: Any, clock: Clock = utc_now,
+                 loops: Any = None):
         self.settings = settings
         self.keys = keys
         self.limits = limits
         self.usage = usage
         self.clock = clock
+        self.loops = loops  # store.loops.LoopStore
 
     # -- keys ----------------------------------------------------------------------------------
     def create_key(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +77,7 @@ class Admin:
         if old is None:
             raise NotFound(f"No API key with id {key_id}.")
         if old.status == api_keys.REVOKED:
-            raise InvalidRequest("A revoked key cannot be rotated.")
+            raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.")
         grace = body.get("grace_s", 86400)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("'grace_s' must be 0 to 2592000 seconds.", param="grace_s")
@@ -126,6 +128,33 @@ class Admin:
                 raise InvalidRequest(f"'{name}' must be true or false.", param=name)
             setters[name](user, value)
         return self.user_settings(user)
+
+    # -- loop guard ----------------------------------------------------------------------------
+    def list_loops(self, user: str | None) -> dict[str, Any]:
+        """A user's repeating request patterns in live loop windows (tollgate.loopguard): subject, pattern
+        fingerprint and kind, hits, worst-case input spent (USD), window end, and whether it is refused."""
+        if not user:
+            raise InvalidRequest("'user' is required.", param="user")
+        now = int(self.clock().timestamp())
+        s = self.settings
+        loops = []
+        for item in sorted(self.loops.for_user(user), key=lambda i: i["sk"]):
+            end = int(item.get("windowEnd", 0))
+            if end <= now:
+                continue
+            hits, spent = int(item.get("hits", 0)), Decimal(item.get("spentUsd", 0))
+            loops.append({"subject": item.get("subject"), "fingerprint": item.get("fingerprint"),
+                          "kind": item.get("kind"), "hits": hits, "spent_usd": usd(spent),
+                          "window_ends_at": iso(datetime.fromtimestamp(end, tz=timezone.utc)),
+                          "last_at": item.get("lastAt"),
+                          "refused": hits >= s.loop_max_repeats or (hits >= s.loop_min_repeats and spent >= s.loop_max_usd)})
+        return {"user": user, "loops": loops}
+
+    def clear_loops(self, user: str | None) -> dict[str, Any]:
+        """Forget a user's loop counters: every pattern of theirs is served again."""
+        if not user:
+            raise InvalidRequest("'user' is required.", param="user")
+        return {"user": user, "cleared": self.loops.clear(user)}
 
     # -- usage ---------------------------------------------------------------------------------
     def usage_for(self, user: str | None, start: str | None, end: str | None, limit: str | None) -> dict[str, Any]:

@@ -29,9 +29,14 @@ class Alerts:
             "type": "budget_warning", "level": level_kind, "subject": subject, "period": period,
             "limit_usd": usd(limit), "remaining_usd": usd(remaining)})
 
-    def loop_detected(self, *, principal: str, user: str, fingerprint: str) -> bool:
-        return self._once(f"ALERT#LOOP#{principal}", fingerprint, {
-            "type": "loop_detected", "principal": principal, "user": user, "fingerprint": fingerprint})
+    def loop_detected(self, *, principal: str, user: str, loop: Any, hits: int, spent_usd: Any) -> bool:
+        """One alert per loop (a subject's pattern), not per refused call: keyed by the loop, deduplicated
+        for the alert interval. `loop` is a store.counters.LoopCounter; no prompt text is sent."""
+        return self._once(f"ALERT#LOOP#{user}", f"{loop.subject}#{loop.fingerprint}", {
+            "type": "loop_detected", "principal": principal, "user": user, "subject": loop.subject,
+            "fingerprint": loop.fingerprint, "kind": loop.kind, "what": loop.description, "hits": hits,
+            "spent_usd": usd(spent_usd), "window_s": loop.window_s,
+            "clear": f"tollgate loops clear --user {user}"})
 
     def usage_anomaly(self, *, provider: str, model: str, principal: str, user: str, request_id: str,
                       input_tokens: int, output_tokens: int, reported_cost: Any, charged: Any) -> bool:

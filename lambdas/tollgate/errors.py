@@ -78,6 +78,13 @@ class Conflict(TollgateError):
     code = "conflict"
 
 
+class KeyRevoked(Conflict):
+    """Revocation is final: a revoked API key is never resumed, suspended or rotated."""
+
+    code = "key_revoked"
+    retryable = False
+
+
 class RateLimited(TollgateError):
     status = 429
     type = "requests"
@@ -129,7 +136,7 @@ class IdempotencyKeyReused(TollgateError):
 def body(error: TollgateError, wire: str) -> dict[str, Any]:
     if wire == "anthropic":
         kind = _ANTHROPIC_TYPE_BY_STATUS.get(error.status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": error.message}}
+        return {"type": "error", "error": {"type": kind, "message": error.message, "code": error.code}}
     return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
 
 

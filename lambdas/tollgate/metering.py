@@ -9,6 +9,7 @@ from typing import Any
 from tollgate.clock import iso
 from tollgate.providers.base import Usage
 from tollgate.money import text as usd
+from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 
 OK = "ok"
 ERROR = "error"
@@ -53,6 +54,11 @@ class UsageRecord:
             "requestType": self.request_type, "endpoint": self.endpoint, "userAgent": self.user_agent[:256],
             "durationMs": self.duration_ms, "byok": self.byok, "status": self.status, "stream": self.stream,
             "errorCode": self.error_code, "runId": self.run_id,
+            # billed outside plain token counts (tollgate.pricing): 1-hour cache writes (of cacheWriteTokens),
+            # reasoning tokens (of completionTokens), server-side tool calls, a non-standard service tier
+            "cacheWrite1hTokens": self.usage.cache_write_1h_tokens, "reasoningTokens": self.usage.reasoning_tokens,
+            "serverToolCalls": dict(self.usage.server_tool_calls) or None, "serviceTier": self.usage.service_tier,
+            USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
             **({"usageAnomaly": True, "reportedCostUsd": self.reported_cost} if self.reported_cost is not None else {}),
         }
 
@@ -68,5 +74,9 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "endpoint": item.get("endpoint"), "user_agent": item.get("userAgent"),
         "duration_ms": int(item.get("durationMs", 0)), "byok": bool(item.get("byok", False)),
         "status": item.get("status"), "key_id": item.get("keyId"), "run_id": item.get("runId"),
+        "cache_write_1h_tokens": int(item.get("cacheWrite1hTokens", 0)),
+        "reasoning_tokens": int(item.get("reasoningTokens", 0)),
+        "server_tool_calls": {k: int(v) for k, v in (item.get("serverToolCalls") or {}).items()},
+        "service_tier": item.get("serviceTier"),
         **({"usage_anomaly": True, "reported_cost_usd": usd(item["reportedCostUsd"])} if item.get("usageAnomaly") else {}),
     }

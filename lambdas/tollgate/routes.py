@@ -57,49 +57,60 @@ class Route:
     wire: str  # OPENAI, ANTHROPIC or TOLLGATE
     function: str  # GATEWAY_FUNCTION, ADMIN_FUNCTION or RUNS_FUNCTION
     metered: bool = False  # goes through reserve -> provider -> settle
+    # The schema of the JSON body, "<module>.<class>" in tollgate.requests (resolved by the handlers,
+    # not here: this module stays standard library only). None: the route reads no body.
+    body: str | None = None
 
     @property
     def pattern(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
 
 
-def _v1(method: str, path: str, scope: str | None, wire: str, metered: bool) -> list[Route]:
+def _v1(method: str, path: str, scope: str | None, wire: str, metered: bool, body: str | None = None) -> list[Route]:
     """A public /v1 route (API key or JWT), its x-api-key twin for Anthropic-format routes, and for
     metered ones its SigV4 twin under /internal/v1."""
-    routes = [Route(method, f"/v1{path}", scope, BEARER.name, wire, GATEWAY_FUNCTION, metered)]
+    routes = [Route(method, f"/v1{path}", scope, BEARER.name, wire, GATEWAY_FUNCTION, metered, body)]
     if wire == ANTHROPIC:
-        routes.append(Route(method, f"/anthropic/v1{path}", scope, X_API_KEY.name, wire, GATEWAY_FUNCTION, metered))
+        routes.append(Route(method, f"/anthropic/v1{path}", scope, X_API_KEY.name, wire, GATEWAY_FUNCTION, metered,
+                            body))
     if metered:
-        routes.append(Route(method, f"/internal/v1{path}", scope, IAM, wire, GATEWAY_FUNCTION, metered))
+        routes.append(Route(method, f"/internal/v1{path}", scope, IAM, wire, GATEWAY_FUNCTION, metered, body))
     return routes
 
 
 ROUTES: tuple[Route, ...] = tuple(
-    _v1("POST", "/chat/completions", scopes.COMPLETE, OPENAI, metered=True)
-    + _v1("POST", "/embeddings", scopes.EMBED, OPENAI, metered=True)
+    _v1("POST", "/chat/completions", scopes.COMPLETE, OPENAI, metered=True, body="openai.ChatCompletionRequest")
+    + _v1("POST", "/embeddings", scopes.EMBED, OPENAI, metered=True, body="openai.EmbeddingRequest")
     + _v1("GET", "/models", None, OPENAI, metered=False)
-    + _v1("POST", "/messages", scopes.COMPLETE, ANTHROPIC, metered=True)
+    + _v1("POST", "/messages", scopes.COMPLETE, ANTHROPIC, metered=True, body="anthropic.MessagesRequest")
     + [
         Route("GET", "/health", None, NONE, TOLLGATE, GATEWAY_FUNCTION),
         Route("GET", "/v1/usage", None, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("POST", "/admin/keys", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("POST", "/admin/keys", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION, body="admin.CreateKey"),
         Route("GET", "/admin/keys", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("POST", "/admin/keys/{keyId}/revoke", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("POST", "/admin/keys/{keyId}/suspend", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("POST", "/admin/keys/{keyId}/resume", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("GET", "/admin/usage", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("GET", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("PUT", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("POST", "/admin/tokens", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("PUT", "/admin/budgets", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION, body="admin.SetBudget"),
+        Route("POST", "/admin/tokens", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION, body="admin.IssueToken"),
         Route("GET", "/admin/users/{user}", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("PUT", "/admin/users/{user}", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("POST", "/admin/keys/{keyId}/rotate", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
-        Route("PUT", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
+        Route("PUT", "/admin/users/{user}", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION,
+              body="admin.UserSettings"),
+        Route("POST", "/admin/keys/{keyId}/rotate", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION,
+              body="admin.RotateKey"),
+        Route("PUT", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION,
+              body="byok.PutProviderKey"),
         Route("GET", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
         Route("DELETE", "/v1/provider-keys/{provider}", scopes.BYOK_MANAGE, BEARER.name, OPENAI, ADMIN_FUNCTION),
         # Agent runs. Reading one needs no scope: only its owner or an admin sees it (tollgate.runs).
-        Route("POST", "/v1/agents/runs", scopes.AGENTS_RUN, BEARER.name, TOLLGATE, RUNS_FUNCTION),
+        Route("POST", "/v1/agents/runs", scopes.AGENTS_RUN, BEARER.name, TOLLGATE, RUNS_FUNCTION,
+              body="runs.StartRun"),
         Route("GET", "/v1/agents/runs/{runId}", None, BEARER.name, TOLLGATE, RUNS_FUNCTION),
+        # The loop guard's counters of one user (tollgate.loopguard).
+        Route("GET", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        Route("DELETE", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
     ]
 )
 

@@ -47,12 +47,16 @@ API_KEYS = Table(
 
 # Usage: one record per request. pk = user id, sk = "<ISO-8601 UTC time>#<request id>", so one user's
 # usage over a date range is a single Query with `sk BETWEEN`, and writes spread over users.
+# No index: nothing reads usage by key, and an index would add a write unit to every request.
+# Records expire USAGE_RETENTION_DAYS after the request (attribute `ttl`); each user's monthly spend
+# stays in the budgets table (the user-month budget item's spentUsd), which has no expiry.
+USAGE_RETENTION_DAYS = 400  # at least 13 months
 USAGE = Table(
     logical_id="UsageTable",
     env_var="TOLLGATE_USAGE_TABLE",
     partition_key="pk",
     sort_key="sk",
-    indexes=(Index("byKey", "keyId", "sk"),),
+    ttl_attribute="ttl",
 )
 
 # Budgets, rate-limit windows, reservations, limits and notification markers. Generic pk/sk; the
@@ -118,5 +122,9 @@ class Env:
     IAM_PRINCIPALS = "TOLLGATE_IAM_PRINCIPALS"  # role name -> principal (tollgate.auth.iam)
     RUNS_QUEUE_URL = "TOLLGATE_RUNS_QUEUE_URL"
     RUNS_MAX_BUDGET_USD = "TOLLGATE_RUNS_MAX_BUDGET_USD"
+    SERVER_TOOL_MAX_CALLS = "TOLLGATE_SERVER_TOOL_MAX_CALLS"
+    SERVER_TOOL_INPUT_TOKENS = "TOLLGATE_SERVER_TOOL_INPUT_TOKENS"
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    LOOP_MIN_REPEATS = "TOLLGATE_LOOP_MIN_REPEATS"
+    LOOP_MAX_USD = "TOLLGATE_LOOP_MAX_USD"

@@ -95,12 +95,13 @@ class MeteredGateway:
             if plan.window and hasattr(exc, "remaining"):
                 exc.headers.update(rate_headers(plan.window, *exc.remaining))
             raise
-        except LoopDetected:
+        except LoopDetected as exc:
             self._count(metric_names.LOOP_DETECTIONS)
+            hits, spent = getattr(exc, "hits", 0), getattr(exc, "spent", Decimal(0))
             if self.alerts:
-                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user,
-                                          fingerprint=plan.loop.sk.split("#")[0])
-            raise
+                self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user, loop=plan.loop,
+                                          hits=hits, spent_usd=spent)
+            raise loopguard.refusal(plan.loop, req.principal.user, hits, spent) from None
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
@@ -111,7 +112,9 @@ class MeteredGateway:
         if operation == EMBEDDINGS:
             return estimate.embedding_bound(body)
         return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
-                                   anthropic=operation == MESSAGES, context_window=price.context_window)
+                                   anthropic=operation == MESSAGES, context_window=price.context_window, price=price,
+                                   tool_call_bound=self.settings.server_tool_max_calls,
+                                   tool_input_tokens=self.settings.server_tool_input_tokens)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
@@ -120,12 +123,14 @@ class MeteredGateway:
         return Plan(
             request_id=req.request_id, user=req.principal.user, principal_id=req.principal.account,
             levels=tuple(levels), window=window_for(req.principal, now, self.settings),
-            cost=self.catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens),
-            tokens=bound.tokens, started_at=now,
+            cost=_worst_case(self.catalogue, price, bound), tokens=bound.rate_tokens, started_at=now,
             expires_at=now + timedelta(seconds=self.settings.reservation_ttl_s),
             usage_sk=usage_sk(now, req.request_id),
-            loop=loopguard.counter(_loop_subject(req), req.body, now, self.settings.loop_max_repeats,
-                                   self.settings.loop_window_s),
+            loop=loopguard.counter(_loop_subject(req), req.principal.user, req.body, now,
+                                   self.catalogue.worst_case_cost(price, bound.input_tokens, 0),
+                                   max_repeats=self.settings.loop_max_repeats,
+                                   min_repeats=self.settings.loop_min_repeats,
+                                   max_usd=self.settings.loop_max_usd, window_s=self.settings.loop_window_s),
             idempotency_pk=_idempotency_pk(req),
             request_hash=idempotency.request_hash(req.path, req.body) if req.idempotency_key else None)
 
@@ -141,8 +146,7 @@ class MeteredGateway:
                 self._count(metric_names.BUDGET_REFUSALS)
                 raise
         lowered = replace(bound, max_tokens=smaller, output_tokens=smaller * bound.choices)
-        cheaper = replace(plan, cost=self.catalogue.worst_case_cost(price, lowered.input_tokens, lowered.output_tokens),
-                          tokens=lowered.tokens)
+        cheaper = replace(plan, cost=_worst_case(self.catalogue, price, lowered), tokens=lowered.rate_tokens)
         try:
             return self.ledger.reserve(cheaper), lowered, bound.max_tokens
         except BudgetExceeded:
@@ -153,8 +157,9 @@ class MeteredGateway:
         remaining = getattr(exc, "remaining", None)
         if remaining is None or bound.max_tokens_field is None or price.output <= 0:
             return None
-        input_cost = self.catalogue.worst_case_cost(price, bound.input_tokens, 0)
-        affordable = math.floor((remaining - input_cost) * 1_000_000 / (price.output * bound.choices))
+        input_cost = _worst_case(self.catalogue, price, replace(bound, output_tokens=0))
+        per_output_token = _worst_case(self.catalogue, price, replace(bound, output_tokens=1)) - input_cost
+        affordable = math.floor((remaining - input_cost) / (per_output_token * bound.choices))
         if affordable < MIN_USEFUL_MAX_TOKENS or affordable >= bound.max_tokens:
             return None
         return affordable
@@ -181,8 +186,11 @@ class MeteredGateway:
             log.warning("provider reported no usage; charging the worst case",
                         extra={"request_id": req.request_id, "model": price.id})
             usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
-        cost, reported_cost = self._charge(req, price, res, bound, usage)
-        headers = self._headers(req, res, cost, lowered_from, bound, tokens=usage.total_tokens)
+            cost, reported_cost = res.plan.cost, None
+        else:
+            cost, reported_cost = self._charge(req, price, res, bound, usage)
+        headers = self._headers(req, res, cost, lowered_from, bound,
+                                tokens=_window_tokens(price, res, usage, reported_cost))
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
             self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
@@ -240,8 +248,7 @@ class MeteredGateway:
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id,
             reported_cost=reported_cost)
-        # The window is charged what the budgets are: at most what was reserved.
-        self.ledger.settle(res, record.item(), cost, min(usage.total_tokens, res.plan.tokens), replay)
+        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
@@ -254,14 +261,15 @@ class MeteredGateway:
 
     def _headers(self, req: MeteredRequest, res: Reservation, cost: Decimal, lowered_from: int | None,
                  bound: estimate.Bound, *, tokens: int | None = None) -> dict[str, str]:
-        """The answer's metering headers. Remaining values are exact (as of this request's reservation, its
-        own refund given back) or left out when the ledger could not prove them (tollgate.store.ledger)."""
+        """The answer's metering headers; `tokens` is what the rate window settles to. Remaining values are
+        exact (as of this request's reservation, its own settlement applied) or left out when the ledger
+        could not prove them (tollgate.store.ledger)."""
         plan = res.plan
         out = {"x-request-id": req.request_id, "x-tollgate-cost-usd": usd(cost)}
         if plan.window:
             tokens_left = res.remaining_tokens
             if tokens_left is not None and tokens is not None:
-                tokens_left += plan.tokens - min(tokens, plan.tokens)
+                tokens_left += plan.tokens - tokens  # what settle gives back (or takes) on the window
             out.update(rate_headers(plan.window, res.remaining_requests, tokens_left))
         refund = plan.cost - cost
         if res.budget_remaining and res.all_budgets_known:
@@ -281,8 +289,31 @@ class MeteredGateway:
             self.metrics.add_metric(name=name, unit="Count", value=1)
 
 
+def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:
+    """What the tokens-per-minute window settles to, counted as the provider counts its own limit: for
+    Anthropic, cache reads do not count towards input tokens per minute (its rate-limits docs); OpenAI
+    counts every token."""
+    if price.provider == "anthropic":
+        return usage.total_tokens - usage.cached_input_tokens
+    return usage.total_tokens
+
+
+def _window_tokens(price: ModelPrice, res: Reservation, usage: Usage, reported_cost: Decimal | None) -> int:
+    """What the tokens-per-minute window settles to: the provider's count, or for anomalous usage
+    (reported_cost set) at most what was reserved, as the budgets are charged."""
+    tokens = _rate_limited_tokens(price, usage)
+    return min(tokens, res.plan.tokens) if reported_cost is not None else tokens
+
+
+def _worst_case(catalogue: Catalogue, price: ModelPrice, bound: estimate.Bound) -> Decimal:
+    """What to reserve for a bound: its tokens at the dearest rates of its tiers, plus its tool calls."""
+    return catalogue.worst_case_cost(price, bound.input_tokens, bound.output_tokens, tiers=bound.service_tiers,
+                                     tool_calls=bound.tool_calls)
+
+
 def _loop_subject(req: MeteredRequest) -> str:
-    """Whose repetitions count together: a key's, or for a service acting for users, one user's run."""
+    """Whose repetitions count together: a key's, or for a service acting for users, one user's run
+    (so an agent run keeps its own accounting)."""
     p = req.principal
     if p.kind == IAM:
         return f"{p.account}#{p.user}#{req.run_id or '-'}"

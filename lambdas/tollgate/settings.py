@@ -9,6 +9,13 @@ from functools import lru_cache
 from tollgate.schema import API_KEYS, BUDGETS, PROVIDER_KEYS, RUNS, USAGE, Env
 
 
+# Tokens per minute per key when the key sets none. Admission counts estimated input (UTF-8 bytes / 4)
+# plus max_tokens, settled to the provider's count: one Claude Code turn (a ~118 KB body, max_tokens
+# 32,000) is ~62,000 at admission and ~30,000 once settled, so 1,000,000 lets a coding agent make a
+# dozen or more calls a minute, with room for its late-session turns (600 KB bodies: ~180,000 each).
+DEFAULT_TPM = 1_000_000
+
+
 @dataclass(frozen=True)
 class Settings:
     stage: str
@@ -36,12 +43,16 @@ class Settings:
     default_max_tokens: int
     reservation_ttl_s: int
     bcrypt_rounds: int
-    loop_max_repeats: int  # identical requests allowed per principal per loop window
+    loop_max_repeats: int  # repeats of one request pattern allowed per subject per loop window (tollgate.loopguard)
     loop_window_s: int
     budget_alert_interval_s: int  # at most one warning per budget per interval
     runs_table: str = "tollgate-runs"
     runs_queue_url: str | None = None  # the SQS queue agent runs are sent to
     runs_max_budget_usd: Decimal = Decimal(50)  # the most one agent run may be given
+    loop_min_repeats: int = 5  # from this many repeats on, a pattern is refused once it has spent loop_max_usd
+    loop_max_usd: Decimal = Decimal("0.50")  # worst-case input USD one pattern may spend per loop window
+    server_tool_max_calls: int = 10  # calls reserved per server-side tool when the request sets no max_uses
+    server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -72,17 +83,21 @@ class Settings:
             default_user_monthly_usd=Decimal(get(Env.DEFAULT_USER_MONTHLY_USD, "200")),
             default_key_hourly_usd=Decimal(get(Env.DEFAULT_KEY_HOURLY_USD, "25")),
             default_rpm=int(get(Env.DEFAULT_RPM, "60")),
-            default_tpm=int(get(Env.DEFAULT_TPM, "100000")),
+            default_tpm=int(get(Env.DEFAULT_TPM, str(DEFAULT_TPM))),
             warning_threshold=Decimal(get(Env.WARNING_THRESHOLD, "0.8")),
             default_max_tokens=int(get(Env.DEFAULT_MAX_TOKENS, "4096")),
             reservation_ttl_s=int(get(Env.RESERVATION_TTL_S, "300")),
             bcrypt_rounds=int(get(Env.BCRYPT_ROUNDS, "12")),
-            loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "10")),
-            loop_window_s=int(get(Env.LOOP_WINDOW_S, "3600")),
+            loop_max_repeats=int(get(Env.LOOP_MAX_REPEATS, "18")),
+            loop_window_s=int(get(Env.LOOP_WINDOW_S, "600")),
             budget_alert_interval_s=int(get(Env.BUDGET_ALERT_INTERVAL_S, str(6 * 3600))),
             runs_table=get(RUNS.env_var, "tollgate-runs"),
             runs_queue_url=get(Env.RUNS_QUEUE_URL),
             runs_max_budget_usd=Decimal(get(Env.RUNS_MAX_BUDGET_USD, "50")),
+            loop_min_repeats=int(get(Env.LOOP_MIN_REPEATS, "5")),
+            loop_max_usd=Decimal(get(Env.LOOP_MAX_USD, "0.50")),
+            server_tool_max_calls=int(get(Env.SERVER_TOOL_MAX_CALLS, "10")),
+            server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tollgate import routes, schema
 
-from stacks.agents_stack import AGENTS_STACK_NAME, AGENT_SERVICE_USER, STOP_TIMEOUT
+from stacks.agents_stack import AGENTS_STACK_NAME, AGENT_SERVICE_USER, NAT_INSTANCE_TYPE, STOP_TIMEOUT
 from stacks.api_stack import API_STACK_NAME
 
 from .cfn import as_list, data_refs, function_id, local_refs, resources, role_statements
@@ -59,7 +59,7 @@ def test_tasks_run_in_private_subnets_with_no_public_ip(agents):
         assert props["MapPublicIpOnLaunch"] is False
         tags = {t["Key"]: t["Value"] for t in props["Tags"]}
         assert tags["aws-cdk:subnet-type"] == "Private"
-    # their default route goes out through the NAT gateway, not an internet gateway
+    # their default route goes out through the NAT instance, not an internet gateway
     routes_ = [r["Properties"] for r in resources(agents, "AWS::EC2::Route").values()
                if r["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0"]
     associations = resources(agents, "AWS::EC2::SubnetRouteTableAssociation").values()
@@ -67,11 +67,13 @@ def test_tasks_run_in_private_subnets_with_no_public_ip(agents):
                       if a["Properties"]["SubnetId"]["Ref"] in chosen}
     for route in routes_:
         if route["RouteTableId"]["Ref"] in private_tables:
-            assert "NatGatewayId" in route and "GatewayId" not in route
+            assert route["InstanceId"]["Ref"] in resources(agents, "AWS::EC2::Instance") and "GatewayId" not in route
 
 
-def test_one_nat_gateway_and_flow_logs_with_retention(agents):
-    assert len(resources(agents, "AWS::EC2::NatGateway")) == 1
+def test_one_nat_instance_no_nat_gateway_and_flow_logs_with_retention(agents):
+    assert not resources(agents, "AWS::EC2::NatGateway")
+    [nat] = resources(agents, "AWS::EC2::Instance").values()
+    assert nat["Properties"]["InstanceType"] == NAT_INSTANCE_TYPE and nat["Properties"]["SourceDestCheck"] is False
     vpc_id, _ = _one(agents, "AWS::EC2::VPC")
     _, flow_log = _one(agents, "AWS::EC2::FlowLog")
     props = flow_log["Properties"]
@@ -79,6 +81,15 @@ def test_one_nat_gateway_and_flow_logs_with_retention(agents):
     assert props["TrafficType"] == "ALL" and props["LogDestinationType"] == "cloud-watch-logs"
     for group in resources(agents, "AWS::Logs::LogGroup").values():
         assert group["Properties"]["RetentionInDays"] > 0
+
+
+def test_the_nat_instance_forwards_only_https_from_the_vpc(agents):
+    [nat] = resources(agents, "AWS::EC2::Instance").values()
+    [sg_id] = [ref["Fn::GetAtt"][0] for ref in nat["Properties"]["SecurityGroupIds"]]
+    props = resources(agents, "AWS::EC2::SecurityGroup")[sg_id]["Properties"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in props["SecurityGroupIngress"]] == [("tcp", 443, 443)]
+    assert [(r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in props["SecurityGroupEgress"]] == [
+        ("0.0.0.0/0", "tcp", 443, 443)]
 
 
 def test_the_only_egress_is_tcp_443_and_there_is_no_ingress(agents):
@@ -298,3 +309,15 @@ def test_runs_function_creates_runs_and_their_budgets_and_queues_them_and_nothin
     assert budget["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BUDGET#RUN#*"]}}
     env = api["Resources"][fid]["Properties"]["Environment"]["Variables"]
     assert local_refs(env[schema.Env.RUNS_QUEUE_URL]) == {queue_id}
+
+
+def test_with_agents_disabled_there_is_no_network_or_service_only_the_task_role(tmp_path):
+    import app as cdk_app
+    from stacks.agents_stack import ENABLED_CONTEXT
+
+    app = cdk_app.build_app(context={"aws:cdk:disable-asset-staging": True, ENABLED_CONTEXT: "false"},
+                            outdir=str(tmp_path))
+    agents = app.synth().get_stack_by_name(AGENTS_STACK_NAME).template
+    kinds = {r["Type"] for r in agents["Resources"].values()}
+    assert not kinds & {"AWS::EC2::VPC", "AWS::EC2::Instance", "AWS::EC2::NatGateway", "AWS::ECS::Service"}
+    assert "AWS::IAM::Role" in kinds

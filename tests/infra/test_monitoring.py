@@ -196,20 +196,22 @@ def test_a_non_empty_dead_letter_queue_alarms(templates):
 
 # -- dashboards ----------------------------------------------------------------------------------------
 
-def test_two_dashboards(monitoring_template):
-    names = {flatten(d["Properties"]["DashboardName"])
-             for d in resources(monitoring_template, "AWS::CloudWatch::Dashboard").values()}
-    assert {n.split("-")[1] for n in names} == {"Business", "InfrastructureHealth"}
+def test_one_dashboard(monitoring_template):
+    """One dashboard ($3 a month each): the business rows, then the infrastructure rows."""
+    [dashboard] = resources(monitoring_template, "AWS::CloudWatch::Dashboard").values()
+    [body] = dashboards(monitoring_template).values()
+    titles = [w["properties"].get("markdown", "") for w in body["widgets"] if w["type"] == "text"]
+    assert [t.split("\n")[0] for t in titles] == ["# Tollgate: business", "# Tollgate: infrastructure health"]
 
 
-def _dashboard(monitoring_template: dict, prefix: str) -> dict:
-    [body] = [b for k, b in dashboards(monitoring_template).items() if k.startswith(prefix)]
+def _dashboard(monitoring_template: dict) -> dict:
+    [body] = dashboards(monitoring_template).values()
     return {"Resources": {"D": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
         "DashboardBody": json.dumps(body)}}}}
 
 
 def test_infrastructure_dashboard_covers_every_function_table_and_the_api(templates, monitoring_template):
-    infra = dashboard_metrics(_dashboard(monitoring_template, "InfrastructureHealth"))
+    infra = dashboard_metrics(_dashboard(monitoring_template))
     lambda_metrics = {(name, dict(dims)["FunctionName"]) for ns, name, dims in infra if ns == "AWS/Lambda"}
     functions = [(stack, fid) for stack, t in templates.items()
                  for fid, f in resources(t, "AWS::Lambda::Function").items()
@@ -242,7 +244,7 @@ def test_infrastructure_dashboard_shows_every_alarm(templates, monitoring_templa
 
 
 def test_business_dashboard_requests_tokens_cost_per_hour_and_refusals(monitoring_template):
-    business = dashboard_metrics(_dashboard(monitoring_template, "Business"))
+    business = dashboard_metrics(_dashboard(monitoring_template))
     assert {name for ns, name, _ in business if ns == mn.NAMESPACE} == ALL_TOLLGATE_METRICS
     cost = [w for w in widgets(monitoring_template) if w["properties"].get("title") == "Cost per hour (USD)"]
     [graph] = cost

@@ -53,7 +53,8 @@ def test_missing_scope_is_403_in_anthropic_shape(world):
                       principal=world.principal(raw))
     assert resp["statusCode"] == 403
     assert body_of(resp) == {"type": "error", "error": {"type": "permission_error",
-                                                        "message": "This credential lacks the 'ai:complete' scope."}}
+                                                        "message": "This credential lacks the 'ai:complete' scope.",
+                                                        "code": "insufficient_scope"}}
 
 
 def test_provider_500_releases_the_reservation_and_records_a_zero_cost_attempt(world):

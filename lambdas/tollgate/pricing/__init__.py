@@ -1,4 +1,5 @@
 """Pricing: the price list and exact Decimal cost arithmetic (see catalogue.py, prices.json)."""
-from tollgate.pricing.catalogue import Catalogue, LongContextRates, ModelPrice, Rates
+from tollgate.pricing.catalogue import (STANDARD, Catalogue, LongContextRates, ModelPrice, Rates, ServerToolPrice,
+                                       TierRates)
 
-__all__ = ["Catalogue", "LongContextRates", "ModelPrice", "Rates"]
+__all__ = ["STANDARD", "Catalogue", "LongContextRates", "ModelPrice", "Rates", "ServerToolPrice", "TierRates"]

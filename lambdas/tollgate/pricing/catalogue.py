@@ -1,9 +1,20 @@
 """The price list: which models Tollgate serves, what they cost, and exact cost arithmetic.
 
-Prices live in `prices.json` next to this module (USD per million tokens, decimal strings) and can be
-changed at deploy time with TOLLGATE_PRICE_OVERRIDES (same shape: model -> partial or complete entry).
-All money is `Decimal`, computed exactly: no float, no rounding. Standard library only, and the JSON is
-read lazily, once per process, because this is imported on every Lambda cold start.
+Prices live in `prices.json` next to this module (USD per million tokens, decimal strings; server-side
+tools in USD per call) and can be changed at deploy time with TOLLGATE_PRICE_OVERRIDES (same shape:
+model -> partial or complete entry). All money is `Decimal`, computed exactly: no float, no rounding.
+Standard library only, and the JSON is read lazily, once per process, because this is imported on every
+Lambda cold start.
+
+What a call costs (`ModelPrice.cost`), from the provider's reported usage:
+  - the band: the service tier the provider says it used (OpenAI `service_tier`: priority / flex rates),
+    else the standard rates, or the long-context rates when the input is above the model's threshold;
+  - uncached input x input + cache reads x cached_input + 5-minute cache writes x cache_write
+    + 1-hour cache writes x cache_write_1h + output (reasoning included) x output;
+  - plus each server-side tool call x its per-call price.
+What is reserved before the call (`ModelPrice.worst_case_cost`) bounds that for any usage within the
+request's bound: every input token at the dearest input rate of every band the request may be billed
+in, every output token at the dearest output rate, every allowed tool call at its price.
 """
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ import datetime
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, localcontext
 from functools import lru_cache
 from types import MappingProxyType
@@ -25,6 +36,8 @@ if TYPE_CHECKING:  # only for annotations: importing the provider package is not
 PRICES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
 PROVIDERS = ("openai", "anthropic")
 KINDS = ("chat", "embedding")
+STANDARD = "default"  # the standard service tier: the model's own rates
+TIERS = ("priority", "flex")  # the other OpenAI service tiers a price entry may list
 
 _MILLION = Decimal(1_000_000)
 # Every computation runs in this context: any result that would need rounding raises instead.
@@ -32,10 +45,12 @@ _EXACT = Context(prec=80, traps=[Inexact, Rounded, InvalidOperation, Overflow])
 # A trailing snapshot date: -2024-08-06 (OpenAI) or -20240806 (Anthropic).
 _DATED = re.compile(r"^(?P<base>.+?)-(?:(?P<y1>\d{4})-(?P<m1>\d{2})-(?P<d1>\d{2})|(?P<y2>\d{4})(?P<m2>\d{2})(?P<d2>\d{2}))$")
 
-_RATE_FIELDS = ("input", "output", "cached_input", "cache_write")
+_RATE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 _FIELDS = frozenset(("provider", "kind", *_RATE_FIELDS, "max_output_tokens", "context_window", "aliases",
-                     "as_of", "source", "long_context"))
+                     "as_of", "source", "long_context", "service_tiers"))
 _LONG_FIELDS = frozenset(("above_input_tokens", *_RATE_FIELDS))
+_TIER_FIELDS = frozenset(("input", "output", "cached_input", "as_of", "source"))
+_TOOL_FIELDS = frozenset(("usd_per_call", "as_of", "source", "note"))
 
 
 def _per_token(per_mtok: Decimal) -> Decimal:
@@ -50,7 +65,8 @@ class Rates:
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None  # None: cache reads are billed as input
-    cache_write: Decimal | None = None  # None: the provider has no cache write; billed as input
+    cache_write: Decimal | None = None  # 5-minute writes. None: the provider has no cache write; billed as input
+    cache_write_1h: Decimal | None = None  # 1-hour writes (Anthropic, 2x input). None: billed as cache_write
 
     @property
     def effective_cached_input(self) -> Decimal:
@@ -61,9 +77,13 @@ class Rates:
         return self.input if self.cache_write is None else self.cache_write
 
     @property
+    def effective_cache_write_1h(self) -> Decimal:
+        return self.effective_cache_write if self.cache_write_1h is None else self.cache_write_1h
+
+    @property
     def max_input(self) -> Decimal:
         """The dearest price any input token can be billed at, whatever the caching."""
-        return max(self.input, self.effective_cached_input, self.effective_cache_write)
+        return max(self.input, self.effective_cached_input, self.effective_cache_write, self.effective_cache_write_1h)
 
     # Exact per-token prices (per-million / 1,000,000).
     @property
@@ -82,12 +102,34 @@ class Rates:
     def cache_write_per_token(self) -> Decimal:
         return _per_token(self.effective_cache_write)
 
+    @property
+    def cache_write_1h_per_token(self) -> Decimal:
+        return _per_token(self.effective_cache_write_1h)
+
 
 @dataclass(frozen=True, kw_only=True)
 class LongContextRates(Rates):
     """Rates for a whole request whose input (cached and cache-written included) exceeds a threshold."""
 
     above_input_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierRates(Rates):
+    """Rates of a non-standard OpenAI service tier ("priority", "flex") for one model."""
+
+    as_of: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerToolPrice:
+    """A provider-run tool billed per call on top of tokens (e.g. Anthropic and OpenAI web search: $0.01)."""
+
+    name: str  # the tool type without its version date: web_search, web_fetch, file_search, code_interpreter
+    usd_per_call: Decimal
+    as_of: str | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,39 +145,83 @@ class ModelPrice(Rates):
     as_of: str | None = None
     source: str | None = None
     long_context: LongContextRates | None = None
+    service_tiers: Mapping[str, TierRates] = field(default_factory=dict)  # "priority" | "flex" -> rates
+    server_tools: Mapping[str, ServerToolPrice] = field(default_factory=dict)  # the provider's, by tool name
 
-    def rates_for(self, input_tokens: int) -> Rates:
-        """The band a request with this many input tokens (all of them) is billed in."""
+    def rates_for(self, input_tokens: int, tier: str | None = None) -> Rates:
+        """The band a request with this many input tokens (all of them) is billed in, in `tier` (None or
+        "default": standard). A tier this model has no price for is billed in the dearest band it has,
+        so an unexpected tier reported after the call is never under-charged."""
+        if tier not in (None, STANDARD):
+            found = self.service_tiers.get(tier)
+            return found if found is not None else _dearest(self._bands(input_tokens))
         lc = self.long_context
         if lc is not None and input_tokens > lc.above_input_tokens:
             return lc
         return self
 
+    def _bands(self, input_tokens_bound: int, tiers: tuple[str, ...] | None = None) -> list[Rates]:
+        """Every band a request with at most this many input tokens may be billed in, in these tiers
+        (None: any tier this model is priced in)."""
+        out: list[Rates] = []
+        for tier in (STANDARD, *self.service_tiers) if tiers is None else tiers:
+            if tier == STANDARD:
+                out.append(self)
+                if self.long_context is not None and input_tokens_bound > self.long_context.above_input_tokens:
+                    out.append(self.long_context)
+            else:
+                out.append(self.service_tiers[tier])
+        return out
+
+    def tool_price(self, name: str) -> Decimal:
+        """USD per call of a server-side tool; a tool without a price costs the dearest priced tool
+        of this provider (reported after the call: never under-charged)."""
+        found = self.server_tools.get(name)
+        if found is not None:
+            return found.usd_per_call
+        return max((t.usd_per_call for t in self.server_tools.values()), default=Decimal(0))
+
     def cost(self, usage: "Usage") -> Decimal:
-        """Exact USD cost of a finished call, from normalised usage."""
+        """Exact USD cost of a finished call, from normalised usage (see the module docstring)."""
         inp = _count(usage.input_tokens, "input_tokens")
         out = _count(usage.output_tokens, "output_tokens")
         cached = _count(usage.cached_input_tokens, "cached_input_tokens")
         written = _count(usage.cache_write_tokens, "cache_write_tokens")
+        written_1h = min(_count(usage.cache_write_1h_tokens, "cache_write_1h_tokens"), written)
         uncached = max(0, inp - cached - written)
-        r = self.rates_for(inp)
+        r = self.rates_for(inp, usage.service_tier)
+        calls = {name: _count(n, f"server_tool_calls[{name}]") for name, n in usage.server_tool_calls.items()}
         with localcontext(_EXACT):
             per_mtok = (uncached * r.input + cached * r.effective_cached_input
-                        + written * r.effective_cache_write + out * r.output)
-            return per_mtok / _MILLION
+                        + (written - written_1h) * r.effective_cache_write
+                        + written_1h * r.effective_cache_write_1h + out * r.output)
+            tools = sum((n * self.tool_price(name) for name, n in calls.items()), Decimal(0))
+            return per_mtok / _MILLION + tools
 
-    def worst_case_cost(self, input_tokens_bound: int, max_output_tokens: int) -> Decimal:
+    def worst_case_cost(self, input_tokens_bound: int, max_output_tokens: int, *,
+                        tiers: tuple[str, ...] = (STANDARD,), tool_calls: Mapping[str, int] | None = None) -> Decimal:
         """An upper bound on `cost` for any call with at most this many input and output tokens,
-        however its input splits into uncached, cache-read and cache-written tokens."""
+        however its input splits into uncached, cache-read and 5-minute or 1-hour cache-written tokens,
+        billed in any of `tiers` (each must be priced: KeyError otherwise), with at most `tool_calls`
+        calls of each server-side tool (each must be priced: KeyError otherwise)."""
         bound = _count(input_tokens_bound, "input_tokens_bound")
         max_out = _count(max_output_tokens, "max_output_tokens")
-        bands: list[Rates] = [self]
-        if self.long_context is not None and bound > self.long_context.above_input_tokens:
-            bands.append(self.long_context)
+        bands = self._bands(bound, tiers)
         in_rate = max(b.max_input for b in bands)
         out_rate = max(b.output for b in bands)
+        calls = tool_calls or {}
         with localcontext(_EXACT):
-            return (bound * in_rate + max_out * out_rate) / _MILLION
+            tools = sum((_count(n, name) * self.server_tools[name].usd_per_call for name, n in calls.items()),
+                        Decimal(0))
+            return (bound * in_rate + max_out * out_rate) / _MILLION + tools
+
+
+def _dearest(bands: list[Rates]) -> Rates:
+    """One band charging each kind of token at the dearest rate any of `bands` charges it."""
+    return Rates(input=max(b.input for b in bands), output=max(b.output for b in bands),
+                 cached_input=max(b.effective_cached_input for b in bands),
+                 cache_write=max(b.effective_cache_write for b in bands),
+                 cache_write_1h=max(b.effective_cache_write_1h for b in bands))
 
 
 def _count(value: Any, name: str) -> int:
@@ -189,10 +275,7 @@ class Catalogue:
         """The price of a model, or UnknownModel (fail closed: what cannot be priced is not served)."""
         found = self.resolve(model)
         if found is None:
-            shown = model if isinstance(model, str) and model else "(none given)"
-            raise UnknownModel(
-                f"The model '{shown}' is not in this gateway's price list, so it cannot be priced or "
-                f"budgeted and is refused. GET /v1/models lists the models it serves.", param="model")
+            raise UnknownModel(_not_priced_message(model), param="model")
         return self._models[found]
 
     def provider_for(self, model: str) -> str:
@@ -212,14 +295,33 @@ class Catalogue:
 
     @staticmethod
     def cost(price: ModelPrice, usage: "Usage") -> Decimal:
-        """Exact USD: uncached input x input + cached x cached_input + cache writes x cache_write
-        + output x output (a missing cache price falls back to the input price)."""
+        """Exact USD of a finished call: its tokens in the band it was billed in, plus its server-side
+        tool calls (ModelPrice.cost)."""
         return price.cost(usage)
 
     @staticmethod
-    def worst_case_cost(price: ModelPrice, input_tokens_bound: int, max_output_tokens: int) -> Decimal:
-        """bound x the dearest input price + max_output x output: what to reserve before the call."""
-        return price.worst_case_cost(input_tokens_bound, max_output_tokens)
+    def worst_case_cost(price: ModelPrice, input_tokens_bound: int, max_output_tokens: int, *,
+                        tiers: tuple[str, ...] = (STANDARD,), tool_calls: Mapping[str, int] | None = None) -> Decimal:
+        """bound x the dearest input price + max_output x the dearest output price (over `tiers`) + the
+        allowed tool calls: what to reserve before the call (ModelPrice.worst_case_cost)."""
+        return price.worst_case_cost(input_tokens_bound, max_output_tokens, tiers=tiers, tool_calls=tool_calls)
+
+
+def _not_priced_message(model: Any) -> str:
+    """The 400 for an unpriced model: what happened for the client, and exactly how an operator adds it."""
+    if not isinstance(model, str) or not model:
+        return ("No model was given ('(none given)'), so the request cannot be priced or budgeted and is refused. "
+                "GET /v1/models lists the models this gateway serves.")
+    provider = "anthropic" if model.startswith("claude") else "openai"
+    example = {model: {"provider": provider, "input": "1.25", "output": "10.00", "cached_input": "0.125",
+                       **({"cache_write": "1.5625", "cache_write_1h": "2.50"} if provider == "anthropic" else {}),
+                       "max_output_tokens": 64000, "context_window": 200000,
+                       "as_of": "YYYY-MM-DD", "source": "https://<the provider's pricing page>"}}
+    return (f"The model '{model}' is not in this gateway's price list, so it cannot be priced or budgeted and is "
+            "refused. GET /v1/models lists the models it serves. To serve it, an operator adds its price (USD per "
+            "million tokens, from the provider's pricing page; the numbers below are placeholders) to "
+            "lambdas/tollgate/pricing/prices.json, or sets TOLLGATE_PRICE_OVERRIDES to a JSON object like "
+            f"{json.dumps(example, separators=(',', ':'))} and redeploys.")
 
 
 def _is_date(match: re.Match[str]) -> bool:
@@ -237,17 +339,42 @@ def _is_date(match: re.Match[str]) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _base_document() -> tuple[str | None, Mapping[str, Mapping[str, Any]]]:
+def _base_document() -> tuple[str | None, Mapping[str, Mapping[str, Any]], Mapping[str, Mapping[str, ServerToolPrice]]]:
     with open(PRICES_FILE, "rb") as f:
         doc = json.loads(f.read(), parse_float=Decimal)
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise ValueError(f"{PRICES_FILE}: expected an object with a 'models' object")
-    return doc.get("as_of"), doc["models"]
+    return doc.get("as_of"), doc["models"], _server_tools(doc.get("server_tools") or {})
+
+
+def _server_tools(table: Any) -> Mapping[str, Mapping[str, ServerToolPrice]]:
+    """provider -> tool name -> price, from the price file's `server_tools` object."""
+    def fail(msg: str) -> ValueError:
+        return ValueError(f"{PRICES_FILE}: server_tools: {msg}")
+
+    if not isinstance(table, dict):
+        raise fail("must be an object: provider -> tool name -> {usd_per_call, as_of, source}")
+    out: dict[str, Mapping[str, ServerToolPrice]] = {}
+    for provider, tools in table.items():
+        if provider.startswith("_"):
+            continue  # documentation
+        if provider not in PROVIDERS or not isinstance(tools, dict):
+            raise fail(f"'{provider}' must be one of {list(PROVIDERS)} and map tool names to prices")
+        priced: dict[str, ServerToolPrice] = {}
+        for name, e in tools.items():
+            if not isinstance(e, dict) or set(e) - _TOOL_FIELDS:
+                raise fail(f"{provider}.{name}: expected an object with fields from {sorted(_TOOL_FIELDS)}")
+            _date(e.get("as_of"), fail)
+            _url(e.get("source"), fail)
+            priced[name] = ServerToolPrice(name, _money(e.get("usd_per_call"), f"{provider}.{name}.usd_per_call", fail),
+                                           e.get("as_of"), e.get("source"))
+        out[provider] = MappingProxyType(priced)
+    return MappingProxyType(out)
 
 
 @lru_cache(maxsize=8)
 def _load(overrides_json: str | None) -> Catalogue:
-    as_of, base = _base_document()
+    as_of, base, tools = _base_document()
     # model id -> (entry, where it was last set: for error messages)
     entries: dict[str, tuple[dict[str, Any], str]] = {}
     for model_id, entry in base.items():
@@ -256,7 +383,7 @@ def _load(overrides_json: str | None) -> Catalogue:
         entries[model_id] = (dict(entry), PRICES_FILE)
     if overrides_json is not None:
         _apply_overrides(entries, overrides_json)
-    models = {model_id: _build(model_id, entry, where) for model_id, (entry, where) in entries.items()}
+    models = {model_id: _build(model_id, entry, where, tools) for model_id, (entry, where) in entries.items()}
     _check_aliases(models)
     return Catalogue(models, as_of=as_of)
 
@@ -285,7 +412,8 @@ def _apply_overrides(entries: dict[str, tuple[dict[str, Any], str]], overrides_j
         entries[model_id] = (merged, where)
 
 
-def _build(model_id: Any, e: Mapping[str, Any], where: str) -> ModelPrice:
+def _build(model_id: Any, e: Mapping[str, Any], where: str,
+           tools: Mapping[str, Mapping[str, ServerToolPrice]]) -> ModelPrice:
     def fail(msg: str) -> ValueError:
         return ValueError(f"{where}: model '{model_id}': {msg}")
 
@@ -306,15 +434,8 @@ def _build(model_id: Any, e: Mapping[str, Any], where: str) -> ModelPrice:
         raise fail("aliases must be a list of non-empty strings without spaces")
     if len(set(aliases)) != len(aliases) or model_id in aliases:
         raise fail("aliases must be distinct and differ from the model id")
-    as_of = e.get("as_of")
-    if as_of is not None:
-        try:
-            datetime.date.fromisoformat(as_of)
-        except (TypeError, ValueError):
-            raise fail(f"as_of must be an ISO date (YYYY-MM-DD), got {as_of!r}") from None
-    source = e.get("source")
-    if source is not None and not (isinstance(source, str) and source.startswith("https://")):
-        raise fail(f"source must be an https:// URL, got {source!r}")
+    as_of = _date(e.get("as_of"), fail)
+    source = _url(e.get("source"), fail)
     long_context = None
     lc = e.get("long_context")
     if lc is not None:
@@ -325,6 +446,15 @@ def _build(model_id: Any, e: Mapping[str, Any], where: str) -> ModelPrice:
             raise fail(f"long_context: unknown field(s) {unknown}; allowed: {sorted(_LONG_FIELDS)}")
         threshold = _tokens(lc.get("above_input_tokens"), "long_context.above_input_tokens", fail, required=True)
         long_context = LongContextRates(**_rates(lc, fail, "long_context."), above_input_tokens=threshold)
+    tiers = e.get("service_tiers") or {}
+    if not isinstance(tiers, dict) or set(tiers) - set(TIERS):
+        raise fail(f"service_tiers must be an object with keys from {list(TIERS)}")
+    service_tiers: dict[str, TierRates] = {}
+    for tier, t in tiers.items():
+        if not isinstance(t, dict) or set(t) - _TIER_FIELDS:
+            raise fail(f"service_tiers.{tier}: expected an object with fields from {sorted(_TIER_FIELDS)}")
+        service_tiers[tier] = TierRates(**_rates(t, fail, f"service_tiers.{tier}.", ("input", "output", "cached_input")),
+                                        as_of=_date(t.get("as_of"), fail), source=_url(t.get("source"), fail))
     return ModelPrice(
         **rates,
         id=model_id,
@@ -336,12 +466,30 @@ def _build(model_id: Any, e: Mapping[str, Any], where: str) -> ModelPrice:
         as_of=as_of,
         source=source,
         long_context=long_context,
+        service_tiers=MappingProxyType(service_tiers),
+        server_tools=tools.get(provider, MappingProxyType({})),
     )
 
 
-def _rates(e: Mapping[str, Any], fail: Any, prefix: str = "") -> dict[str, Decimal | None]:
+def _date(value: Any, fail: Any) -> str | None:
+    if value is not None:
+        try:
+            datetime.date.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise fail(f"as_of must be an ISO date (YYYY-MM-DD), got {value!r}") from None
+    return value
+
+
+def _url(value: Any, fail: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value.startswith("https://")):
+        raise fail(f"source must be an https:// URL, got {value!r}")
+    return value
+
+
+def _rates(e: Mapping[str, Any], fail: Any, prefix: str = "",
+           names: tuple[str, ...] = _RATE_FIELDS) -> dict[str, Decimal | None]:
     out: dict[str, Decimal | None] = {}
-    for name in _RATE_FIELDS:
+    for name in names:
         value = e.get(name)
         if value is None:
             if name in ("input", "output"):

@@ -1,8 +1,8 @@
 """What every provider adapter returns, and the interface the gateway calls."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
 
 # Operations a provider may serve. The gateway picks one from the route.
 CHAT = "chat.completions"  # OpenAI wire format
@@ -12,16 +12,22 @@ MESSAGES = "messages"  # Anthropic wire format
 
 @dataclass(frozen=True)
 class Usage:
-    """Token usage normalised across providers.
+    """Usage normalised across providers: token counts, server-side tool calls, and the service tier.
 
     input_tokens counts *all* input tokens, cached reads and cache writes included (OpenAI's
-    prompt_tokens; Anthropic's input_tokens + cache_creation_input_tokens + cache_read_input_tokens).
+    prompt_tokens / Responses input_tokens; Anthropic's input_tokens + cache_creation_input_tokens +
+    cache_read_input_tokens). output_tokens counts all output, reasoning included (OpenAI's
+    completion_tokens / Responses output_tokens already contain reasoning_tokens: never add them again).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_input_tokens: int = 0  # OpenAI prompt_tokens_details.cached_tokens / Anthropic cache_read_input_tokens
-    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens
+    cached_input_tokens: int = 0  # OpenAI *_tokens_details.cached_tokens / Anthropic cache_read_input_tokens
+    cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens: all cache writes, 5-minute and 1-hour
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those written with a 1-hour ttl (billed at 2x input)
+    reasoning_tokens: int = 0  # informational: of output_tokens, the reasoning ones (already counted there)
+    server_tool_calls: Mapping[str, int] = field(default_factory=dict)  # tool name (web_search, ...) -> calls
+    service_tier: str | None = None  # the non-standard tier the provider reports it used ("priority", "flex")
 
     @property
     def total_tokens(self) -> int:

@@ -14,14 +14,45 @@ from tollgate.providers.base import CHAT, EMBEDDINGS, ProviderResult, Usage
 log = logging.getLogger(__name__)
 
 
-def usage_from(raw: dict[str, Any]) -> Usage:
-    details = raw.get("prompt_tokens_details") or {}
+# Responses API output items of provider-run tools, and the priced tool each call is.
+_TOOL_CALL_ITEMS = {"web_search_call": "web_search", "file_search_call": "file_search",
+                    "code_interpreter_call": "code_interpreter"}
+
+
+def usage_from(raw: dict[str, Any], response: dict[str, Any] | None = None) -> Usage:
+    """Usage from a `usage` object: chat completions (prompt_tokens, completion_tokens,
+    *_details.cached_tokens / reasoning_tokens), embeddings, or the Responses API (input_tokens,
+    output_tokens, input_tokens_details.cached_tokens, output_tokens_details.reasoning_tokens).
+    Reasoning tokens are already inside completion_tokens / output_tokens: they are recorded, not added.
+
+    `response` is the document (or stream chunk, or Responses object) the usage came in: its
+    `service_tier` is the tier OpenAI says it used ("default" is the standard tier: None), and its
+    Responses `output` items web_search_call / file_search_call / code_interpreter_call are the
+    server-side tool calls."""
+    in_details = _object(raw.get("prompt_tokens_details") or raw.get("input_tokens_details"))
+    out_details = _object(raw.get("completion_tokens_details") or raw.get("output_tokens_details"))
+    response = _object(response)
+    tier = response.get("service_tier")
+    calls: dict[str, int] = {}
+    output = response.get("output")
+    for item in output if isinstance(output, list) else []:
+        tool = _TOOL_CALL_ITEMS.get(item.get("type")) if isinstance(item, dict) else None
+        if tool:
+            calls[tool] = calls.get(tool, 0) + 1
     return Usage(
-        input_tokens=_common.int_or_zero(raw.get("prompt_tokens")),
-        output_tokens=_common.int_or_zero(raw.get("completion_tokens")),
-        cached_input_tokens=_common.int_or_zero(details.get("cached_tokens")),
-        cache_write_tokens=_common.int_or_zero(details.get("cache_write_tokens")),
+        input_tokens=_common.int_or_zero(raw["prompt_tokens"] if "prompt_tokens" in raw else raw.get("input_tokens")),
+        output_tokens=_common.int_or_zero(
+            raw["completion_tokens"] if "completion_tokens" in raw else raw.get("output_tokens")),
+        cached_input_tokens=_common.int_or_zero(in_details.get("cached_tokens")),
+        cache_write_tokens=_common.int_or_zero(in_details.get("cache_write_tokens")),
+        reasoning_tokens=_common.int_or_zero(out_details.get("reasoning_tokens")),
+        server_tool_calls=calls,
+        service_tier=tier if isinstance(tier, str) and tier not in ("default", "auto") else None,
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, api_key: str) -> tuple[bytes, Usage, str]:
@@ -36,7 +67,7 @@ def meter_stream(raw: bytes, body: dict[str, Any], *, keep_usage_chunk: bool, ap
                 raise errors.ProviderFailed(f"the provider failed mid-stream: {message}")
             model = model or chunk.get("model")
             if chunk.get("usage"):
-                usage = usage_from(chunk["usage"])
+                usage = usage_from(chunk["usage"], chunk)
                 if not chunk.get("choices") and not keep_usage_chunk:
                     continue
         blocks.append(block)
@@ -81,7 +112,7 @@ class OpenAIProvider(_common.SdkAdapter):
             sse, usage, model = meter_stream(raw, body, keep_usage_chunk=client_wants_usage, api_key=api_key)
             return ProviderResult(status, sse, "text/event-stream", usage, model)
         doc = _common.json_document(raw)
-        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}),
+        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, doc),
                               doc.get("model") or body.get("model", ""))
 
     def _embeddings(self, body: dict[str, Any], api_key: str) -> ProviderResult:

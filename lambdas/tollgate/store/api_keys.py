@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tollgate.auth.api_keys import ApiKeyRecord
+from tollgate.auth.api_keys import REVOKED, ApiKeyRecord
 from tollgate.clock import iso
-from tollgate.errors import NotFound
+from tollgate.errors import KeyRevoked, NotFound
 from tollgate.schema import API_KEYS
 from tollgate.store.dynamo import from_item, to_item, values
 
@@ -55,12 +55,21 @@ class ApiKeyStore:
         return [_to_record(i) for page in pages for i in page["Items"]]
 
     def set_status(self, key_id: str, status: str) -> ApiKeyRecord:
+        """Set a key's status. Revocation is final: one conditional write refuses to change a revoked key
+        (KeyRevoked, 409), so a resume racing a revoke cannot bring the key back. NotFound if no such key."""
+        condition, names, vals = "attribute_exists(keyId)", {"#s": "status"}, {"s": status}
+        if status != REVOKED:
+            condition += " AND #s <> :revoked"
+            vals["revoked"] = REVOKED
         try:
             item = self.client.update_item(
                 TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression="SET #s = :s",
-                ConditionExpression="attribute_exists(keyId)", ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(s=status), ReturnValues="ALL_NEW")["Attributes"]
-        except self.client.exceptions.ConditionalCheckFailedException:
+                ConditionExpression=condition, ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values(**vals), ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            if exc.response.get("Item"):
+                raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.") from None
             raise NotFound(f"No API key with id {key_id}.") from None
         return _to_record(item)
 

@@ -76,11 +76,31 @@ class Window:
         return str(max(1, math.ceil(self.resets_in_s)))
 
 
+def loop_pk(user: str) -> str:
+    """Loop counters are keyed by user, so an operator lists and clears a user's with one Query."""
+    return f"LOOP#{user}"
+
+
 @dataclass(frozen=True)
 class LoopCounter:
-    """Identical requests from one principal within a window: the gateway-side loop guard."""
+    """One request pattern of one subject within a fixed window: the gateway-side loop guard
+    (tollgate.loopguard decides the pattern and the limits).
+
+    The item (pk `LOOP#<user>`, sk `<subject>#<fingerprint>#<window start>`) holds `hits` and
+    `spentUsd` (worst-case input USD). A request is refused when hits >= max_hits, or when
+    hits >= min_hits and spentUsd >= max_usd (both before this request)."""
 
     pk: str
     sk: str
-    limit: int
-    expires: int
+    subject: str
+    fingerprint: str
+    kind: str
+    description: str  # what repeats, for the refusal; never prompt text
+    cost: Decimal  # USD this request adds to spentUsd
+    max_hits: int
+    min_hits: int
+    max_usd: Decimal
+    window_s: int
+    window_end: int  # epoch seconds
+    resets_in_s: float  # from the request's start to window_end
+    expires: int  # epoch seconds for the item's TTL: a window after the window ends

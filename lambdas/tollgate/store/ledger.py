@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
+FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _EXACT_TRIES = 2  # wrong expectations of one counter before its condition falls back to the plain limit
 _PLAIN_FOR = 8  # reservations a counter that fell back is then held by the plain limit, without guessing
@@ -384,12 +385,19 @@ class Ledger:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
         if plan.loop:
+            loop = plan.loop
             items.append({"Update": {
-                "TableName": self.budgets, "Key": to_item({"pk": plan.loop.pk, "sk": plan.loop.sk}),
-                "UpdateExpression": "SET hits = if_not_exists(hits, :zero) + :one, #ttl = if_not_exists(#ttl, :ttl)",
-                "ConditionExpression": "attribute_not_exists(hits) OR hits < :limit",
+                "TableName": self.budgets, "Key": to_item({"pk": loop.pk, "sk": loop.sk}),
+                "UpdateExpression": ("SET hits = if_not_exists(hits, :zero) + :one, "
+                                     "spentUsd = if_not_exists(spentUsd, :zero) + :cost, #ttl = if_not_exists(#ttl, :ttl), "
+                                     "subject = :subject, fingerprint = :fp, kind = :kind, windowEnd = :end, lastAt = :now"),
+                "ConditionExpression": ("attribute_not_exists(hits) OR "
+                                        "(hits < :max AND (hits < :min OR spentUsd < :usd))"),
                 "ExpressionAttributeNames": {"#ttl": "ttl"},
-                "ExpressionAttributeValues": values(zero=0, one=1, ttl=plan.loop.expires, limit=plan.loop.limit),
+                "ExpressionAttributeValues": values(zero=0, one=1, cost=loop.cost, ttl=loop.expires, max=loop.max_hits,
+                                                    min=loop.min_hits, usd=loop.max_usd, subject=loop.subject,
+                                                    fp=loop.fingerprint, kind=loop.kind, end=loop.window_end,
+                                                    now=iso(plan.started_at)),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
         if plan.idempotency_pk:
@@ -453,9 +461,10 @@ class Ledger:
                     err.remaining = (max(0, rem_req), max(0, rem_tok))  # type: ignore[attr-defined]
                     raise err
             elif i == layout.get("loop"):
-                raise LoopDetected(
-                    f"Loop detected: this exact request was sent {plan.loop.limit} times within a few minutes. "
-                    "It is refused so a retry loop cannot keep spending; change the request or wait.")
+                # The domain (tollgate.loopguard.refusal) words the answer from the item's counts.
+                err = LoopDetected("Loop detected: this request pattern was repeated too often.")
+                err.hits, err.spent = int(item.get("hits", 0)), Decimal(item.get("spentUsd", 0))  # type: ignore[attr-defined]
+                raise err
             else:
                 raise Conflict("A request with this id is already in progress.", code="duplicate_request")
         return old
@@ -486,6 +495,8 @@ class Ledger:
             items.append(self._token_refund(plan.window, plan.tokens - actual_tokens))
         if plan.idempotency_pk:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
+        if plan.loop and usage_item.get("status") == FAILED:
+            items.append(self._loop_give_back(plan.loop))
         try:
             self._transact(items, token=f"{plan.request_id}/s")
         except _Cancelled as c:
@@ -531,6 +542,15 @@ class Ledger:
             "ExpressionAttributeValues": values(done="done", status=replay.status, body=replay.body,
                                                 ct=replay.content_type, h=replay.headers),
         }}
+
+    def _loop_give_back(self, loop: LoopCounter) -> dict[str, Any]:
+        """A failed provider call does not count toward its loop: its hit and spend are given back.
+        ADD, not a condition: an item cleared meanwhile must not cancel the settle (a negative count
+        left behind expires with its window)."""
+        return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": loop.pk, "sk": loop.sk}),
+                           "UpdateExpression": "ADD hits :minus, spentUsd :refund SET #ttl = if_not_exists(#ttl, :ttl)",
+                           "ExpressionAttributeNames": {"#ttl": "ttl"},
+                           "ExpressionAttributeValues": values(minus=-1, refund=-loop.cost, ttl=loop.expires)}}
 
     def _usage_put(self, usage_item: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
