@@ -214,11 +214,7 @@ class MeteredGateway:
             except Exception:
                 log.exception("settle failed twice; usage not recorded", extra={"request_id": req.request_id})
         self._warn(req, res, cost)
-        if reported_cost is not None and self.alerts:
-            self.alerts.usage_anomaly(provider=price.provider, model=result.model or price.id,
-                                      principal=req.principal.id, user=req.principal.user, request_id=req.request_id,
-                                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                                      reported_cost=reported_cost, charged=cost)
+        self._alert_anomaly(req, price, result.model or price.id, usage, cost, reported_cost)
         if self.metrics:
             self._count(metric_names.REQUESTS)
             self.metrics.add_metric(name=metric_names.TOKENS, unit="Count", value=usage.total_tokens)
@@ -241,6 +237,15 @@ class MeteredGateway:
                            "output_tokens": usage.output_tokens, "input_bound": bound.input_tokens,
                            "output_bound": bound.output_tokens, "reported_cost_usd": usd(cost)})
         return min(cost, res.plan.cost), cost
+
+    def _alert_anomaly(self, req: MeteredRequest, price: ModelPrice, model: str, usage: Usage, cost: Decimal,
+                       reported_cost: Decimal | None) -> None:
+        """One SNS alert (deduplicated in tollgate.alerts) when the provider reported more than was allowed."""
+        if reported_cost is not None and self.alerts:
+            self.alerts.usage_anomaly(provider=price.provider, model=model, principal=req.principal.id,
+                                      user=req.principal.user, request_id=req.request_id,
+                                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                      reported_cost=reported_cost, charged=cost)
 
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
