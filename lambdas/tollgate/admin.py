@@ -172,6 +172,15 @@ class Admin:
                 "total_cost_usd": usd(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
                 "total_tokens": sum(r["total_tokens"] for r in records)}
 
+    # -- chargeback ----------------------------------------------------------------------------
+    def invoice(self, month: str, user: str | None, markup_pct: Decimal | None) -> dict[str, Any]:
+        """The invoice of `month` (YYYY-MM), one user's or everyone's, with `markup_pct` percent on the
+        provider cost (default tollgate.invoice.DEFAULT_MARKUP_PCT). Shape: tollgate.invoice.build."""
+        from tollgate.invoice import DEFAULT_MARKUP_PCT, Invoices
+
+        return Invoices(self.usage, self.limits).invoice(
+            month, user, DEFAULT_MARKUP_PCT if markup_pct is None else markup_pct)
+
     # -- budgets -------------------------------------------------------------------------------
     def budget(self, user: str | None, key: str | None) -> dict[str, Any]:
         now = self.clock()

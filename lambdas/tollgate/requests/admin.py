@@ -57,3 +57,11 @@ class UserSettings(TollgateRequest):
 
     log_prompts: StrictBool | None = None
     byok_budget_exempt: StrictBool | None = None
+
+
+class InvoiceQuery(TollgateRequest):
+    """GET /admin/invoice?month=YYYY-MM[&user=U][&markup_pct=2] (query-string values, checked here)."""
+
+    month: Annotated[Text, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    user: Id | None = None
+    markup_pct: Annotated[Usd, Field(le=100)] | None = None
