@@ -25,6 +25,12 @@ def _invoice(principal: Principal):
     return json_response(200, admin().invoice(q["month"], q.get("user"), q.get("markup_pct")))
 
 
+def _reconcile(body: dict):
+    from handlers import reconcile
+
+    return reconcile.run(body.get("day"))
+
+
 def _status(status: str):
     return lambda principal, keyId: json_response(200, admin().set_key_status(keyId, status))
 
@@ -52,6 +58,7 @@ app = resolver(routes.ADMIN_FUNCTION, {
     ("GET", "/admin/loops"): lambda p: json_response(200, admin().list_loops(_query("user"))),
     ("DELETE", "/admin/loops"): lambda p: json_response(200, admin().clear_loops(_query("user"))),
     ("GET", "/admin/invoice"): _invoice,
+    ("POST", "/admin/reconcile"): lambda p: json_response(200, _reconcile(json_body(app, required=False))),
 })
 
 

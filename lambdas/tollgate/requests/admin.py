@@ -65,3 +65,9 @@ class InvoiceQuery(TollgateRequest):
     month: Annotated[Text, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
     user: Id | None = None
     markup_pct: Annotated[Usd, Field(le=100)] | None = None
+
+
+class Reconcile(TollgateRequest):
+    """POST /admin/reconcile: the UTC day to reconcile (default: yesterday)."""
+
+    day: Annotated[Text, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
