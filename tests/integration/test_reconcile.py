@@ -107,3 +107,16 @@ def test_a_bad_day_is_400(world, reconciling):
     admin, _, _ = reconciling
     resp = world.call("POST", "/admin/reconcile", {"day": "2026-02-30"}, principal=admin)
     assert resp["statusCode"] == 400 and body_of(resp)["error"]["param"] == "day"
+
+
+def test_usage_shows_the_reconciled_figures_and_what_is_missing(world, reconciling):
+    admin, day, _ = reconciling
+    world.fake.billing.scale = Decimal("1.05")
+    _run(world, admin, day)
+    rec = body_of(world.call("GET", "/admin/usage", principal=admin, query={"user": "alice"}))["reconciliation"]
+    assert len(rec["days"]) == 2 and rec["missing"] == 0
+    assert Decimal(rec["actual_usd"]) == Decimal(rec["estimated_usd"]) * Decimal("1.05") > 0
+    world.fake.billing.withheld = {day}
+    _run(world, admin, day)
+    rec = body_of(world.call("GET", "/admin/usage", principal=admin, query={"user": "alice"}))["reconciliation"]
+    assert rec["missing"] == 2 and all(d["actual_usd"] is None for d in rec["days"]) and rec["actual_usd"] == "0"

@@ -44,3 +44,22 @@ def test_invoice_csv_rows_are_the_json_lines(api, cli):  # noqa: F811
 def test_bad_arguments_exit_2_without_calling_the_api(api, cli, argv):  # noqa: F811
     code, _, _ = cli(*argv)
     assert code == 2 and not api.requests
+
+
+RECONCILED = {"day": "2026-11-30", "threshold_pct": "3", "providers": [
+    {"provider": "anthropic", "estimated_usd": "1.00", "actual_usd": None, "drift_usd": None, "drift_pct": None,
+     "status": "missing", "reason": "no bucket for the day", "models": []},
+    {"provider": "openai", "estimated_usd": "2.00", "actual_usd": "2.10", "drift_usd": "0.10", "drift_pct": "5",
+     "status": "drift", "reason": None, "models": [
+         {"model": "gpt-4o-mini", "estimated_usd": "2.00", "tokens": 10, "actual_usd": "2.10", "drift_usd": "0.10",
+          "drift_pct": "5", "status": "drift"}]}]}
+
+
+def test_reconcile_posts_the_day_and_shows_missing_as_missing(api, cli):  # noqa: F811
+    api.on("POST", "/admin/reconcile", RECONCILED)
+    code, out, err = cli("reconcile", "--day", "2026-11-30")
+    assert code == 0, err
+    assert api.last["body"] == {"day": "2026-11-30"}
+    anthropic = next(line for line in out.splitlines() if line.startswith("anthropic"))
+    assert "missing" in anthropic and "+0.00%" not in anthropic
+    assert "+5.00%" in next(line for line in out.splitlines() if "gpt-4o-mini" in line)
