@@ -518,7 +518,8 @@ class Billing:
         else:
             start = _epoch(query.get("starting_at", "1970-01-01"))
             end = _epoch(query["ending_at"]) if query.get("ending_at") else start + 86400
-        days = [time.strftime("%Y-%m-%d", time.gmtime(start + 86400 * i)) for i in range(max(1, (end - start) // 86400))]
+        days = [time.strftime("%Y-%m-%d", time.gmtime(start + 86400 * i))
+                for i in range(max(1, (end - start) // 86400))]
         buckets = []
         for i, day in enumerate(days):
             if day in self.withheld:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -69,7 +68,8 @@ class BillingSource(Protocol):
 
 
 def _get_json(url: str, headers: dict[str, str], timeout_s: float) -> dict[str, Any]:
-    """GET a JSON document, numbers as Decimal (amounts are money). Raises urllib.error.URLError/HTTPError."""
+    """GET a JSON document, numbers as Decimal (amounts are money). Raises urllib.error.URLError (HTTPError
+    for a non-2xx answer); the caller reports any failure as a missing bill."""
     request = urllib.request.Request(url, headers={"accept": "application/json", **headers})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - https URLs from settings
         return json.loads(response.read(), parse_float=Decimal)
@@ -176,6 +176,8 @@ def day_of(value: str | None, today: date) -> date:
     if not value:
         return today - timedelta(days=1)
     try:
+        if len(value) != 10:
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise InvalidRequest("'day' must be a date as YYYY-MM-DD.", param="day") from None
@@ -263,7 +265,8 @@ class Reconciler:
             actual = actual_by_model.get(model) if per_model else None
             if per_model and actual is None and est.usd == 0:
                 actual = ZERO
-            row = {"model": model, "estimated_usd": est.usd, "tokens": est.tokens, **_drift(est.usd, actual, self.threshold)}
+            row = {"model": model, "estimated_usd": est.usd, "tokens": est.tokens,
+                   **_drift(est.usd, actual, self.threshold)}
             rows.append(row)
             self.daily.write(day.isoformat(), provider, model, {u: (v[0], v[1]) for u, v in est.users.items()},
                              apportion(actual, _weights(est)) if actual is not None else None)

@@ -26,8 +26,8 @@ def test_reconciliation_runs_daily_on_its_own_function(api_template):
 def test_reconciliation_writes_only_daily_totals_and_reads_only_the_admin_keys_secret(api_template):
     statements = role_statements(api_template, function_id(api_template, RECONCILE))
     writes = [s for s in statements if {"dynamodb:PutItem", "dynamodb:UpdateItem"} & set(as_list(s["Action"]))]
-    assert writes and all(
-        s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["DAILY#USER#*", "RECON#*"] for s in writes)
+    leading = [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in writes]
+    assert leading and all(keys == ["DAILY#USER#*", "RECON#*"] for keys in leading)
     assert not any(a in as_list(s["Action"]) for s in statements for a in ("dynamodb:DeleteItem", "dynamodb:*"))
     secrets = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
     [secret] = [k for k in resources(api_template, "AWS::SecretsManager::Secret")

@@ -31,7 +31,8 @@ def month_of_traffic(world):
     a2, _ = world.create_key("alice")
     for i, text in enumerate(["one", "two words here", "three"]):
         assert world.call("POST", CHAT, _chat(text), principal=world.principal(a1))["statusCode"] == 200
-    assert world.call("POST", "/v1/messages", _claude("hello there"), principal=world.principal(a2))["statusCode"] == 200
+    answer = world.call("POST", "/v1/messages", _claude("hello there"), principal=world.principal(a2))
+    assert answer["statusCode"] == 200
     b, _ = world.create_key("bob", scopes=("ai:complete", "byok:manage"))
     assert world.call("POST", CHAT, _chat("platform call", "gpt-4o"), principal=world.principal(b))["statusCode"] == 200
     put = world.call("PUT", "/v1/provider-keys/openai", {"api_key": "sk-bob-own-openai-key-1234"},
