@@ -272,8 +272,12 @@ class Reconciler:
                              apportion(actual, _weights(est)) if actual is not None else None)
         estimated = sum((e.usd for e in models.values()), ZERO)
         total = None if actual_by_model is None else sum(actual_by_model.values(), ZERO)
+        reason = billed.reason
+        missing = [r["model"] for r in rows if r["status"] == MISSING]
+        if per_model and missing:  # a bill without some metered model is incomplete (late), not a drift
+            total, reason = None, f"no figure for {', '.join(missing)}"
         summary = {"provider": provider, "estimated_usd": estimated, **_drift(estimated, total, self.threshold),
-                   "reason": billed.reason, "models": rows}
+                   "reason": reason, "models": rows}
         self.daily.write_summary(day.isoformat(), provider, summary)
         return summary
 

@@ -69,6 +69,14 @@ def test_one_model_missing_from_a_bill_is_missing_not_zero_and_an_unknown_one_is
     assert rows["gpt-4o"]["status"] == "missing" and rows["gpt-4o"]["drift_pct"] is None
     assert rows["o3"]["status"] == "unmetered" and rows["o3"]["actual_usd"] == "0.50"
     assert daily.totals[("a", "openai", "gpt-4o")] == (Decimal("1.00"), None)
+    assert p["status"] == "missing" and p["drift_pct"] is None and p["reason"] == "no figure for gpt-4o"
+
+
+def test_an_empty_bill_for_a_day_with_usage_is_missing_not_minus_100_percent():
+    emitted = []
+    p, _ = _run([_rec("a", "gpt-4o-mini", "1.00", 10)], {}, emitted)
+    assert p["status"] == "missing" and p["drift_pct"] is None
+    assert emitted == [("ReconciliationMissing", "Count", 1.0, "openai")]
 
 
 def test_drift_above_the_threshold_is_drift_and_is_published_as_its_absolute_percent():
