@@ -50,6 +50,7 @@ DEFAULT_THRESHOLD_PCT = Decimal(metric_names.RECONCILIATION_DRIFT_ALARM_PCT)  # 
 SHARE_QUANTUM = Decimal("1e-12")  # USD: apportioned shares (tollgate.requests.types.USD_PLACES)
 ZERO = Decimal(0)
 ALL_MODELS = "*"  # a source that bills per provider only (Cost Explorer)
+FIRST_DAY = date(2020, 1, 1)  # before any provider's cost API existed
 
 
 @dataclass(frozen=True)
@@ -172,15 +173,19 @@ class _Estimate:
 
 
 def day_of(value: str | None, today: date) -> date:
-    """A day as YYYY-MM-DD (default: yesterday, UTC, the last complete day). InvalidRequest otherwise."""
+    """A day as YYYY-MM-DD from FIRST_DAY to `today` (default: yesterday, UTC, the last complete day).
+    InvalidRequest (param `day`) otherwise."""
     if not value:
         return today - timedelta(days=1)
     try:
         if len(value) != 10:
             raise ValueError(value)
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidRequest("'day' must be a date as YYYY-MM-DD.", param="day") from None
+    if not FIRST_DAY <= day <= today:
+        raise InvalidRequest(f"'day' must be from {FIRST_DAY.isoformat()} to today (UTC).", param="day")
+    return day
 
 
 def _drift(estimated: Decimal, actual: Decimal | None, threshold: Decimal) -> dict[str, Any]:

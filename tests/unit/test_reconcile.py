@@ -100,7 +100,7 @@ def test_apportioned_shares_add_up_exactly():
                                                                                           "b": Decimal("0.25")}
 
 
-@pytest.mark.parametrize("bad", ["2026-02-30", "yesterday", "20261130"])
+@pytest.mark.parametrize("bad", ["2026-02-30", "yesterday", "20261130", "9999-12-31", "2026-12-01", "0001-01-01"])
 def test_a_bad_day_is_invalid_request(bad):
     with pytest.raises(InvalidRequest):
         reconcile.day_of(bad, DAY)
