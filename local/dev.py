@@ -272,13 +272,16 @@ class LocalStack:
             return {}
         self.fake = self._make_fake()
         fake_url = self.fake.start(port=0).rstrip("/")
+        self.fake.billing.org_keys = set(FAKE_PLATFORM_KEYS.values())  # BYOK calls: not on the platform's bill
         env: dict[str, str | None] = {}
         if fake_for["openai"]:
             env[Env.OPENAI_BASE_URL] = f"{fake_url}/v1"
             env[Env.OPENAI_API_KEY] = FAKE_PLATFORM_KEYS[Env.OPENAI_API_KEY]
+            env[Env.OPENAI_ADMIN_KEY] = "sk-admin-fake-openai"  # the fake's cost reports (tollgate reconcile)
         if fake_for["anthropic"]:
             env[Env.ANTHROPIC_BASE_URL] = fake_url
             env[Env.ANTHROPIC_API_KEY] = FAKE_PLATFORM_KEYS[Env.ANTHROPIC_API_KEY]
+            env[Env.ANTHROPIC_ADMIN_KEY] = "sk-ant-admin-fake"
         return env
 
     def _make_fake(self) -> Any:

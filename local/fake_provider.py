@@ -25,12 +25,19 @@ Keys: OpenAI `Authorization: Bearer`; Anthropic `x-api-key` or `Authorization: B
 sends). A missing key gets 401; "sk-fake-invalid" or a key starting with "bad-" gets the provider's 401.
 Every call is recorded in `FakeProvider.calls` and served at GET /_fake/calls; POST /_fake/reset clears.
 
+Billing (admin APIs, below "the providers' bills"): every successful call the fake serves is billed at the
+gateway's price catalogue and reported by OpenAI's organization Costs/Usage API and Anthropic's Admin API
+cost and usage reports, so the reconciliation job runs locally. POST /_fake/billing {"scale": "1.05",
+"withhold_days": ["2026-11-30"], "org_keys": ["sk-..."]} bills 5% more, reports nothing for a day (late
+data), or bills only the calls made with the platform's keys (not users' own keys).
+
 Run: python -m local.fake_provider --port 8081
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import hashlib
 import json
 import math
@@ -43,9 +50,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from local.serving import ServerThread
 
@@ -324,6 +332,7 @@ class FakeProvider:
         self.calls: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.billing = Billing()
         self._serving: ServerThread | None = None
         self.url = ""
 
@@ -342,6 +351,7 @@ class FakeProvider:
         with self._lock:
             self.calls.clear()
             self.disconnects.clear()
+        self.billing.reset()
 
     def client_disconnected(self, path: str, events_sent: int) -> None:
         with self._lock:
@@ -351,13 +361,15 @@ class FakeProvider:
         with self._lock:
             return [c for c in self.calls if c["path"] == path]
 
-    def handle(self, method: str, path: str, headers: Any, raw: bytes) -> Reply:
+    def handle(self, method: str, path: str, headers: Any, raw: bytes, query: str = "") -> Reply:
         if path == "/_fake/calls" and method == "GET":
             with self._lock:
                 return _json(200, list(self.calls))
         if path == "/_fake/reset" and method == "POST":
             self.reset()
             return _json(200, {"ok": True})
+        if path in _ADMIN_PATHS or path == "/_fake/billing":
+            return self.billing.handle(method, path, headers, raw, query)
 
         anthropic_headers = "x-api-key" in headers or "anthropic-version" in headers
         wire = "anthropic" if path == "/v1/messages" or (path == "/v1/models" and anthropic_headers) else "openai"
@@ -372,6 +384,7 @@ class FakeProvider:
         controls = Controls.parse(_prompt_texts(body_dict))
         reply = self._reply(method, path, wire, key, body, controls)
         call["status"] = reply.status
+        self.billing.served(wire, key, call["model"], body_dict, reply)
         with self._lock:
             self.calls.append(call)
         if controls.delay_ms:
@@ -408,6 +421,148 @@ class FakeProvider:
         return openai_chat(body, controls)
 
 
+# --- the providers' bills (admin APIs) -------------------------------------------------------------
+# OpenAI: GET /v1/organization/costs (amount.value in USD per line_item "<model>, input|output") and
+# /v1/organization/usage/completions (tokens per model), both with start_time/end_time in Unix seconds and
+# 1-day buckets. Anthropic: GET /v1/organizations/cost_report (amount as a decimal string in cents, per
+# model and token_type) and /v1/organizations/usage_report/messages (tokens per model), with RFC 3339
+# starting_at/ending_at. Sources: platform.openai.com/docs/api-reference/usage and
+# platform.claude.com/docs/en/api/admin/cost_report (shapes trimmed to the fields a reconciliation reads).
+
+_ADMIN_PATHS = {"/v1/organization/costs", "/v1/organization/usage/completions",
+                "/v1/organizations/cost_report", "/v1/organizations/usage_report/messages"}
+_EXACT = re.compile(r'"\\u0000dec:(-?[0-9.]+)"')
+
+
+def _dumps_exact(obj: Any) -> bytes:
+    """JSON with Decimals written as exact number literals (json.dumps would need a float)."""
+    def default(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return "\u0000dec:" + format(value, "f")
+        raise TypeError(type(value).__name__)
+
+    return _EXACT.sub(r"\1", json.dumps(obj, default=default)).encode()
+
+
+def _epoch(rfc3339: str) -> int:
+    """Unix seconds of the UTC day an RFC 3339 time falls on."""
+    return calendar.timegm(time.strptime(rfc3339[:10], "%Y-%m-%d"))
+
+
+class Billing:
+    """What the fake served, billed per (day, provider, model): usage and USD at the gateway's catalogue,
+    reported times `scale` (1.05 emulates a provider that bills 5% more). Days in `withheld` have no data yet.
+    `org_keys`: the API keys of the organization whose bill is reported (None: every key). A user's own
+    key (BYOK) belongs to the user's organization, so its calls are not on the platform's bill."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.lines: list[dict[str, Any]] = []  # {"day", "provider", "model", "usage": Usage, "input_usd", "usd"}
+        self.scale = Decimal(1)
+        self.withheld: set[str] = set()
+        self.org_keys: set[str] | None = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.lines.clear()
+            self.scale, self.withheld, self.org_keys = Decimal(1), set(), None
+
+    def served(self, wire: str, api_key: str, model: Any, request: dict[str, Any], reply: Reply) -> None:
+        """Bill one answer: its usage as the gateway's own parsers read it, priced by its catalogue."""
+        if reply.status != 200 or not isinstance(model, str) or (reply.events is None and b'"usage"' not in reply.body):
+            return
+        from dataclasses import replace as copy
+
+        from tollgate.pricing import Catalogue
+        from tollgate.providers import anthropic_provider, openai_provider
+        from tollgate.providers._common import sse_events
+
+        if reply.events is None:
+            usage_of = anthropic_provider.usage_from if wire == "anthropic" else openai_provider.usage_from
+            document = json.loads(reply.body)
+            usage = usage_of(document["usage"], request if wire == "anthropic" else document)
+        else:
+            meter = (anthropic_provider.MessagesStreamMeter("", request) if wire == "anthropic"
+                     else openai_provider.ChatStreamMeter("", keep_usage_chunk=True))
+            for name, _, data in sse_events(b"".join(reply.events)):
+                meter.feed(name, data)
+            usage = meter.final or meter.reported
+        catalogue = Catalogue.load(None)
+        if model not in catalogue:
+            return
+        price = catalogue.price(model)
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        input_only = copy(usage, output_tokens=0, reasoning_tokens=0)
+        with self._lock:
+            self.lines.append({"day": day, "provider": wire, "api_key": api_key, "model": model, "usage": usage,
+                               "input_usd": price.cost(input_only), "usd": price.cost(usage)})
+
+    def handle(self, method: str, path: str, headers: Any, raw: bytes, query: str) -> Reply:
+        if path == "/_fake/billing":
+            controls = json.loads(raw or b"{}")
+            with self._lock:
+                self.scale = Decimal(str(controls.get("scale", self.scale)))
+                self.withheld = set(controls.get("withhold_days", self.withheld))
+                if "org_keys" in controls:
+                    self.org_keys = set(controls["org_keys"]) if controls["org_keys"] is not None else None
+            return _json(200, {"scale": str(self.scale), "withhold_days": sorted(self.withheld)})
+        wire = "openai" if path.startswith("/v1/organization/") else "anthropic"
+        if not _api_key(wire, headers):
+            return error_reply(wire, 401, "An admin API key is required.", code="missing_api_key")
+        return self._report(wire, path, dict(parse_qsl(query)))
+
+    def _report(self, wire: str, path: str, query: dict[str, str]) -> Reply:
+        if wire == "openai":
+            start = int(query.get("start_time", "0"))
+            end = int(query.get("end_time", start + 86400))
+        else:
+            start = _epoch(query.get("starting_at", "1970-01-01"))
+            end = _epoch(query["ending_at"]) if query.get("ending_at") else start + 86400
+        days = [time.strftime("%Y-%m-%d", time.gmtime(start + 86400 * i))
+                for i in range(max(1, (end - start) // 86400))]
+        buckets = []
+        for i, day in enumerate(days):
+            if day in self.withheld:
+                continue
+            with self._lock:
+                mine = [ln for ln in self.lines if ln["day"] == day and ln["provider"] == wire
+                        and (self.org_keys is None or ln["api_key"] in self.org_keys)]
+            models = sorted({ln["model"] for ln in mine})
+            results = [r for m in models
+                       for r in self._results(path, m, [ln for ln in mine if ln["model"] == m], self.scale)]
+            t0 = start + 86400 * i
+            if wire == "openai":
+                buckets.append({"object": "bucket", "start_time": t0, "end_time": t0 + 86400, "results": results})
+            else:
+                buckets.append({"starting_at": f"{day}T00:00:00Z",
+                                "ending_at": time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(t0 + 86400)),
+                                "results": results})
+        page = {"data": buckets, "has_more": False, "next_page": None}
+        return Reply(200, _dumps_exact({"object": "page", **page} if wire == "openai" else page))
+
+    @staticmethod
+    def _results(path: str, model: str, lines: list[dict[str, Any]], scale: Decimal) -> list[dict[str, Any]]:
+        usd = sum((ln["usd"] for ln in lines), Decimal(0)) * scale
+        input_usd = sum((ln["input_usd"] for ln in lines), Decimal(0)) * scale
+        tokens_in = sum(ln["usage"].input_tokens for ln in lines)
+        tokens_out = sum(ln["usage"].output_tokens for ln in lines)
+        if path == "/v1/organization/costs":
+            return [{"object": "organization.costs.result", "amount": {"value": part, "currency": "usd"},
+                     "line_item": f"{model}, {kind}", "project_id": None}
+                    for kind, part in (("input", input_usd), ("output", usd - input_usd))]
+        if path == "/v1/organization/usage/completions":
+            return [{"object": "organization.usage.completions.result", "input_tokens": tokens_in,
+                     "output_tokens": tokens_out, "num_model_requests": len(lines), "model": model}]
+        if path == "/v1/organizations/cost_report":
+            return [{"currency": "USD", "amount": format(part * 100, "f"), "cost_type": "tokens", "model": model,
+                     "token_type": kind, "description": f"{model}, {kind}", "workspace_id": None,
+                     "service_tier": "standard", "context_window": "0-200k"}
+                    for kind, part in (("uncached_input_tokens", input_usd), ("output_tokens", usd - input_usd))]
+        return [{"uncached_input_tokens": tokens_in, "output_tokens": tokens_out, "model": model,
+                 "cache_read_input_tokens": 0, "cache_creation": {"ephemeral_5m_input_tokens": 0,
+                                                                  "ephemeral_1h_input_tokens": 0}}]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small header and body writes must not wait for delayed ACKs
@@ -424,7 +579,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        reply = self.fake.handle(method, urlsplit(self.path).path, self.headers, raw)
+        url = urlsplit(self.path)
+        reply = self.fake.handle(method, url.path, self.headers, raw, url.query)
         request_id = f"req_{uuid.uuid4().hex[:24]}"
         self.send_response(reply.status)
         self.send_header("x-request-id", request_id)

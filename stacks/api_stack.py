@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, SecretValue, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_xray as xray
 from constructs import Construct
 from tollgate import routes
@@ -17,6 +18,7 @@ from stacks import permissions as p
 from stacks import web_adapter
 from stacks.config import DeploySettings
 from stacks.data_stack import DataStack
+from stacks.nag import acknowledge
 from stacks.functions import TollgateFunction, dependency_layer, function_code
 from stacks.rest_api import STAGE_NAME, TollgateRestApi
 from stacks.runs_queue import RunsQueue
@@ -33,6 +35,12 @@ GATEWAY_MEMORY_MB = 512
 TRACE_SAMPLE_RATE = 0.05
 SWEEP_EVERY = Duration.minutes(5)
 RUN_BUDGET_ITEMS = "BUDGET#RUN#*"  # tollgate.budgets.run_pk(...): the agent runs' budget items
+# Reconciliation with the providers' bills (tollgate.reconcile): daily, after midnight UTC, for the day before.
+# The providers publish a day's costs with some delay; a day still missing is reported as missing and can
+# be run again with `tollgate reconcile --day D`.
+RECONCILE_AT_UTC = events.Schedule.cron(minute="30", hour="6")
+RECONCILE_PROVIDERS = ("openai", "anthropic")
+DAILY_TOTAL_ITEMS, RECON_ITEMS = "DAILY#USER#*", "RECON#*"  # tollgate.store.daily_totals
 
 
 class ApiStack(Stack):
@@ -100,6 +108,7 @@ class ApiStack(Stack):
             "Sweeper", "sweeper", "Tollgate: releases expired budget reservations",
             memory_mb=512, timeout=Duration.minutes(4))
         self._grant(data)
+        self._reconciliation(data, function, settings)
 
         events.Rule(
             self, "SweepSchedule",
@@ -165,6 +174,32 @@ class ApiStack(Stack):
         self._allow(self.runs, p.table_access(data.tables[RUNS.logical_id], RUNS, [p.GET, p.PUT, p.UPDATE]))
         self._allow(self.runs, [p.item_access(budgets, [p.GET, p.PUT], [RUN_BUDGET_ITEMS])])
         self._allow(self.runs, [p.queue_send(self.runs_queue.queue)])
+
+    def _reconciliation(self, data: DataStack, function, settings: DeploySettings) -> None:
+        """The daily reconciliation function, its schedule, the providers' admin keys secret, and the same
+        grants on the admin function (POST /admin/reconcile runs the same job for one day)."""
+        self.provider_admin_keys = secretsmanager.Secret(
+            self, "ProviderAdminKeysSecret",
+            description="Tollgate: the providers' admin API keys for cost reports (JSON object: openai, anthropic)",
+            secret_object_value={p: SecretValue.unsafe_plain_text("") for p in RECONCILE_PROVIDERS})
+        acknowledge(self.provider_admin_keys, "AwsSolutions-SMG4",
+                    "Provider admin API keys are issued by OpenAI and Anthropic; Secrets Manager has no rotation "
+                    "function for them. Operators rotate them in the provider console and put the new value.")
+        env = {Env.PROVIDER_ADMIN_KEYS_SECRET_ARN: self.provider_admin_keys.secret_arn,
+               Env.PROVIDER_TIMEOUT_S: str(settings.timeouts.provider_s)}
+        self.reconcile = function(
+            "Reconcile", "reconcile", "Tollgate: reconciles estimates with the providers' bills (daily)",
+            memory_mb=512, timeout=Duration.minutes(5), env=env)
+        events.Rule(
+            self, "ReconcileSchedule", description="Tollgate: reconcile yesterday with the providers' bills",
+            schedule=RECONCILE_AT_UTC,
+            targets=[targets.LambdaFunction(self.reconcile.function, retry_attempts=2)])
+        for fn in (self.reconcile, self.admin):
+            fn.function.add_environment(Env.PROVIDER_ADMIN_KEYS_SECRET_ARN, self.provider_admin_keys.secret_arn)
+            # A day's records: one Scan of the usage table (no index by time); daily totals: UpdateItem/PutItem.
+            self._allow(fn, p.table_access(data.usage_table, USAGE, (*p.READ, p.SCAN)))
+            self._allow(fn, [p.item_access(data.budgets_table, [p.UPDATE, p.PUT], [DAILY_TOTAL_ITEMS, RECON_ITEMS])])
+            self._allow(fn, [p.secret_read(self.provider_admin_keys)])
 
     @staticmethod
     def _allow(fn: TollgateFunction, statements) -> None:

@@ -40,6 +40,7 @@ MONITORING_STACK_NAME = "TollgateMonitoring"
 
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)
+ONE_DAY = Duration.days(1)
 
 # Cost: CostUsd summed over an hour, all providers. The anomaly alarm is the article's: above the band of
 # 2 standard deviations for 2 consecutive hours. The ceiling (cdk.json `cost_per_hour_ceiling_usd`)
@@ -79,6 +80,14 @@ def all_providers(name: str, *, label: str, period: Duration = FIVE_MINUTES) -> 
     using = {_id(name, p): tollgate_metric(name, p, period=period) for p in mn.PROVIDERS}
     return cw.MathExpression(expression=" + ".join(f"FILL({i}, 0)" for i in using), using_metrics=using,
                              label=label, period=period)
+
+
+def reconciliation_drift() -> cw.MathExpression:
+    """The largest daily |drift| (percent) of any provider's bill against Tollgate's estimate."""
+    using = {_id(mn.RECONCILIATION_DRIFT_PCT, p): tollgate_metric(mn.RECONCILIATION_DRIFT_PCT, p, statistic="Maximum",
+                                                                   period=ONE_DAY) for p in mn.PROVIDERS}
+    return cw.MathExpression(expression=f"MAX([{', '.join(using)}])", using_metrics=using,
+                             label="Largest provider drift (%)", period=ONE_DAY)
 
 
 def cost_per_hour() -> cw.MathExpression:
@@ -138,6 +147,7 @@ class MonitoringStack(Stack):
         for logical_id, table in self.tables.items():
             self._throttle_alarm(logical_id, table)
         self._sweeper_alarm(api.sweeper.function)
+        self._reconciliation_alarm()
         if ecs_service is not None:
             self._ecs_memory_alarm(ecs_service)
         if dead_letter_alarm is not None:
@@ -249,6 +259,16 @@ class MonitoringStack(Stack):
             metric=sweeper.metric_errors(period=FIVE_MINUTES, statistic="Sum"), threshold=1, evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
 
+    def _reconciliation_alarm(self) -> None:
+        """Drift between Tollgate's estimates and a provider's bill above RECONCILIATION_DRIFT_ALARM_PCT on
+        any provider (the daily job publishes |drift| per provider; a missing bill publishes no drift)."""
+        self._alarm(
+            "ReconciliationDrift",
+            f"A provider billed more than {mn.RECONCILIATION_DRIFT_ALARM_PCT}% away from Tollgate's estimate for "
+            "a day: check `tollgate reconcile --day D` and the price catalogue.",
+            metric=reconciliation_drift(), threshold=mn.RECONCILIATION_DRIFT_ALARM_PCT,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD, evaluation_periods=1)
+
     def _ecs_memory_alarm(self, service: ecs.BaseService) -> None:
         self._alarm(
             "AgentMemory", f"An agent task used more than {ECS_MEMORY_THRESHOLD_PERCENT}% of its memory "
@@ -319,6 +339,16 @@ class MonitoringStack(Stack):
                                           title="Top spenders by user (USD per hour)", width=16),
                 cw.GraphWidget(title="Reservations released by the sweeper", width=8, height=6,
                                left=[tollgate_metric(mn.RESERVATIONS_RELEASED, None)]),
+            ],
+            [
+                # tollgate.reconcile: a provider's bill against Tollgate's estimate, daily; a missing bill is
+                # counted apart, never drawn as zero drift.
+                per_provider(mn.RECONCILIATION_DRIFT_PCT, "Provider bill vs estimate, |drift| % (daily)",
+                             statistic="Maximum", period=ONE_DAY, total=False, width=12,
+                             left_annotations=[cw.HorizontalAnnotation(value=mn.RECONCILIATION_DRIFT_ALARM_PCT,
+                                                                       label="drift alarm")]),
+                per_provider(mn.RECONCILIATION_MISSING, "Provider bills missing (daily)", period=ONE_DAY,
+                             total=False, width=12),
             ],
         ]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tollgate_cli import __version__, config, parsing
 from tollgate_cli.commands import bootstrap, budgets, byok, keys, loops, runs, tokens, usage, users
+from tollgate_cli.commands import invoice, reconcile
 from tollgate_cli.context import Context
 from tollgate_cli.errors import EXIT_USAGE, CliError, UsageError
 
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     users.register(sub, common)
     runs.register(sub, common)
     loops.register(sub, common)
+    invoice.register(sub, common)
+    reconcile.register(sub, common)
     bootstrap.register(sub, _options(top_level=False, api=False))
     return parser
 

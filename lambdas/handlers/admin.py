@@ -4,7 +4,7 @@ from __future__ import annotations
 from aws_lambda_powertools.logging import correlation_paths
 
 from handlers._api import json_body, json_response, query, resolver
-from tollgate import routes, wiring
+from tollgate import requests, routes, wiring
 from tollgate.auth import api_keys
 from tollgate.auth.principal import Principal
 from tollgate.observability import logger, tracer
@@ -18,6 +18,17 @@ def _query(name: str) -> str | None:
 
 def _usage(principal: Principal, user: str | None):
     return json_response(200, admin().usage_for(user, _query("from"), _query("to"), _query("limit")))
+
+
+def _invoice(principal: Principal):
+    q = requests.validated("admin.InvoiceQuery", dict(app.current_event.query_string_parameters or {}))
+    return json_response(200, admin().invoice(q["month"], q.get("user"), q.get("markup_pct")))
+
+
+def _reconcile(body: dict):
+    from handlers import reconcile
+
+    return reconcile.run(body.get("day"))
 
 
 def _status(status: str):
@@ -46,6 +57,8 @@ app = resolver(routes.ADMIN_FUNCTION, {
         200, wiring.byok().delete(p.user, provider)),
     ("GET", "/admin/loops"): lambda p: json_response(200, admin().list_loops(_query("user"))),
     ("DELETE", "/admin/loops"): lambda p: json_response(200, admin().clear_loops(_query("user"))),
+    ("GET", "/admin/invoice"): _invoice,
+    ("POST", "/admin/reconcile"): lambda p: json_response(200, _reconcile(json_body(app, required=False))),
 })
 
 

@@ -36,13 +36,14 @@ def _count(value: Any, name: str) -> int | None:
 
 class Admin:
     def __init__(self, settings: Settings, keys: Any, limits: Any, usage: Any, clock: Clock = utc_now,
-                 loops: Any = None):
+                 loops: Any = None, daily: Any = None):
         self.settings = settings
         self.keys = keys
         self.limits = limits
         self.usage = usage
         self.clock = clock
         self.loops = loops  # store.loops.LoopStore
+        self.daily = daily  # store.daily_totals.DailyTotals (the reconciliation's per-user daily totals)
 
     # -- keys ----------------------------------------------------------------------------------
     def create_key(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +171,29 @@ class Admin:
         records = [metering.public(i) for i in self.usage.for_user(user, start, end, max(1, min(n, 10000)))]
         return {"user": user, "from": start, "to": end, "records": records,
                 "total_cost_usd": usd(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
-                "total_tokens": sum(r["total_tokens"] for r in records)}
+                "total_tokens": sum(r["total_tokens"] for r in records),
+                **({"reconciliation": self._reconciled(user, start[:10], end[:10])} if self.daily else {})}
+
+    def _reconciled(self, user: str, first_day: str, last_day: str) -> dict[str, Any]:
+        """The user's daily totals the reconciliation wrote (tollgate.reconcile): per day, provider and model,
+        Tollgate's estimate and the provider's apportioned bill; a total without a bill is `missing`."""
+        days = [{"day": t["sk"][:10], "provider": t["sk"].split("#")[1], "model": t["sk"].split("#", 2)[2],
+                 "estimated_usd": usd(t["estimatedUsd"]),
+                 "actual_usd": usd(t["actualUsd"]) if "actualUsd" in t else None}
+                for t in self.daily.for_user(user, first_day, last_day)]
+        billed = [d for d in days if d["actual_usd"] is not None]
+        return {"days": days, "missing": len(days) - len(billed),
+                "estimated_usd": usd(sum((Decimal(d["estimated_usd"]) for d in billed), Decimal(0))),
+                "actual_usd": usd(sum((Decimal(d["actual_usd"]) for d in billed), Decimal(0)))}
+
+    # -- chargeback ----------------------------------------------------------------------------
+    def invoice(self, month: str, user: str | None, markup_pct: Decimal | None) -> dict[str, Any]:
+        """The invoice of `month` (YYYY-MM), one user's or everyone's, with `markup_pct` percent on the
+        provider cost (default tollgate.invoice.DEFAULT_MARKUP_PCT). Shape: tollgate.invoice.build."""
+        from tollgate.invoice import DEFAULT_MARKUP_PCT, Invoices
+
+        return Invoices(self.usage, self.limits).invoice(
+            month, user, DEFAULT_MARKUP_PCT if markup_pct is None else markup_pct)
 
     # -- budgets -------------------------------------------------------------------------------
     def budget(self, user: str | None, key: str | None) -> dict[str, Any]:

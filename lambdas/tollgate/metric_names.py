@@ -31,3 +31,10 @@ PROVIDERS = ("openai", "anthropic")
 METERED_LOG_MESSAGE = "metered request"
 LOG_USER = "user"
 LOG_COST_USD = "cost_usd"
+
+# Reconciliation (tollgate.reconcile), per provider (DIM_PROVIDER): |actual - estimate| / estimate in percent
+# where the provider's bill for the day exists, else one count of a missing bill. The dashboard alarms when
+# the drift exceeds RECONCILIATION_DRIFT_ALARM_PCT.
+RECONCILIATION_DRIFT_PCT = "ReconciliationDriftPct"
+RECONCILIATION_MISSING = "ReconciliationMissing"
+RECONCILIATION_DRIFT_ALARM_PCT = 3

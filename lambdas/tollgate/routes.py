@@ -111,6 +111,11 @@ ROUTES: tuple[Route, ...] = tuple(
         # The loop guard's counters of one user (tollgate.loopguard).
         Route("GET", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
         Route("DELETE", "/admin/loops", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        # Chargeback: a month's invoice per user and key (tollgate.invoice).
+        Route("GET", "/admin/invoice", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION),
+        # Reconciliation with the providers' bills of one day (tollgate.reconcile); also run daily on a schedule.
+        Route("POST", "/admin/reconcile", scopes.ADMIN, BEARER.name, TOLLGATE, ADMIN_FUNCTION,
+              body="admin.Reconcile"),
     ]
 )
 

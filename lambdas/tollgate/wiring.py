@@ -150,10 +150,12 @@ def gateway() -> Any:
 @lru_cache(maxsize=1)
 def admin() -> Any:
     from tollgate.admin import Admin
+    from tollgate.store.daily_totals import DailyTotals
     from tollgate.store.loops import LoopStore
 
     return Admin(settings(), key_store(), limits_store(), usage_store(),
-                 loops=LoopStore(settings().budgets_table, dynamodb()))
+                 loops=LoopStore(settings().budgets_table, dynamodb()),
+                 daily=DailyTotals(settings().budgets_table, dynamodb()))
 
 
 @lru_cache(maxsize=1)

@@ -44,6 +44,7 @@ VALID: dict[str, dict[str, Any]] = {
     "admin.SetBudget": {"user": "fuzz-target", "monthly_usd": "5"},
     "admin.IssueToken": {"service": "fuzz", "scopes": ["ai:complete"]},
     "admin.UserSettings": {"log_prompts": False},
+    "admin.Reconcile": {"day": "2026-11-30"},
     "byok.PutProviderKey": {"api_key": "sk-fuzz-0000"},
     "runs.StartRun": {"agent": "feedback-analysis", "input": {"reviews": ["fine"]}, "budget_usd": "0.01"},
 }

@@ -20,6 +20,7 @@ from tests.infra.dashboards import referenced_metrics
 
 ALL_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS,
                mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED, mn.TIME_TO_FIRST_TOKEN_MS}
+ALL_METRICS |= {mn.RECONCILIATION_DRIFT_PCT, mn.RECONCILIATION_MISSING}  # issue 17: the daily reconciliation
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
@@ -97,6 +98,21 @@ def _sweep() -> None:
     sweeper.lambda_handler({}, LambdaContext("tollgate-sweeper"))
 
 
+def _reconcile(stack) -> None:
+    """Issue 17: today reconciled against the fake's bill (drift), then with the bill withheld (missing)."""
+    from datetime import datetime, timezone
+
+    from handlers import reconcile
+
+    today = datetime.now(timezone.utc).date().isoformat()
+    reconcile.lambda_handler({"day": today}, LambdaContext("tollgate-reconcile"))
+    stack.fake.billing.withheld = {today}
+    try:
+        reconcile.lambda_handler({"day": today}, LambdaContext("tollgate-reconcile"))
+    finally:
+        stack.fake.billing.withheld = set()
+
+
 def _shape(metrics) -> set[tuple[str, str, frozenset]]:
     return {(namespace, name, frozenset(k for k, _ in dims)) for namespace, name, dims in metrics}
 
@@ -105,6 +121,7 @@ def test_emitted_metrics_are_exactly_those_the_dashboards_and_alarms_read(local_
     with captured() as out:
         _every_kind_of_request(Client(local_stack.url, local_stack.admin_key))
         _sweep()
+        _reconcile(local_stack)
     emitted = {m for m in emitted_metrics(out.emf()) if m[0] == mn.NAMESPACE}
     referenced = {m for m in referenced_metrics(monitoring_template) if m[0] == mn.NAMESPACE}
 

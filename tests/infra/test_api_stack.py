@@ -19,6 +19,7 @@ HANDLERS = {
     routes.ADMIN_FUNCTION: "handlers.admin.lambda_handler",
     routes.RUNS_FUNCTION: "handlers.runs.lambda_handler",
     "sweeper": "handlers.sweeper.lambda_handler",
+    "reconcile": "handlers.reconcile.lambda_handler",  # issue 17: daily reconciliation with the providers' bills
 }
 
 
@@ -192,7 +193,8 @@ def test_rest_api_is_regional(api_template):
 
 def test_sweeper_runs_every_five_minutes(api_template):
     sweeper = _functions_by_handler(api_template)[HANDLERS["sweeper"]]
-    [rule] = resources(api_template, "AWS::Events::Rule").values()
+    [rule] = [r for r in resources(api_template, "AWS::Events::Rule").values()
+              if any(sweeper in local_refs(t["Arn"]) for t in r["Properties"]["Targets"])]
     assert rule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     assert [local_refs(t["Arn"]) for t in rule["Properties"]["Targets"]] == [{sweeper}]
 

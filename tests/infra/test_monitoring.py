@@ -25,6 +25,7 @@ from .dashboards import alarm_metrics, dashboard_metrics, dashboards, detector_m
 ALL_TOLLGATE_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS,
                         mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED,
                         mn.TIME_TO_FIRST_TOKEN_MS}
+ALL_TOLLGATE_METRICS |= {mn.RECONCILIATION_DRIFT_PCT, mn.RECONCILIATION_MISSING}  # tollgate.reconcile (issue 17)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ EXPECTED_TABLE_ACTIONS = {
     },
     ADMIN: {
         schema.API_KEYS: READ | SCAN | WRITE,
-        schema.USAGE: READ,  # one user's records: a Query, never a Scan
+        schema.USAGE: READ | SCAN,  # one user's records: a Query; a month's invoice, a day's reconciliation: a Scan
         schema.BUDGETS: READ | TRANSACT,
         schema.PROVIDER_KEYS: READ | WRITE,
     },

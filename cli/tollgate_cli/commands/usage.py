@@ -42,3 +42,8 @@ def show(ctx: Context) -> None:
               f"{money(result.get('total_cost_usd'), none='$0.00')}")
     if a.limit and count >= a.limit:
         ctx.print(f"(showing the first {a.limit}; raise --limit for more)")
+    rec = result.get("reconciliation")
+    if rec and rec.get("days"):  # the providers' bills, apportioned (tollgate reconcile)
+        missing = f"; {rec['missing']} day/model total(s) missing a provider bill" if rec.get("missing") else ""
+        ctx.print(f"Provider-billed: {money(rec.get('actual_usd'), none='$0.00')} against "
+                  f"{money(rec.get('estimated_usd'), none='$0.00')} estimated{missing}")

@@ -57,3 +57,17 @@ class UserSettings(TollgateRequest):
 
     log_prompts: StrictBool | None = None
     byok_budget_exempt: StrictBool | None = None
+
+
+class InvoiceQuery(TollgateRequest):
+    """GET /admin/invoice?month=YYYY-MM[&user=U][&markup_pct=2] (query-string values, checked here)."""
+
+    month: Annotated[Text, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    user: Id | None = None
+    markup_pct: Annotated[Usd, Field(le=100)] | None = None
+
+
+class Reconcile(TollgateRequest):
+    """POST /admin/reconcile: the UTC day to reconcile (default: yesterday)."""
+
+    day: Annotated[Text, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None

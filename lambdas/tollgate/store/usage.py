@@ -23,3 +23,10 @@ class UsageStore:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return out
+
+    def for_period(self, period: str) -> list[dict[str, Any]]:
+        """Every user's records of a UTC period, "YYYY-MM" or "YYYY-MM-DD": a paginated Scan filtered on the
+        sort key (the table has no index by time; for daily and monthly operator jobs, not requests)."""
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table, FilterExpression="begins_with(sk, :p)", ExpressionAttributeValues=values(p=period))
+        return [from_item(i) for page in pages for i in page["Items"]]
