@@ -111,3 +111,73 @@ def test_background_responses_are_refused_with_a_clear_400(local_stack, bob_key)
         client.responses.create(model="gpt-4o-mini", input="later", background=True)
     assert err.value.body["param"] == "background" and "background" in err.value.body["message"]
     assert len(local_stack.fake.calls) == calls
+
+
+def test_anthropic_version_and_betas_reach_the_provider_as_sent_and_unknown_betas_are_refused(local_stack, bob_key):
+    import anthropic
+
+    betas = "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
+    client = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key, max_retries=0,
+                                 default_headers={"anthropic-version": "2023-06-01", "anthropic-beta": betas})
+    client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    with client.messages.stream(model="claude-haiku-4-5", max_tokens=10,
+                                messages=[{"role": "user", "content": "stream"}]) as stream:
+        stream.get_final_message()
+    sent = [c["headers"] for c in local_stack.fake.calls_to("/v1/messages")[-2:]]
+    assert all(h["anthropic-version"] == "2023-06-01" and h["anthropic-beta"] == betas for h in sent)
+    assert all("authorization" not in h and "x-api-key" not in h for h in sent)  # the record holds no key
+
+    calls = len(local_stack.fake.calls)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10, extra_headers={"anthropic-beta": "mcp-x"},
+                               messages=[{"role": "user", "content": "hi"}])
+    assert "TOLLGATE_ANTHROPIC_BETAS" in err.value.message and len(local_stack.fake.calls) == calls
+
+
+def test_count_tokens_is_forwarded_not_charged_on_both_base_urls(local_stack, bob_key):
+    import anthropic
+
+    before = len(_records(local_stack, "e2e-clients-bob"))
+    counted = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key).messages.count_tokens(
+        model="claude-haiku-4-5", messages=[{"role": "user", "content": "count me"}])
+    assert counted.input_tokens > 0
+    # x-api-key clients (Claude Code with ANTHROPIC_API_KEY) use the /anthropic base URL
+    legacy = requests.post(f"{local_stack.url}/anthropic/v1/messages/count_tokens", timeout=30, headers={
+        "x-api-key": bob_key, "anthropic-version": "2023-06-01", "anthropic-beta": "token-efficient-tools-2025-02-19"},
+        json={"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]})
+    assert legacy.status_code == 200, legacy.text
+    assert local_stack.fake.calls_to("/v1/messages/count_tokens")[-1]["headers"]["anthropic-beta"] == \
+        "token-efficient-tools-2025-02-19"
+    assert len(_records(local_stack, "e2e-clients-bob")) == before  # not charged, no usage record
+
+
+def test_count_tokens_takes_one_request_of_the_requests_per_minute_limit(local_stack):
+    key = tollgate(local_stack, "keys", "create", "--user", "e2e-clients-rpm", "--scopes", "ai:complete",
+                   "--rpm", "1")["key"]
+    body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    first = requests.post(f"{local_stack.url}/v1/messages/count_tokens", json=body, headers=headers, timeout=30)
+    second = requests.post(f"{local_stack.url}/v1/messages/count_tokens", json=body, headers=headers, timeout=30)
+    # one minute boundary may fall between them: then both pass, and a third is refused
+    third = requests.post(f"{local_stack.url}/v1/messages/count_tokens", json=body, headers=headers, timeout=30)
+    assert first.status_code == 200 and 429 in (second.status_code, third.status_code)
+    refused = second if second.status_code == 429 else third
+    assert refused.json()["error"]["type"] == "rate_limit_error" and refused.headers["retry-after"]
+
+
+def test_models_in_anthropic_shape_with_anthropic_version_and_openai_shape_otherwise(local_stack, bob_key):
+    import anthropic
+
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key)
+    listed = list(ant.models.list())
+    assert listed and all(m.type == "model" and m.display_name and m.created_at for m in listed)
+    assert ant.models.retrieve("claude-haiku-4-5").id.startswith("claude-haiku-4-5")  # an alias: its model
+    legacy = requests.get(f"{local_stack.url}/anthropic/v1/models", timeout=30,
+                          headers={"x-api-key": bob_key, "anthropic-version": "2023-06-01"}).json()
+    assert legacy["first_id"] == legacy["data"][0]["id"] and legacy["has_more"] is False
+
+    oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=bob_key, max_retries=0)
+    assert oai.models.retrieve("gpt-4o-mini").owned_by == "openai"
+    assert {m.object for m in oai.models.list()} == {"model"}
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("no-such-model")
