@@ -21,8 +21,12 @@ from tollgate.settings import Settings
 
 VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
+# Priced by the catalogue or not changing prices: the 1M context window (long-context rates), caching (5-minute
+# and 1-hour writes), thinking and effort (output tokens), tool streaming, output length, context management.
+# The last five are what Claude Code 2.1 sends with every call.
 DEFAULT_BETAS = ("context-1m-*", "prompt-caching-*", "interleaved-thinking-*", "fine-grained-tool-streaming-*",
-                 "token-efficient-tools-*", "output-128k-*", "extended-cache-ttl-*", "claude-code-*")
+                 "token-efficient-tools-*", "output-128k-*", "extended-cache-ttl-*", "claude-code-*",
+                 "thinking-token-count-*", "context-management-*", "mid-conversation-system-*", "effort-*")
 
 
 def provider_headers(headers: Mapping[str, str], extra_betas: tuple[str, ...] = ()) -> dict[str, str]:
