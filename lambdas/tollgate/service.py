@@ -90,10 +90,11 @@ class MeteredGateway:
         _check_route_fits_model(operation, price)
         if self.metrics:
             self.metrics.add_dimension(name=metric_names.DIM_PROVIDER, value=price.provider)
+        if operation == RESPONSES:
+            responses_api.check_request(req.body)
         bound = self._bound(operation, price, req.body)
         plan = self._plan(req, price, bound, self.clock())
         if operation == RESPONSES:
-            responses_api.check_request(req.body)
             plan = replace(plan, checks=responses_api.chain_checks(self.ledger.budgets, req.principal, req.body))
         try:
             res, bound, lowered_from = self._reserve(plan, price, bound)
