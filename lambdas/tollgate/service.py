@@ -245,10 +245,10 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        extra = ()
+        owner = {}
         if response_id and req.body.get("store") is not False:
-            extra = (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)
-        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay, extra)
+            owner = {"extra": (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)}
+        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay, **owner)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
