@@ -17,13 +17,22 @@ In-band controls, written anywhere in the prompt text:
   [[fake:retry_after_ms=N]]     add `retry-after-ms: N` to an error reply (keeps SDK retries fast in tests)
   [[fake:stream_interval_ms=N]] stream one event every N ms, each written and flushed as it is "generated"
   [[fake:drop_after=K]]         drop the connection after K streamed events (no final usage, no end)
+  [[fake:tool_call]]            when function tools are offered and no tool result is in the request yet,
+                                call the first one (OpenAI chat tool_calls, Responses function_call,
+                                Anthropic tool_use), with arguments valid for its JSON schema
 
 A client that hangs up mid-stream is noticed at once (the fake waits between events on its socket) and
 recorded in `FakeProvider.disconnects` ({"path", "events_sent", "at": time.monotonic()}).
 
 Keys: OpenAI `Authorization: Bearer`; Anthropic `x-api-key` or `Authorization: Bearer` (what anthropic 2.x
 sends). A missing key gets 401; "sk-fake-invalid" or a key starting with "bad-" gets the provider's 401.
-Every call is recorded in `FakeProvider.calls` and served at GET /_fake/calls; POST /_fake/reset clears.
+Every call is recorded in `FakeProvider.calls` (with its request headers, credentials left out) and served
+at GET /_fake/calls; POST /_fake/reset clears.
+
+Also served: the Responses API (POST /v1/responses, plain and streamed, stored responses with GET/DELETE
+/v1/responses/{id}, POST .../cancel, GET .../input_items, previous_response_id chaining) and Anthropic's
+POST /v1/messages/count_tokens. Chat `n` gives n choices; a `response_format` json_schema is answered with
+JSON valid for the schema.
 
 Billing (admin APIs, below "the providers' bills"): every successful call the fake serves is billed at the
 gateway's price catalogue and reported by OpenAI's organization Costs/Usage API and Anthropic's Admin API
@@ -63,6 +72,7 @@ _WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod 
 _ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                           404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                           529: "overloaded_error"}
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key")  # left out of the recorded request headers
 _MODELS = {
     "openai": ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"],
     "anthropic": ["claude-sonnet-4-5", "claude-haiku-4-5"],
@@ -86,6 +96,7 @@ class Controls:
     retry_after_ms: int | None = None
     stream_interval_ms: int = 0
     drop_after: int | None = None
+    tool_call: bool = False
 
     @classmethod
     def parse(cls, texts: list[str]) -> "Controls":
@@ -94,6 +105,8 @@ class Controls:
             for name, value in _CONTROL.findall(text):
                 if name == "empty":
                     c.empty = True
+                elif name == "tool_call":
+                    c.tool_call = True
                 elif hasattr(c, name) and value:
                     setattr(c, name, int(value))
         return c
@@ -137,7 +150,9 @@ def _prompt_texts(body: dict[str, Any]) -> list[str]:
     texts = _texts(body.get("system"))
     for message in _messages(body):
         texts += _texts(message.get("content"))
-    return texts + [i for i in embedding_inputs(body) if isinstance(i, str)]
+    if isinstance(body.get("input"), list) and all(isinstance(i, dict) for i in body["input"]):
+        texts += _texts(body["input"])  # Responses API input items
+    return texts + _texts(body.get("instructions")) + [i for i in embedding_inputs(body) if isinstance(i, str)]
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
@@ -202,26 +217,40 @@ def _openai_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
 def openai_chat(body: dict[str, Any], controls: Controls) -> Reply:
     model = body["model"]
     pieces, n, truncated = _completion(body, controls)
+    pieces = _structured_text(body, pieces)
+    call = tool_to_call(body, controls)
+    choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    if call:
+        n, truncated = max(1, _tokens(call[1])), False
     prompt = prompt_tokens(body)
-    usage = _openai_usage(prompt, n, min(controls.cached_tokens, prompt))
-    finish = "length" if truncated else "stop"
+    usage = _openai_usage(prompt, n * choices, min(controls.cached_tokens, prompt))
+    finish = "tool_calls" if call else ("length" if truncated else "stop")
+    tool_calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                   "function": {"name": call[0], "arguments": call[1]}}] if call else None
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model,
             "service_tier": "default", "system_fingerprint": "fp_fake"}
     if not body.get("stream"):
-        message = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
+        message = {"role": "assistant", "content": None if call else "".join(pieces), "refusal": None,
+                   "annotations": [], **({"tool_calls": tool_calls} if call else {})}
         return _json(200, {**base, "object": "chat.completion", "usage": usage,
-                           "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]})
+                           "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                                       for i in range(choices)]})
 
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return b"data: " + _dumps({**base, "object": "chat.completion.chunk", "choices": [choice], **extra}) + b"\n\n"
 
-    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    events += [chunk({"content": piece}) for piece in pieces]
-    events.append(chunk({}, finish))
+    events = []
+    for i in range(choices):
+        events.append(chunk({"role": "assistant", "content": "" if not call else None, "refusal": None}, index=i))
+        if call:
+            events.append(chunk({"tool_calls": [{"index": 0, **tool_calls[0]}]}, index=i))
+        else:
+            events += [chunk({"content": piece}, index=i) for piece in pieces]
+        events.append(chunk({}, finish, index=i))
     if include_usage:
         events.append(b"data: " + _dumps({**base, "object": "chat.completion.chunk", "choices": [],
                                            "usage": usage}) + b"\n\n")
@@ -246,16 +275,21 @@ def openai_embeddings(body: dict[str, Any]) -> Reply:
 
 def anthropic_messages(body: dict[str, Any], controls: Controls) -> Reply:
     pieces, n, truncated = _completion(body, controls)
+    call = tool_to_call(body, controls)
+    if call:
+        n, truncated = max(1, _tokens(call[1])), False
     total = prompt_tokens(body)
     cache_read = min(controls.cached_tokens, total)
     cache_write = min(controls.cache_write_tokens, total - cache_read)
     usage = {"input_tokens": total - cache_read - cache_write, "cache_creation_input_tokens": cache_write,
              "cache_read_input_tokens": cache_read, "output_tokens": n, "service_tier": "standard"}
-    stop_reason = "max_tokens" if truncated else "end_turn"
+    stop_reason = "tool_use" if call else ("max_tokens" if truncated else "end_turn")
+    tool_use = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": call[0],
+                "input": json.loads(call[1])} if call else None
     message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
                "model": body["model"], "content": [], "stop_reason": None, "stop_sequence": None}
     if not body.get("stream"):
-        content = [{"type": "text", "text": "".join(pieces)}] if pieces else []
+        content = [tool_use] if call else ([{"type": "text", "text": "".join(pieces)}] if pieces else [])
         return _json(200, {**message, "content": content, "stop_reason": stop_reason, "usage": usage})
 
     def event(name: str, data: dict[str, Any]) -> bytes:
@@ -264,10 +298,15 @@ def anthropic_messages(body: dict[str, Any], controls: Controls) -> Reply:
     # Like the real API, message_start reports the input side and a placeholder output count;
     # the final output_tokens arrive in message_delta.
     events = [event("message_start", {"message": {**message, "usage": {**usage, "output_tokens": min(n, 1)}}})]
-    if pieces:
+    if call:
+        events.append(event("content_block_start", {"index": 0, "content_block": {**tool_use, "input": {}}}))
+        events.append(event("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
+                                                                           "partial_json": call[1]}}))
+        events.append(event("content_block_stop", {"index": 0}))
+    if pieces and not call:
         events.append(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
     events.append(event("ping", {}))
-    if pieces:
+    if pieces and not call:
         events += [event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
                    for p in pieces]
         events.append(event("content_block_stop", {"index": 0}))
@@ -284,6 +323,205 @@ def models_reply(wire: str) -> Reply:
         return _json(200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
     data = [{"id": m, "object": "model", "created": 1735689600, "owned_by": "fake"} for m in _MODELS["openai"]]
     return _json(200, {"object": "list", "data": data})
+
+
+# --- tool calls, structured output, the Responses API, count_tokens --------------------------------
+
+def example_json(schema: Any) -> Any:
+    """A value valid for a JSON schema (the subset tool parameters and response formats use): objects get
+    every declared property, enums their first value, strings "lorem", numbers 1, arrays one item."""
+    if not isinstance(schema, dict):
+        return "lorem"
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example_json(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        return {name: example_json(sub) for name, sub in props.items()}
+    if kind == "array":
+        return [example_json(schema.get("items"))]
+    return {"string": "lorem", "integer": 1, "number": 1, "boolean": True, "null": None}.get(kind, "lorem")
+
+
+def _function_tools(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, JSON schema of the arguments) of each function tool offered: OpenAI chat
+    {type: function, function: {name, parameters}}, Responses {type: function, name, parameters},
+    Anthropic {name, input_schema} (client tools)."""
+    out = []
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if isinstance(tool.get("function"), dict) and tool["function"].get("name"):
+            out.append((tool["function"]["name"], tool["function"].get("parameters")))
+        elif tool.get("type") == "function" and tool.get("name"):
+            out.append((tool["name"], tool.get("parameters")))
+        elif "input_schema" in tool and tool.get("name"):
+            out.append((tool["name"], tool["input_schema"]))
+    return out
+
+
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    """Whether the request already carries a tool's result (then the fake answers in text)."""
+    for message in _messages(body):
+        content = message.get("content")
+        if message.get("role") == "tool" or (isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") == "tool_result" for p in content)):
+            return True
+    items = body.get("input")
+    return isinstance(items, list) and any(isinstance(i, dict) and i.get("type") == "function_call_output"
+                                           for i in items)
+
+
+def tool_to_call(body: dict[str, Any], controls: Controls) -> tuple[str, str] | None:
+    """(tool name, JSON arguments) when the request asks for a tool call ([[fake:tool_call]]), else None."""
+    tools = _function_tools(body)
+    if not controls.tool_call or not tools or _has_tool_result(body):
+        return None
+    name, schema = tools[0]
+    return name, json.dumps(example_json(schema or {"type": "object"}))
+
+
+def _structured_text(body: dict[str, Any], pieces: list[str]) -> list[str]:
+    """The answer's text pieces; a json_schema `response_format` (chat) or `text.format` (Responses) gets
+    one piece, a JSON document valid for the schema."""
+    fmt = body.get("response_format") if isinstance(body.get("response_format"), dict) else None
+    if fmt is None and isinstance(body.get("text"), dict) and isinstance(body["text"].get("format"), dict):
+        fmt = body["text"]["format"]
+    if not fmt or fmt.get("type") not in ("json_schema", "json_object"):
+        return pieces
+    spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else fmt
+    return [json.dumps(example_json(spec.get("schema") or {"type": "object"}))]
+
+
+def responses_prompt_tokens(body: dict[str, Any], previous: dict[str, Any] | None) -> int:
+    """Input tokens of a Responses request: its instructions and input items (ceil(bytes / 4) of each text,
+    plus 3 per item), plus the whole stored conversation it chains to."""
+    items = body.get("input")
+    items = [{"content": items}] if isinstance(items, str) else (items if isinstance(items, list) else [])
+    count = sum(_tokens(t) for t in _texts(body.get("instructions")))
+    for item in items:
+        count += sum(_tokens(t) for t in _texts(item) + _texts((item or {}).get("output"))) + 3
+    if previous:
+        count += previous["usage"]["input_tokens"] + previous["usage"]["output_tokens"]
+    return count
+
+
+def _responses_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion}
+
+
+def openai_responses(body: dict[str, Any], controls: Controls, stored: dict[str, dict[str, Any]]) -> Reply:
+    """POST /v1/responses (https://platform.openai.com/docs/api-reference/responses/create), plain or streamed
+    (https://platform.openai.com/docs/api-reference/responses-streaming). Stored unless `store: false`."""
+    previous_id = body.get("previous_response_id")
+    previous = stored.get(previous_id) if isinstance(previous_id, str) else None
+    if previous_id is not None and previous is None:
+        return error_reply("openai", 404, f"Previous response with id '{previous_id}' not found.",
+                           param="previous_response_id", code="previous_response_not_found")
+    limit = body.get("max_output_tokens")
+    pieces, n, truncated = _completion({"max_tokens": limit} if isinstance(limit, int) else {}, controls)
+    pieces = _structured_text(body, pieces)
+    call = tool_to_call(body, controls)
+    prompt = responses_prompt_tokens(body, previous)
+    response_id = f"resp_{uuid.uuid4().hex}"
+    if call:
+        item = {"id": f"fc_{uuid.uuid4().hex[:24]}", "type": "function_call", "status": "completed",
+                "call_id": f"call_{uuid.uuid4().hex[:24]}", "name": call[0], "arguments": call[1]}
+        n = max(1, _tokens(call[1]))
+    else:
+        item = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "".join(pieces), "annotations": [], "logprobs": []}]}
+    usage = _responses_usage(prompt, n, min(controls.cached_tokens, prompt))
+    base = {"id": response_id, "object": "response", "created_at": int(time.time()), "model": body["model"],
+            "instructions": body.get("instructions"), "max_output_tokens": limit,
+            "previous_response_id": previous_id, "store": body.get("store", True), "tools": body.get("tools") or [],
+            "tool_choice": body.get("tool_choice", "auto"), "parallel_tool_calls": True, "temperature": 1.0,
+            "top_p": 1.0, "text": body.get("text") or {"format": {"type": "text"}}, "truncation": "disabled",
+            "reasoning": body.get("reasoning") or {"effort": None, "summary": None}, "metadata": {},
+            "service_tier": "default", "error": None, "background": False}
+    status = "incomplete" if truncated and not call else "completed"
+    final = {**base, "status": status, "output": [item], "usage": usage,
+             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None}
+    if final["store"] is not False:
+        items = body.get("input")
+        items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": items}]}] \
+            if isinstance(items, str) else list(items or [])
+        stored[response_id] = {**final, "_input_items": [{"id": f"item_{i}", **x} for i, x in enumerate(items)]}
+    if not body.get("stream"):
+        return _json(200, final)
+
+    seq = iter(range(1_000_000))
+
+    def event(kind: str, **data: Any) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + _dumps({"type": kind, "sequence_number": next(seq),
+                                                                   **data}) + b"\n\n"
+
+    started = {**base, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    events = [event("response.created", response=started), event("response.in_progress", response=started)]
+    opened = {**item, "status": "in_progress"}
+    if call:
+        events.append(event("response.output_item.added", output_index=0, item={**opened, "arguments": ""}))
+        events.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=0,
+                            delta=call[1]))
+        events.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=0,
+                            arguments=call[1], name=call[0]))
+    else:
+        text = item["content"][0]["text"]
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        events.append(event("response.output_item.added", output_index=0, item={**opened, "content": []}))
+        events.append(event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
+                            part=part))
+        events += [event("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0,
+                         delta=p, logprobs=[]) for p in pieces]
+        events.append(event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0,
+                            text=text, logprobs=[]))
+        events.append(event("response.content_part.done", item_id=item["id"], output_index=0, content_index=0,
+                            part={**part, "text": text}))
+    events.append(event("response.output_item.done", output_index=0, item=item))
+    events.append(event("response.completed" if status == "completed" else "response.incomplete", response=final))
+    return _sse(events)
+
+
+_STORED = re.compile(r"^/v1/responses/([^/]+)(?:/(cancel|input_items))?$")
+
+
+def stored_response(method: str, path: str, stored: dict[str, dict[str, Any]]) -> Reply | None:
+    """GET/DELETE /v1/responses/{id}, POST /v1/responses/{id}/cancel, GET /v1/responses/{id}/input_items;
+    None if `path` is none of them."""
+    match = _STORED.match(path)
+    allowed = {None: ("GET", "DELETE"), "cancel": ("POST",), "input_items": ("GET",)}
+    if not match or method not in allowed[match.group(2)]:
+        return None
+    response_id, action = match.groups()
+    found = stored.get(response_id)
+    if found is None:
+        return error_reply("openai", 404, f"Response with id '{response_id}' not found.")
+    public = {k: v for k, v in found.items() if not k.startswith("_")}
+    if method == "DELETE":
+        del stored[response_id]
+        return _json(200, {"id": response_id, "object": "response", "deleted": True})
+    if action == "cancel":  # only a background response can be cancelled; the fake has none in progress
+        return error_reply("openai", 400, "Only background responses can be cancelled.")
+    if action == "input_items":
+        data = found["_input_items"]
+        return _json(200, {"object": "list", "data": data, "has_more": False,
+                           "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+    return _json(200, public)
+
+
+def anthropic_count_tokens(body: dict[str, Any]) -> Reply:
+    """POST /v1/messages/count_tokens (https://docs.anthropic.com/en/api/messages-count-tokens)."""
+    return _json(200, {"input_tokens": prompt_tokens(body)})
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -311,7 +549,7 @@ def _check(wire: str, path: str, body: dict[str, Any]) -> Reply | None:
         return error_reply(wire, 400, "messages: Field required" if wire == "anthropic" else
                            "'messages' is a required property", param="messages")
     limit = _max_tokens(body)
-    if wire == "anthropic" and limit is None:
+    if wire == "anthropic" and limit is None and path != "/v1/messages/count_tokens":
         return error_reply(wire, 400, "max_tokens: Field required")
     if limit is not None and limit < 1:
         return error_reply(wire, 400, "max_tokens must be at least 1", param="max_tokens")
@@ -331,6 +569,7 @@ class FakeProvider:
         self.host = host
         self.calls: list[dict[str, Any]] = []
         self.disconnects: list[dict[str, Any]] = []
+        self.responses: dict[str, dict[str, Any]] = {}  # stored Responses API objects by id
         self._lock = threading.Lock()
         self.billing = Billing()
         self._serving: ServerThread | None = None
@@ -351,6 +590,7 @@ class FakeProvider:
         with self._lock:
             self.calls.clear()
             self.disconnects.clear()
+            self.responses.clear()
         self.billing.reset()
 
     def client_disconnected(self, path: str, events_sent: int) -> None:
@@ -372,7 +612,8 @@ class FakeProvider:
             return self.billing.handle(method, path, headers, raw, query)
 
         anthropic_headers = "x-api-key" in headers or "anthropic-version" in headers
-        wire = "anthropic" if path == "/v1/messages" or (path == "/v1/models" and anthropic_headers) else "openai"
+        wire = "anthropic" if path in ("/v1/messages", "/v1/messages/count_tokens") or (
+            path.startswith("/v1/models") and anthropic_headers) else "openai"
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -380,7 +621,8 @@ class FakeProvider:
         body_dict = body if isinstance(body, dict) else {}
         key = _api_key(wire, headers)
         call = {"method": method, "path": path, "wire": wire, "model": body_dict.get("model"), "api_key": key,
-                "stream": bool(body_dict.get("stream")), "max_tokens": _max_tokens(body_dict), "body": body_dict}
+                "stream": bool(body_dict.get("stream")), "max_tokens": _max_tokens(body_dict), "body": body_dict,
+                "headers": {k.lower(): v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}}
         controls = Controls.parse(_prompt_texts(body_dict))
         reply = self._reply(method, path, wire, key, body, controls)
         call["status"] = reply.status
@@ -395,8 +637,8 @@ class FakeProvider:
 
     def _reply(self, method: str, path: str, wire: str, key: str, body: Any, controls: Controls) -> Reply:
         routes = {("POST", "/v1/chat/completions"), ("POST", "/v1/embeddings"), ("POST", "/v1/messages"),
-                  ("GET", "/v1/models")}
-        if (method, path) not in routes:
+                  ("GET", "/v1/models"), ("POST", "/v1/responses"), ("POST", "/v1/messages/count_tokens")}
+        if (method, path) not in routes and not _STORED.match(path):
             return error_reply(wire, 404, f"Unknown request URL: {method} {path}", code="unknown_url")
         if not key:
             return error_reply(wire, 401, "x-api-key header is required" if wire == "anthropic" else
@@ -404,6 +646,9 @@ class FakeProvider:
         if key == "sk-fake-invalid" or key.startswith("bad-"):
             message = "invalid x-api-key" if wire == "anthropic" else f"Incorrect API key provided: {_masked(key)}."
             return error_reply(wire, 401, message, code="invalid_api_key")
+        stored = stored_response(method, path, self.responses) if _STORED.match(path) else None
+        if _STORED.match(path):
+            return stored or error_reply(wire, 404, f"Unknown request URL: {method} {path}", code="unknown_url")
         if method == "GET":
             return models_reply(wire)
         if not isinstance(body, dict):
@@ -411,9 +656,16 @@ class FakeProvider:
         if controls.status and controls.status >= 400:
             return error_reply(wire, controls.status, f"fake provider: forced HTTP {controls.status}",
                                retry_after_ms=controls.retry_after_ms)
+        if path == "/v1/responses":
+            if not isinstance(body.get("model"), str) or not body["model"]:
+                return error_reply(wire, 400, "Missing required parameter: 'model'.", param="model")
+            with self._lock:
+                return openai_responses(body, controls, self.responses)
         invalid = _check(wire, path, body)
         if invalid:
             return invalid
+        if path == "/v1/messages/count_tokens":
+            return anthropic_count_tokens(body)
         if path == "/v1/embeddings":
             return openai_embeddings(body)
         if path == "/v1/messages":
@@ -573,6 +825,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._serve("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve("DELETE")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from handlers._api import principal_for, usable_id, validated_body
-from tollgate import errors, metric_names, routes, scopes, wiring
+from tollgate import anthropic_api, errors, metric_names, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.observability import logger, metrics
 from tollgate.service import MeteredRequest, Reply
@@ -47,6 +47,7 @@ class Request:
     body: bytes
     context: dict[str, Any]  # API Gateway's requestContext
     route: routes.Route | None = None  # once matched
+    query: dict[str, str] = field(default_factory=dict)  # the query string's parameters (last value wins)
 
     @property
     def request_id(self) -> str:
@@ -72,7 +73,8 @@ def _metered(request: Request, principal: Principal) -> Answer:
     reply = wiring.gateway().handle(MeteredRequest(
         request_id=request.request_id, path=request.path, principal=principal, body=body,
         user_agent=request.headers.get("user-agent") or "",
-        idempotency_key=request.headers.get("idempotency-key"), run_id=_run_id(request, principal)))
+        idempotency_key=request.headers.get("idempotency-key"), run_id=_run_id(request, principal),
+        provider_headers=_anthropic_headers(request)))
     headers = {"content-type": reply.content_type, **reply.headers}
     if isinstance(reply, StreamingReply):
         return Answer(reply.status, {**headers, "cache-control": "no-cache"}, stream=reply,
@@ -97,10 +99,53 @@ def _run_id(request: Request, principal: Principal) -> str | None:
     return None
 
 
+def _anthropic_headers(request: Request) -> dict[str, str]:
+    """An Anthropic-format route's anthropic-version / anthropic-beta, checked (tollgate.anthropic_api)."""
+    if request.route is None or request.route.wire != routes.ANTHROPIC:
+        return {}
+    return anthropic_api.provider_headers(request.headers, wiring.settings().anthropic_betas)
+
+
+def _count_tokens(request: Request, principal: Principal) -> Answer:
+    body = validated_body(request.route, request.body)
+    status, answer = wiring.count_tokens().count(principal, body, _anthropic_headers(request))
+    return Answer(status, {"content-type": "application/json"}, answer)
+
+
 def _models(request: Request, principal: Principal) -> Answer:
-    data = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}
-            for m in wiring.catalogue().models()]
+    """GET /v1/models and /v1/models/{id}: the priced models, in Anthropic's shape when the request carries
+    anthropic-version (https://docs.anthropic.com/en/api/models-list), in OpenAI's otherwise. An unpriced
+    model id is 404."""
+    assert request.route is not None
+    anthropic = bool(request.headers.get(anthropic_api.VERSION_HEADER)) or request.route.wire == routes.ANTHROPIC
+    catalogue = wiring.catalogue()
+    one = request.route.pattern.match(request.path).groupdict().get("modelId")
+    if one is not None:
+        if one not in catalogue:
+            raise errors.NotFound(f"The model '{one}' does not exist.", code="model_not_found", param="model")
+        return _json(200, _model_entry(catalogue.price(one), anthropic))
+    data = [_model_entry(m, anthropic) for m in catalogue.models()]
+    if anthropic:
+        return _json(200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                           "last_id": data[-1]["id"] if data else None})
     return _json(200, {"object": "list", "data": data})
+
+
+def _model_entry(price: Any, anthropic: bool) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "model", "id": price.id, "display_name": price.id,
+                "created_at": f"{price.as_of or '1970-01-01'}T00:00:00Z"}
+    return {"id": price.id, "object": "model", "created": 0, "owned_by": price.provider}
+
+
+def _stored_response(request: Request, principal: Principal) -> Answer:
+    """GET/DELETE /v1/responses/{id}, POST .../cancel, GET .../input_items: the owner's only (tollgate.responses)."""
+    assert request.route is not None
+    response_id = usable_id(request.route.pattern.match(request.path)["responseId"], "response_id")
+    last = request.route.path.rsplit("/", 1)[1]
+    action = None if last.startswith("{") else last
+    status, body = wiring.stored_responses().forward(principal, request.method, response_id, action, request.query)
+    return Answer(status, {"content-type": "application/json"}, body)
 
 
 def _health(request: Request) -> Answer:
@@ -110,6 +155,12 @@ def _health(request: Request) -> Answer:
 _IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Answer]] = {
     (r.method, r.path): _metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION and r.metered}
 _IMPLEMENTATIONS.update({("GET", "/v1/models"): _models, ("GET", "/health"): _health})
+_IMPLEMENTATIONS.update({(r.method, r.path): _models for r in routes.ROUTES if r.path.endswith(("/models",
+                                                                                              "/models/{modelId}"))})
+_IMPLEMENTATIONS.update({(r.method, r.path): _count_tokens for r in routes.ROUTES
+                         if r.path.endswith("/messages/count_tokens")})
+_IMPLEMENTATIONS.update({(r.method, r.path): _stored_response for r in routes.ROUTES
+                         if r.function == routes.GATEWAY_FUNCTION and "/responses/{responseId}" in r.path})
 _missing = {(r.method, r.path) for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION} - set(_IMPLEMENTATIONS)
 if _missing:
     raise RuntimeError(f"routes without an implementation: {sorted(_missing)}")
@@ -200,7 +251,8 @@ async def _read(scope: dict, receive: Receive) -> Request:
     except ValueError:
         context = {}
     return Request(scope["method"], unquote(scope["path"]), headers, b"".join(chunks),
-                   context if isinstance(context, dict) else {})
+                   context if isinstance(context, dict) else {},
+                   query=dict(parse_qsl((scope.get("query_string") or b"").decode("latin-1"))))
 
 
 def _start_log_context(request: Request) -> None:

@@ -185,12 +185,15 @@ def input_estimate(body: dict[str, Any], context_window: int | None = None) -> i
 def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_max_tokens: int,
                *, anthropic: bool, context_window: int | None = None, price: "ModelPrice | None" = None,
                tool_call_bound: int = DEFAULT_TOOL_CALL_BOUND,
-               tool_input_tokens: int = DEFAULT_TOOL_INPUT_TOKENS) -> Bound:
-    """The bound of a chat/messages request. `price` is the model's catalogue entry: the service tiers and
+               tool_input_tokens: int = DEFAULT_TOOL_INPUT_TOKENS, responses: bool = False) -> Bound:
+    """The bound of a chat/messages request (`responses`: an OpenAI Responses API request, whose cap is
+    `max_output_tokens` and which has no `n`). `price` is the model's catalogue entry: the service tiers and
     server-side tools it prices may be used (without it, neither may). Raises InvalidRequest (400) for a
     bad max_tokens / n / max_uses, an unpriced tier or server-side tool, or an unboundable document."""
     if anthropic:
         fields = ("max_tokens",)
+    elif responses:
+        fields = ("max_output_tokens",)
     else:
         fields = ("max_completion_tokens", "max_tokens")
     requested = None
@@ -204,13 +207,21 @@ def chat_bound(body: dict[str, Any], model: str, model_max_output: int, default_
     if defaulted:
         requested = min(default_max_tokens, model_max_output)
         field_name = "max_tokens" if anthropic or not model.startswith(_REASONING_PREFIXES) else "max_completion_tokens"
-    n = 1 if anthropic else (_positive_int(body, "n") or 1)
+        field_name = "max_output_tokens" if responses else field_name
+    n = 1 if anthropic or responses else (_positive_int(body, "n") or 1)
     cap = min(requested, model_max_output)
     check_premium_options(body, price, anthropic=anthropic)
     tiers = service_tiers(body, price, anthropic=anthropic)
     calls = tool_calls(body, price, call_bound=tool_call_bound)
     tool_input = sum(calls.values()) * tool_input_tokens
-    return Bound(input_bound(body, context_window) + tool_input, cap * n, requested, field_name, defaulted, n,
+    inputs = input_bound(body, context_window)
+    if responses and body.get("previous_response_id") is not None:
+        # The provider prepends the stored conversation, which the gateway cannot see: up to the whole window.
+        if not context_window:
+            raise InvalidRequest("This model's context window is not configured, so a chained response "
+                                 "(previous_response_id) cannot be bounded.", param="previous_response_id")
+        inputs = context_window
+    return Bound(inputs + tool_input, cap * n, requested, field_name, defaulted, n,
                  input_estimate=input_estimate(body, context_window), service_tiers=tiers, tool_calls=calls)
 
 

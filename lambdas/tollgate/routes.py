@@ -83,6 +83,20 @@ ROUTES: tuple[Route, ...] = tuple(
     + _v1("POST", "/embeddings", scopes.EMBED, OPENAI, metered=True, body="openai.EmbeddingRequest")
     + _v1("GET", "/models", None, OPENAI, metered=False)
     + _v1("POST", "/messages", scopes.COMPLETE, ANTHROPIC, metered=True, body="anthropic.MessagesRequest")
+    # The Responses API (issue 12). A stored response lives in the platform's provider account: only the
+    # user who created it may read, delete, cancel or chain it (tollgate.responses).
+    + _v1("POST", "/responses", scopes.COMPLETE, OPENAI, metered=True, body="openai.ResponsesRequest")
+    + _v1("GET", "/responses/{responseId}", scopes.COMPLETE, OPENAI, metered=False)
+    + _v1("DELETE", "/responses/{responseId}", scopes.COMPLETE, OPENAI, metered=False)
+    + _v1("POST", "/responses/{responseId}/cancel", scopes.COMPLETE, OPENAI, metered=False)
+    + _v1("GET", "/responses/{responseId}/input_items", scopes.COMPLETE, OPENAI, metered=False)
+    # Anthropic's token counting: forwarded, not charged, one request of the requests-per-minute limit.
+    + _v1("POST", "/messages/count_tokens", scopes.COMPLETE, ANTHROPIC, metered=False,
+          body="anthropic.CountTokensRequest")
+    # One model (any wire: Anthropic's shape when the request carries anthropic-version, OpenAI's otherwise).
+    + _v1("GET", "/models/{modelId}", None, OPENAI, metered=False)
+    + [Route("GET", "/anthropic/v1/models", None, X_API_KEY.name, ANTHROPIC, GATEWAY_FUNCTION),
+       Route("GET", "/anthropic/v1/models/{modelId}", None, X_API_KEY.name, ANTHROPIC, GATEWAY_FUNCTION)]
     + [
         Route("GET", "/health", None, NONE, TOLLGATE, GATEWAY_FUNCTION),
         Route("GET", "/v1/usage", None, BEARER.name, TOLLGATE, ADMIN_FUNCTION),

@@ -14,17 +14,19 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from tollgate import budgets, estimate, idempotency, loopguard, metric_names, streaming
+from tollgate import responses as responses_api
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
                              RateLimited, TollgateError)
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
 from tollgate.pricing import Catalogue, ModelPrice
-from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, Usage
+from tollgate.providers.base import CHAT, EMBEDDINGS, MESSAGES, RESPONSES, Usage
 from tollgate.ratelimits import headers as rate_headers
 from tollgate.ratelimits import window_for
 from tollgate.settings import Settings
 from tollgate.store.ledger import IdempotentReplay, Ledger, Plan, Replay, Reservation
+from tollgate.store.responses import owner_put
 from tollgate.money import text as usd
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 # output tokens fit; below it the request is refused.
 MIN_USEFUL_MAX_TOKENS = 64
 
-OPERATION_BY_SUFFIX = {"/chat/completions": CHAT, "/embeddings": EMBEDDINGS, "/messages": MESSAGES}
-WIRE_PROVIDER = {MESSAGES: "anthropic", CHAT: "openai", EMBEDDINGS: "openai"}
+OPERATION_BY_SUFFIX = {"/chat/completions": CHAT, "/embeddings": EMBEDDINGS, "/messages": MESSAGES,
+                       "/responses": RESPONSES}
+WIRE_PROVIDER = {MESSAGES: "anthropic", CHAT: "openai", EMBEDDINGS: "openai", RESPONSES: "openai"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class MeteredRequest:
     user_agent: str = ""
     run_id: str | None = None
     idempotency_key: str | None = None
+    # Headers forwarded to the provider as the client sent them (Anthropic's anthropic-version and allowed
+    # anthropic-beta: tollgate.anthropic_api).
+    provider_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,8 +90,12 @@ class MeteredGateway:
         _check_route_fits_model(operation, price)
         if self.metrics:
             self.metrics.add_dimension(name=metric_names.DIM_PROVIDER, value=price.provider)
+        if operation == RESPONSES:
+            responses_api.check_request(req.body)
         bound = self._bound(operation, price, req.body)
         plan = self._plan(req, price, bound, self.clock())
+        if operation == RESPONSES:
+            plan = replace(plan, checks=responses_api.chain_checks(self.ledger.budgets, req.principal, req.body))
         try:
             res, bound, lowered_from = self._reserve(plan, price, bound)
         except IdempotentReplay as replay:
@@ -116,7 +126,8 @@ class MeteredGateway:
         return estimate.chat_bound(body, price.id, price.max_output_tokens, self.settings.default_max_tokens,
                                    anthropic=operation == MESSAGES, context_window=price.context_window, price=price,
                                    tool_call_bound=self.settings.server_tool_max_calls,
-                                   tool_input_tokens=self.settings.server_tool_input_tokens)
+                                   tool_input_tokens=self.settings.server_tool_input_tokens,
+                                   responses=operation == RESPONSES)
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
@@ -175,10 +186,12 @@ class MeteredGateway:
         started = time.monotonic()
         try:
             api_key, byok = self.keys(req.principal, price.provider)
+            forwarded = {"headers": req.provider_headers} if req.provider_headers else {}
             if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
-                return streaming.stream(self, req, price, res, provider.open_stream(operation, body, api_key=api_key),
+                return streaming.stream(self, req, price, res,
+                                        provider.open_stream(operation, body, api_key=api_key, **forwarded),
                                         body, bound, lowered_from, byok, started)
-            result = provider.call(operation, body, api_key=api_key)
+            result = provider.call(operation, body, api_key=api_key, **forwarded)
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
             self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
                          getattr(exc, "code", type(exc).__name__), stream=stream)
@@ -200,7 +213,8 @@ class MeteredGateway:
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
             self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                         model=result.model or price.id, replay=replay, reported_cost=reported_cost)
+                         model=result.model or price.id, replay=replay, reported_cost=reported_cost,
+                         response_id=result.response_id)
         except Exception:
             # The provider has answered and billed: give the client its answer rather than an error it
             # would retry (and pay for again). Settle once more without the stored replay (the likeliest
@@ -210,7 +224,8 @@ class MeteredGateway:
             self._count(metric_names.SETTLE_FAILURES)
             try:
                 self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                             model=result.model or price.id, reported_cost=reported_cost)
+                             model=result.model or price.id, reported_cost=reported_cost,
+                             response_id=result.response_id)
             except Exception:
                 log.exception("settle failed twice; usage not recorded", extra={"request_id": req.request_id})
         self._warn(req, res, cost)
@@ -250,7 +265,9 @@ class MeteredGateway:
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
                 model: str | None = None, replay: Replay | None = None,
-                reported_cost: Decimal | None = None) -> None:
+                reported_cost: Decimal | None = None, response_id: str | None = None) -> None:
+        """Record the usage and settle the reservation (tollgate.store.ledger). A stored Responses API answer
+        (`response_id`, unless the request said `store: false`) has its owner recorded in the same transaction."""
         record = UsageRecord(
             user=req.principal.user, request_id=req.request_id, started_at=res.plan.started_at,
             principal=req.principal.id, key_id=req.principal.key_id, provider=price.provider,
@@ -259,7 +276,10 @@ class MeteredGateway:
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id,
             reported_cost=reported_cost)
-        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay)
+        owner = {}
+        if response_id and req.body.get("store") is not False:
+            owner = {"extra": (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)}
+        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay, **owner)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:

@@ -53,6 +53,7 @@ class Settings:
     loop_max_usd: Decimal = Decimal("0.50")  # worst-case input USD one pattern may spend per loop window
     server_tool_max_calls: int = 10  # calls reserved per server-side tool when the request sets no max_uses
     server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
+    anthropic_betas: tuple[str, ...] = ()  # anthropic-beta patterns allowed beyond tollgate.anthropic_api's defaults
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -99,6 +100,7 @@ class Settings:
             loop_max_usd=Decimal(get(Env.LOOP_MAX_USD, "0.50")),
             server_tool_max_calls=int(get(Env.SERVER_TOOL_MAX_CALLS, "10")),
             server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
+            anthropic_betas=tuple(b.strip() for b in (get(Env.ANTHROPIC_BETAS) or "").split(",") if b.strip()),
         )
 
 

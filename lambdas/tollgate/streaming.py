@@ -152,20 +152,21 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
         log.warning("stream cut; charged by the cut-stream rule", extra={
             "request_id": req.request_id, "outcome": outcome, "basis": basis, "model": price.id})
     model = meter.model or price.id
+    response_id = getattr(meter, "response_id", None)  # a Responses API stream's (tollgate.responses)
     replay = None
     if outcome == OK and res.plan.idempotency_pk is not None:
         replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
     try:
         gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
-                        replay=replay, reported_cost=reported_cost)
+                        replay=replay, reported_cost=reported_cost, response_id=response_id)
     except Exception:
         log.exception("settling a stream failed; retrying without the idempotent replay",
                       extra={"request_id": req.request_id})
         gateway._count(metric_names.SETTLE_FAILURES)
         try:
             gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True,
-                            model=model, reported_cost=reported_cost)
+                            model=model, reported_cost=reported_cost, response_id=response_id)
         except Exception:
             log.exception("settling a stream failed twice; usage not recorded", extra={"request_id": req.request_id})
     gateway._warn(req, res, cost)

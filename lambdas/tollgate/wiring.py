@@ -188,3 +188,20 @@ def reset() -> None:
         fn.cache_clear()
     settings_module.settings.cache_clear()
     dynamo.client.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def stored_responses() -> Any:
+    from tollgate.responses import StoredResponses
+    from tollgate.store.responses import ResponseOwners
+
+    return StoredResponses(ResponseOwners(settings().budgets_table, dynamodb()), providers()["openai"], provider_key)
+
+
+@lru_cache(maxsize=1)
+def count_tokens() -> Any:
+    from tollgate.anthropic_api import CountTokens
+    from tollgate.store.windows import RequestWindows
+
+    return CountTokens(settings(), catalogue(), RequestWindows(settings().budgets_table, dynamodb()),
+                       providers()["anthropic"], provider_key)

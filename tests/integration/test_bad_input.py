@@ -186,7 +186,9 @@ def test_every_route_that_reads_a_body_names_a_schema_that_resolves():
 
     bodyless = {(r.method, r.path) for r in routes.ROUTES if r.method in ("POST", "PUT", "PATCH") and r.body is None}
     # Status changes carry no body: the CLI sends {} and nothing reads it.
-    assert bodyless == {("POST", f"/admin/keys/{{keyId}}/{action}") for action in ("revoke", "suspend", "resume")}
+    # Cancelling a stored response carries none either (OpenAI's API; tollgate.responses).
+    assert bodyless == {("POST", f"/admin/keys/{{keyId}}/{action}") for action in ("revoke", "suspend", "resume")} | {
+        ("POST", "/v1/responses/{responseId}/cancel")}
     for route in routes.ROUTES:
         if route.body:
             assert requests.schema(route.body).model_fields, route

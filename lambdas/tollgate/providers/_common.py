@@ -122,6 +122,13 @@ def sdk_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
     return (sdk.APIError, httpx2.HTTPError, httpx2.StreamError)
 
 
+def http_response_class() -> type:
+    """The HTTP library's Response class: passed as an SDK's `cast_to`, the SDK returns the raw response."""
+    import httpx2
+
+    return httpx2.Response
+
+
 def sse_events(raw: bytes) -> list[tuple[bytes, str | None, str]]:
     """Split a server-sent-event stream into (raw block, event name, data) per event."""
     events = []

@@ -1,10 +1,11 @@
-"""Anthropic adapter: messages (plain: `call`; streamed: `open_stream`), in Anthropic's wire format.
+"""Anthropic adapter: messages (plain: `call`; streamed: `open_stream`) and count_tokens, in Anthropic's wire
+format. `headers`: the client's anthropic-version / anthropic-beta (tollgate.anthropic_api), sent as they are.
 
 The `anthropic` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from tollgate import errors
 from tollgate.providers import _common
@@ -103,24 +104,41 @@ class AnthropicProvider(_common.SdkAdapter):
         # Explicit, so no environment variable can switch spans to recording prompt content.
         return {"open_telemetry": {"traces": {"content_mode": "metadata_only"}}}
 
-    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
+    def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str,
+                    headers: Mapping[str, str] | None = None) -> _common.ProviderStream:
         """A streamed Messages call, open: its events arrive as the provider sends them."""
         _check(operation, body)
         create = self._client(api_key).messages.with_streaming_response.create
-        return _common.open_stream(self._sdk(), create, MessagesStreamMeter(api_key, body), api_key, **_arguments(body))
+        return _common.open_stream(self._sdk(), create, MessagesStreamMeter(api_key, body), api_key,
+                                   **_arguments(body, headers))
 
-    def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
+    def call(self, operation: str, body: dict[str, Any], *, api_key: str,
+             headers: Mapping[str, str] | None = None) -> ProviderResult:
         _check(operation, body)
         sdk = self._sdk()
         try:
             create = self._client(api_key).messages.with_streaming_response.create
-            with create(**_arguments(body)) as resp:
+            with create(**_arguments(body, headers)) as resp:
                 raw, status = resp.read(), resp.status_code
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, body),
                               doc.get("model") or body.get("model", ""))
+
+    def count_tokens(self, body: dict[str, Any], *, api_key: str,
+                     headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """POST /v1/messages/count_tokens, forwarded: (HTTP status, the provider's JSON {input_tokens}).
+        Raises like `call`."""
+        sdk = self._sdk()
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        try:
+            count = self._client(api_key).messages.with_streaming_response.count_tokens
+            with count(model=body.get("model"), messages=body.get("messages"), extra_body=rest,
+                       **({"extra_headers": dict(headers)} if headers else {})) as resp:
+                return resp.status_code, resp.read()
+        except _common.sdk_errors(sdk) as exc:
+            raise _common.translate(exc, sdk, api_key) from None
 
 
 def _check(operation: str, body: dict[str, Any]) -> None:
@@ -130,7 +148,7 @@ def _check(operation: str, body: dict[str, Any]) -> None:
         raise errors.InvalidRequest("max_tokens is required", param="max_tokens")
 
 
-def _arguments(body: dict[str, Any]) -> dict[str, Any]:
+def _arguments(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
     return {"model": body.get("model"), "messages": body.get("messages"), "max_tokens": body["max_tokens"],
-            "extra_body": rest}
+            "extra_body": rest, **({"extra_headers": dict(headers)} if headers else {})}

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Protocol
 CHAT = "chat.completions"  # OpenAI wire format
 EMBEDDINGS = "embeddings"  # OpenAI wire format
 MESSAGES = "messages"  # Anthropic wire format
+RESPONSES = "responses"  # OpenAI Responses API wire format
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class ProviderResult:
     content_type: str  # application/json or text/event-stream
     usage: Usage
     model: str  # the model the provider says it used
+    response_id: str | None = None  # a Responses API answer's id (its owner is recorded: tollgate.responses)
 
 
 class Provider(Protocol):

@@ -1,5 +1,5 @@
-"""OpenAI adapter: chat completions (plain: `call`; streamed: `open_stream`) and embeddings, in OpenAI's
-wire format.
+"""OpenAI adapter: chat completions and the Responses API (plain: `call`; streamed: `open_stream`),
+embeddings, and the Responses API's stored-response operations (`stored_response`), in OpenAI's wire format.
 
 The `openai` SDK is imported on first use, never at module import (it costs 0.5-1.5 s of cold start).
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 from tollgate import errors
 from tollgate.providers import _common
-from tollgate.providers.base import CHAT, EMBEDDINGS, ProviderResult, Usage
+from tollgate.providers.base import CHAT, EMBEDDINGS, RESPONSES, ProviderResult, Usage
 
 
 # Responses API output items of provider-run tools, and the priced tool each call is.
@@ -81,6 +81,41 @@ class ChatStreamMeter(_common.StreamMeter):
         return True
 
 
+class ResponsesStreamMeter(_common.StreamMeter):
+    """Meters a Responses API stream (https://platform.openai.com/docs/api-reference/responses-streaming):
+    response.created names the response (`response_id`, its owner is recorded when settled); deltas
+    (output_text, function_call_arguments, reasoning...) are what was generated; the terminal event
+    response.completed / response.incomplete / response.failed carries `response.usage`."""
+
+    _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+    def __init__(self, api_key: str):
+        super().__init__(api_key)
+        self.response_id: str | None = None
+
+    def feed(self, name: str | None, data: str) -> bool:
+        event = _common.json_or_none(data)
+        if not isinstance(event, dict):
+            return True
+        kind = event.get("type") or name
+        response = event.get("response") if isinstance(event.get("response"), dict) else {}
+        if kind == "error":
+            self.failed({"error": event})
+        elif kind == "response.created":
+            self.response_id = response.get("id") if isinstance(response.get("id"), str) else None
+            self.model = response.get("model")
+        elif isinstance(kind, str) and kind.endswith(".delta"):
+            self.generated(event.get("delta"))
+        elif kind in self._TERMINAL:
+            self.model = response.get("model") or self.model
+            if isinstance(response.get("usage"), dict):
+                self.final = usage_from(response["usage"], response)
+            self.complete = kind != "response.failed"
+            if kind == "response.failed":
+                self.failed({"error": response.get("error") or {}})
+        return True
+
+
 def _client_wants_usage(body: dict[str, Any]) -> bool:
     return bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -96,6 +131,11 @@ def _chat_rest(body: dict[str, Any]) -> dict[str, Any]:
     return rest
 
 
+def _responses_rest(body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API body's fields other than model, as sent to the provider (the client's own)."""
+    return {k: v for k, v in body.items() if k != "model"}
+
+
 class OpenAIProvider(_common.SdkAdapter):
     name = "openai"
     sdk_module = "openai"
@@ -105,12 +145,14 @@ class OpenAIProvider(_common.SdkAdapter):
         return self._settings.openai_base_url
 
     def call(self, operation: str, body: dict[str, Any], *, api_key: str) -> ProviderResult:
-        if operation not in (CHAT, EMBEDDINGS):
+        if operation not in (CHAT, EMBEDDINGS, RESPONSES):
             raise errors.InvalidRequest(f"operation {operation!r} is not served by the OpenAI adapter")
         sdk = self._sdk()
         try:
             if operation == EMBEDDINGS:
                 return self._embeddings(body, api_key)
+            if operation == RESPONSES:
+                return self._responses(body, api_key)
             return self._chat(body, api_key)
         except _common.sdk_errors(sdk) as exc:
             raise _common.translate(exc, sdk, api_key) from None
@@ -118,6 +160,10 @@ class OpenAIProvider(_common.SdkAdapter):
     def open_stream(self, operation: str, body: dict[str, Any], *, api_key: str) -> _common.ProviderStream:
         """A streamed chat completion, open: its events arrive as the provider sends them. Always asks for
         the final usage chunk (`stream_options.include_usage`) and hides it from a client that did not."""
+        if operation == RESPONSES:
+            create = self._client(api_key).responses.with_streaming_response.create
+            return _common.open_stream(self._sdk(), create, ResponsesStreamMeter(api_key), api_key,
+                                       model=body.get("model"), extra_body=_responses_rest(body))
         if operation != CHAT:
             raise errors.InvalidRequest(f"operation {operation!r} cannot be streamed by the OpenAI adapter")
         meter = ChatStreamMeter(api_key, keep_usage_chunk=_client_wants_usage(body))
@@ -132,6 +178,30 @@ class OpenAIProvider(_common.SdkAdapter):
         doc = _common.json_document(raw)
         return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, doc),
                               doc.get("model") or body.get("model", ""))
+
+    def _responses(self, body: dict[str, Any], api_key: str) -> ProviderResult:
+        create = self._client(api_key).responses.with_streaming_response.create
+        with create(model=body.get("model"), extra_body=_responses_rest(body)) as resp:
+            raw, status = resp.read(), resp.status_code
+        doc = _common.json_document(raw)
+        response_id = doc.get("id") if isinstance(doc.get("id"), str) else None
+        return ProviderResult(status, raw, "application/json", usage_from(doc.get("usage") or {}, doc),
+                              doc.get("model") or body.get("model", ""), response_id)
+
+    def stored_response(self, method: str, response_id: str, action: str | None, query: dict[str, str], *,
+                        api_key: str) -> tuple[int, bytes]:
+        """A stored response's operation, forwarded: GET /responses/{id} (retrieve), DELETE /responses/{id},
+        POST /responses/{id}/cancel, GET /responses/{id}/input_items (`action` "cancel" / "input_items").
+        Returns (HTTP status, the provider's JSON body). Raises like `call`."""
+        sdk = self._sdk()
+        path = f"/responses/{response_id}" + (f"/{action}" if action else "")
+        client = self._client(api_key)
+        send = {"GET": client.get, "DELETE": client.delete, "POST": client.post}[method]
+        try:
+            resp = send(path, cast_to=_common.http_response_class(), options={"params": query})
+            return resp.status_code, resp.read()
+        except _common.sdk_errors(sdk) as exc:
+            raise _common.translate(exc, sdk, api_key) from None
 
     def _embeddings(self, body: dict[str, Any], api_key: str) -> ProviderResult:
         rest = {k: v for k, v in body.items() if k not in ("model", "input")}

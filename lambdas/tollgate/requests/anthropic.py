@@ -35,3 +35,14 @@ class MessagesRequest(ProviderRequest):
     top_k: Count | None = None
     metadata: JsonObject | None = None
     thinking: JsonObject | None = None
+
+
+class CountTokensRequest(ProviderRequest):
+    """POST /v1/messages/count_tokens (https://docs.anthropic.com/en/api/messages-count-tokens)."""
+
+    model: Name
+    messages: list[Message]
+    system: Text | list[JsonObject] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: JsonObject | None = None
+    thinking: JsonObject | None = None

@@ -74,3 +74,29 @@ class EmbeddingRequest(ProviderRequest):
     dimensions: Annotated[Count, Field(le=MAX_EMBEDDING_DIMENSIONS)] | None = None
     encoding_format: Text | None = None
     user: Text | None = None
+
+
+def _responses_input(value: Any) -> Any:
+    """A string, or a list of input items (messages, function_call_output, reasoning items...)."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+        return value
+    raise PydanticCustomError("responses_input", "must be a string or an array of input items")
+
+
+class ResponsesRequest(ProviderRequest):
+    """POST /v1/responses (https://platform.openai.com/docs/api-reference/responses/create). `background`
+    is typed so it can be refused (tollgate.responses): a background response finishes after the request
+    that started it, outside any reservation."""
+
+    model: Name
+    input: Annotated[Any, AfterValidator(_responses_input)] | None = None
+    instructions: Text | None = None
+    max_output_tokens: Count | None = None
+    tools: list[Tool] | None = None
+    previous_response_id: Name | None = None
+    store: StrictBool | None = None
+    reasoning: JsonObject | None = None
+    background: StrictBool | None = None
+    stream: StrictBool | None = None
+    service_tier: Text | None = None
+    max_tool_calls: Count | None = None

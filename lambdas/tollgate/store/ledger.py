@@ -69,6 +69,9 @@ class Plan:
     loop: LoopCounter | None = None
     idempotency_pk: str | None = None  # set when the client sent an Idempotency-Key
     request_hash: str | None = None  # of (route, body), bound to the Idempotency-Key (tollgate.idempotency)
+    # Extra ConditionChecks for the reservation transaction, each with the error raised when it fails
+    # (e.g. a chained response must belong to the caller: tollgate.store.responses).
+    checks: tuple[tuple[dict[str, Any], Exception], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,7 @@ class Ledger:
             }),
             "ConditionExpression": "attribute_not_exists(pk)",
         }})
-        return items
+        return items + [item for item, _ in plan.checks]
 
     def _check_hard_limits(self, plan: Plan, reasons: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Raise for a limit this request cannot fit; return the old values the failure revealed."""
@@ -465,17 +468,20 @@ class Ledger:
                 err = LoopDetected("Loop detected: this request pattern was repeated too often.")
                 err.hits, err.spent = int(item.get("hits", 0)), Decimal(item.get("spentUsd", 0))  # type: ignore[attr-defined]
                 raise err
+            elif i > layout["reservation"]:
+                raise plan.checks[i - layout["reservation"] - 1][1]
             else:
                 raise Conflict("A request with this id is already in progress.", code="duplicate_request")
         return old
 
     # -- settle ------------------------------------------------------------------------------
     def settle(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal, actual_tokens: int,
-               replay: Replay | None = None) -> bool:
+               replay: Replay | None = None, extra: tuple[dict[str, Any], ...] = ()) -> bool:
         """Record the usage and settle every level. Returns False if this request was already settled.
 
         With an Idempotency-Key, `replay` (the answer) is stored for later retries; without one (the
-        request failed) the key is freed so the client may try again."""
+        request failed) the key is freed so the client may try again. `extra`: more writes for the same
+        transaction (a stored response's owner: tollgate.store.responses)."""
         plan = res.plan
         refund = plan.cost - actual_cost
         items = [
@@ -497,6 +503,7 @@ class Ledger:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         if plan.loop and usage_item.get("status") == FAILED:
             items.append(self._loop_give_back(plan.loop))
+        items += extra
         try:
             self._transact(items, token=f"{plan.request_id}/s")
         except _Cancelled as c:
