@@ -35,6 +35,7 @@ MIN_USEFUL_MAX_TOKENS = 64
 
 OPERATION_BY_SUFFIX = {"/chat/completions": CHAT, "/embeddings": EMBEDDINGS, "/messages": MESSAGES}
 WIRE_PROVIDER = {MESSAGES: "anthropic", CHAT: "openai", EMBEDDINGS: "openai"}
+KEYLESS_PROVIDERS = ("bedrock",)  # called with the gateway's IAM role: no platform key, no BYOK
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class MeteredGateway:
         stream = bool(body.get("stream"))
         started = time.monotonic()
         try:
-            api_key, byok = self.keys(req.principal, price.provider)
+            api_key, byok = ("", False) if price.provider in KEYLESS_PROVIDERS else self.keys(req.principal,
+                                                                                              price.provider)
             if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
                 return streaming.stream(self, req, price, res, provider.open_stream(operation, body, api_key=api_key),
                                         body, bound, lowered_from, byok, started)
@@ -324,6 +326,16 @@ def _check_route_fits_model(operation: str, price: ModelPrice) -> None:
         raise InvalidRequest(f"'{price.id}' is not an embedding model.", param="model")
     if operation != EMBEDDINGS and price.kind == "embedding":
         raise InvalidRequest(f"'{price.id}' is an embedding model; use /v1/embeddings.", param="model")
-    if WIRE_PROVIDER[operation] != price.provider:
+    if WIRE_PROVIDER[operation] != price.provider and not _serves_other_wire(operation, price):
         hint = "/v1/messages" if price.provider == "anthropic" else "/v1/chat/completions"
         raise InvalidRequest(f"'{price.id}' is served by {price.provider}; call it through {hint}.", param="model")
+
+
+def _serves_other_wire(operation: str, price: ModelPrice) -> bool:
+    """Whether a provider serves this route's wire format though it is not that format's own provider:
+    Bedrock serves chat completions for every model (Converse) and messages for its Claude models."""
+    if price.provider == "bedrock":
+        from tollgate.providers.bedrock_provider import is_claude
+
+        return operation == CHAT or (operation == MESSAGES and is_claude(price.id))
+    return False

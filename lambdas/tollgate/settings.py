@@ -53,6 +53,8 @@ class Settings:
     loop_max_usd: Decimal = Decimal("0.50")  # worst-case input USD one pattern may spend per loop window
     server_tool_max_calls: int = 10  # calls reserved per server-side tool when the request sets no max_uses
     server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
+    bedrock_region: str | None = None  # None: boto3's own (AWS_REGION of the Lambda)
+    bedrock_endpoint_url: str | None = None  # None: the regional bedrock-runtime endpoint
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -99,6 +101,8 @@ class Settings:
             loop_max_usd=Decimal(get(Env.LOOP_MAX_USD, "0.50")),
             server_tool_max_calls=int(get(Env.SERVER_TOOL_MAX_CALLS, "10")),
             server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
+            bedrock_region=get(Env.BEDROCK_REGION),
+            bedrock_endpoint_url=get(Env.BEDROCK_ENDPOINT_URL),
         )
 
 
