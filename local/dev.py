@@ -215,6 +215,7 @@ class LocalStack:
         if fake_for["anthropic"]:
             env[Env.ANTHROPIC_BASE_URL] = fake_url
             env[Env.ANTHROPIC_API_KEY] = FAKE_PLATFORM_KEYS[Env.ANTHROPIC_API_KEY]
+        env[Env.BEDROCK_ENDPOINT_URL] = fake_url  # boto3's bedrock-runtime -> the fake's Bedrock section
         return env
 
     def _make_fake(self) -> Any:
