@@ -171,6 +171,10 @@ class MeteredGateway:
                          body: dict[str, Any], bound: estimate.Bound,
                          lowered_from: int | None) -> Reply | streaming.StreamingReply:
         provider = self.providers[price.provider]
+        if operation == CHAT and price.provider == "anthropic":  # OpenAI format on the Anthropic API
+            from tollgate.translate.openai_anthropic import ChatOverMessages
+
+            provider = ChatOverMessages(provider)
         stream = bool(body.get("stream"))
         started = time.monotonic()
         try:
@@ -333,9 +337,10 @@ def _check_route_fits_model(operation: str, price: ModelPrice) -> None:
 
 def _serves_other_wire(operation: str, price: ModelPrice) -> bool:
     """Whether a provider serves this route's wire format though it is not that format's own provider:
-    Bedrock serves chat completions for every model (Converse) and messages for its Claude models."""
+    Bedrock serves chat completions for every model (Converse) and messages for its Claude models; the
+    Anthropic API serves chat completions too (tollgate.translate.openai_anthropic)."""
     if price.provider == "bedrock":
         from tollgate.providers.bedrock_provider import is_claude
 
         return operation == CHAT or (operation == MESSAGES and is_claude(price.id))
-    return False
+    return price.provider == "anthropic" and operation == CHAT
