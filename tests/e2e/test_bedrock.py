@@ -113,7 +113,7 @@ def test_anthropic_sdk_on_bedrock_claude_through_messages(local_stack, bedrock_k
     assert [c["operation"] for c in calls] == ["invoke", "invoke-with-response-stream"]
     assert all(c["body"]["anthropic_version"] == "bedrock-2023-05-31" and "model" not in c["body"] for c in calls)
     records = [r for r in _records(local_stack, "e2e-bedrock") if r["endpoint"].endswith("/messages")]
-    assert len(records) == 2 and {r["stream"] for r in records} == {True, False}
+    assert len(records) == 2
     for r in records:
         assert r["provider"] == "bedrock" and Decimal(r["cost_usd"]) == _expected_cost(r) > 0
     assert any(r["cached_tokens"] == 2 for r in records)
@@ -121,7 +121,6 @@ def test_anthropic_sdk_on_bedrock_claude_through_messages(local_stack, bedrock_k
 
 def test_bedrock_throttling_is_a_503_worth_retrying_and_nothing_is_charged(local_stack, bedrock_key):
     oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=bedrock_key, max_retries=0)
-    before = len(_records(local_stack, "e2e-bedrock"))
     with pytest.raises(openai.APIStatusError) as caught:
         oai.chat.completions.create(model=NOVA, max_tokens=10,
                                     messages=[{"role": "user", "content": "hi [[fake:status=429]]"}])
@@ -133,5 +132,59 @@ def test_bedrock_throttling_is_a_503_worth_retrying_and_nothing_is_charged(local
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model=NOVA, max_tokens=10,
                                     messages=[{"role": "user", "content": "hi [[fake:status=400]]"}])
-    records = _records(local_stack, "e2e-bedrock")
-    assert all(Decimal(r["cost_usd"]) == 0 for r in records[before:]) or len(records) == before
+    failed = [r for r in _records(local_stack, "e2e-bedrock") if r["status"] != "ok"]
+    assert len(failed) == 3 and all(Decimal(r["cost_usd"]) == 0 for r in failed)
+
+
+PNG_URL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_openai_sdk_on_an_anthropic_api_claude_costs_what_the_same_request_through_messages_costs(local_stack):
+    key = tollgate(local_stack, "keys", "create", "--user", "e2e-one-format", "--scopes", "ai:complete")["key"]
+    local_stack.fake.reset()
+    oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=key, max_retries=0)
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=key, max_retries=0)
+    model = "claude-haiku-4-5"
+    prompt = "Describe this image, then the weather. [[fake:cached_tokens=3]] [[fake:cache_write_tokens=2]]"
+
+    chat = oai.chat.completions.create(model=model, max_tokens=40, messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": prompt},
+                                     {"type": "image_url", "image_url": {"url": PNG_URL}}]}])
+    assert chat.object == "chat.completion" and chat.choices[0].message.content
+    assert chat.usage.prompt_tokens_details.cached_tokens == 3
+    msg = ant.messages.create(model=model, max_tokens=40, system="Be brief.", messages=[
+        {"role": "user", "content": [{"type": "text", "text": prompt},
+                                     {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                  "data": PNG_URL.split(",", 1)[1]}}]}])
+
+    chunks = list(oai.chat.completions.create(model=model, max_tokens=40, stream=True,
+                                              stream_options={"include_usage": True},
+                                              messages=[{"role": "user", "content": "Stream please"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage.completion_tokens > 0
+    with ant.messages.stream(model=model, max_tokens=40, messages=[{"role": "user", "content": "Stream please"}]) as s:
+        s.get_final_message()
+
+    conversation = [{"role": "user", "content": "Weather in Paris?"},
+                    {"role": "assistant", "content": None, "tool_calls": [{"id": "toolu_1", "type": "function", "function": {
+                        "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+                    {"role": "tool", "tool_call_id": "toolu_1", "content": "Sunny"}]
+    tooled = oai.chat.completions.create(model=model, max_tokens=40, tools=[WEATHER], messages=conversation)
+    assert tooled.choices[0].message.content
+
+    sent = [c["body"] for c in local_stack.fake.calls if c["path"] == "/v1/messages"]
+    assert sent[0]["system"] == "Be brief." and sent[0]["messages"][0]["content"][1]["type"] == "image"
+    assert sent[-1]["tools"][0]["name"] == "get_weather"
+    assert sent[-1]["messages"][-1]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}
+
+    records = sorted(_records(local_stack, "e2e-one-format"), key=lambda r: r["time"])
+    assert len(records) == 5 and all(r["provider"] == "anthropic" and r["status"] == "ok" for r in records)
+    fields = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_usd")
+    plain_chat, plain_messages, stream_chat, stream_messages = records[:4]
+    assert plain_chat["endpoint"].endswith("/chat/completions") and plain_messages["endpoint"].endswith("/messages")
+    assert [plain_chat[f] for f in fields] == [plain_messages[f] for f in fields]
+    assert [stream_chat[f] for f in fields] == [stream_messages[f] for f in fields]
+    assert plain_chat["cached_tokens"] == 3 and plain_chat["cache_write_tokens"] == 2
+    for r in records:
+        assert Decimal(r["cost_usd"]) == _expected_cost(r) > 0
