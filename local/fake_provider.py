@@ -494,9 +494,12 @@ class _Handler(BaseHTTPRequestHandler):
 # in-band controls as the other providers; [[fake:status=N]] answers Bedrock's exception for N (429:
 # ThrottlingException, 503: ServiceUnavailableException, 403: AccessDeniedException, ...), and
 # [[fake:tool_call]] makes a Converse answer call the request's first tool (unless the last message
-# already carries a tool result). Usage: Converse's inputTokens excludes cache reads and writes.
+# already carries a tool result); [[fake:bedrock_status=N]] replaces `status` for Bedrock only (200: answer),
+# so one prompt can fail on one provider and succeed on Bedrock, or the other way round (fallback tests).
+# Usage: Converse's inputTokens excludes cache reads and writes.
 
 BEDROCK_PATH_PREFIX = "/model/"
+_BEDROCK_STATUS = re.compile(r"\[\[fake:bedrock_status=(\d+)\]\]")
 _BEDROCK_EXCEPTIONS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
                        408: "ModelTimeoutException", 424: "ModelErrorException", 429: "ThrottlingException",
                        500: "InternalServerException", 503: "ServiceUnavailableException"}
@@ -604,6 +607,9 @@ def bedrock_reply(fake: "FakeProvider", method: str, path: str, headers: Any, ra
     body_dict = body if isinstance(body, dict) else {}
     texts = _prompt_texts(body_dict)
     controls = Controls.parse(texts)
+    forced = [int(m) for t in texts for m in _BEDROCK_STATUS.findall(t)]
+    if forced:
+        controls.status = forced[-1]
     stream = action in ("converse-stream", "invoke-with-response-stream")
     if not (headers.get("authorization") or "").startswith("AWS4-HMAC-SHA256"):
         reply = _json(403, {"message": "Missing Authentication Token"})

@@ -130,3 +130,4 @@ class Env:
     LOOP_MAX_USD = "TOLLGATE_LOOP_MAX_USD"
     BEDROCK_REGION = "TOLLGATE_BEDROCK_REGION"  # the Bedrock runtime's region (default: the Lambda's AWS_REGION)
     BEDROCK_ENDPOINT_URL = "TOLLGATE_BEDROCK_ENDPOINT_URL"  # the Bedrock runtime's URL (local stack: the fake)
+    DEPLOYMENTS = "TOLLGATE_DEPLOYMENTS"  # JSON: model name -> deployments (replaces pricing/deployments.json)

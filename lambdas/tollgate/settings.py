@@ -55,6 +55,7 @@ class Settings:
     server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
     bedrock_region: str | None = None  # None: boto3's own (AWS_REGION of the Lambda)
     bedrock_endpoint_url: str | None = None  # None: the regional bedrock-runtime endpoint
+    deployments: str | None = None  # JSON routing table (tollgate.deployments); None: pricing/deployments.json
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -103,6 +104,7 @@ class Settings:
             server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
             bedrock_region=get(Env.BEDROCK_REGION),
             bedrock_endpoint_url=get(Env.BEDROCK_ENDPOINT_URL),
+            deployments=get(Env.DEPLOYMENTS),
         )
 
 

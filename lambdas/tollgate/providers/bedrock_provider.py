@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from typing import Any, Iterator
 
 from tollgate import errors
@@ -103,6 +104,17 @@ class BedrockProvider:
         self._settings = settings
         self._lock = threading.Lock()
         self._runtime: Any = None
+        self._regions: dict[str, BedrockProvider] = {}
+
+    def in_region(self, region: str) -> "BedrockProvider":
+        """This adapter calling Bedrock in another region (a deployment's `region`); built once per region."""
+        if region == self._settings.bedrock_region:
+            return self
+        with self._lock:
+            regional = self._regions.get(region)
+            if regional is None:
+                regional = self._regions[region] = BedrockProvider(replace(self._settings, bedrock_region=region))
+            return regional
 
     def _client(self) -> Any:
         with self._lock:
