@@ -151,7 +151,7 @@ class ApiStack(Stack):
         self._allow(self.gateway, [p.secret_read(data.platform_keys_secret)])
         # Bedrock: only the priced Bedrock models and inference profiles (tollgate.pricing), never `*`.
         self._allow(self.gateway, p.bedrock_invoke(_bedrock_models(), partition=Aws.PARTITION, region=Aws.REGION,
-                                                   account=Aws.ACCOUNT_ID))
+                                                   account=Aws.ACCOUNT_ID, elsewhere=_bedrock_deployments()))
 
         self._allow(self.admin, p.table_access(api_keys, API_KEYS, (*p.READ, p.SCAN, *p.WRITE)))
         self._allow(self.admin, p.table_access(usage, USAGE, p.READ))
@@ -180,3 +180,12 @@ def _bedrock_models() -> list[str]:
     from tollgate.pricing import Catalogue
 
     return sorted({name for m in Catalogue.load().models("bedrock") for name in (m.id, *m.aliases)})
+
+
+def _bedrock_deployments() -> list[tuple[str, str]]:
+    """(model id, region) of the routing table's Bedrock deployments that name their own region."""
+    from tollgate.deployments import Deployments
+    from tollgate.pricing import Catalogue
+
+    return sorted({(d.model, d.region) for found in Deployments.load(Catalogue.load()).table().values()
+                   for d in found if d.provider == "bedrock" and d.region})

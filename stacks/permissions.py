@@ -102,13 +102,15 @@ BEDROCK_PROFILE_REGIONS = {
 }
 
 
-def bedrock_model_arns(model_ids: Iterable[str], *, partition: str, region: str, account: str) -> list[str]:
+def bedrock_model_arns(model_ids: Iterable[str], *, partition: str, region: str, account: str,
+                       elsewhere: Iterable[tuple[str, str]] = ()) -> list[str]:
     """The ARNs a role needs to invoke these Bedrock model ids: a foundation model id -> its ARN in `region`;
     a cross-region inference profile (`us.` / `eu.` / `apac.` / `global.` + model) -> the profile's ARN in
-    `region` and the foundation model's ARN in every region the profile routes to. Raises ValueError for a
-    profile prefix whose regions are not listed (BEDROCK_PROFILE_REGIONS): never a wildcard."""
+    `region` and the foundation model's ARN in every region the profile routes to. `elsewhere`: (model id,
+    region) pairs called in another region (a deployment's `region`), granted the same way there. Raises
+    ValueError for a profile prefix whose regions are not listed (BEDROCK_PROFILE_REGIONS): never a wildcard."""
     arns: set[str] = set()
-    for model_id in model_ids:
+    for model_id, region in [*((m, region) for m in model_ids), *elsewhere]:
         prefix, _, rest = model_id.partition(".")
         if prefix in BEDROCK_PROFILE_REGIONS or prefix == "global":
             arns.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}")
@@ -125,9 +127,9 @@ def bedrock_model_arns(model_ids: Iterable[str], *, partition: str, region: str,
     return sorted(arns)
 
 
-def bedrock_invoke(model_ids: Iterable[str], *, partition: str, region: str,
-                   account: str) -> list[iam.PolicyStatement]:
+def bedrock_invoke(model_ids: Iterable[str], *, partition: str, region: str, account: str,
+                   elsewhere: Iterable[tuple[str, str]] = ()) -> list[iam.PolicyStatement]:
     """bedrock:InvokeModel and InvokeModelWithResponseStream (Converse and ConverseStream are authorised
     by these two) on exactly these models (bedrock_model_arns); no statement when there are none."""
-    arns = bedrock_model_arns(model_ids, partition=partition, region=region, account=account)
+    arns = bedrock_model_arns(model_ids, partition=partition, region=region, account=account, elsewhere=elsewhere)
     return [iam.PolicyStatement(actions=list(BEDROCK_INVOKE), resources=arns)] if arns else []

@@ -70,3 +70,9 @@ def test_a_profile_grants_its_foundation_model_in_every_region_it_routes_to():
 def test_an_unknown_profile_prefix_fails_synthesis_rather_than_granting_a_wildcard():
     with pytest.raises(ValueError):
         p.bedrock_model_arns(["xx.anthropic.claude"], partition="aws", region="us-east-1", account="1")
+
+
+def test_a_deployment_in_another_region_is_granted_there():
+    arns = p.bedrock_model_arns([], partition="aws", region="us-east-1", account="1",
+                                elsewhere=[("amazon.nova-lite-v1:0", "eu-west-1")])
+    assert arns == ["arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0"]
