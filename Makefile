@@ -14,12 +14,15 @@ LAYER_DIR := layers/build/python
 # The functions' runtime (stacks/functions.py RUNTIME); in the stamp's name so a change rebuilds the layer.
 LAYER_PYTHON := 3.14
 LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
+# `make dev PORT=8081` when 8080 is taken.
+PORT ?= 8080
 
-.PHONY: dev test synth layer bench clean deps cost
+.PHONY: dev dev-reset test synth layer bench bench-local clean deps cost
 
 deps: $(VENV)/.stamp-deps node_modules/.stamp
 
 $(VENV)/.stamp-deps: requirements.txt requirements-dev.txt pyproject.toml
+	@echo "installing Python dependencies into $(VENV)… (the first time takes a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements-dev.txt
@@ -27,28 +30,40 @@ $(VENV)/.stamp-deps: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
+	@echo "installing the CDK CLI into node_modules…"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The Lambda dependency layer: arm64 (aarch64) wheels, installed without Docker.
 layer: $(LAYER_STAMP)
 $(LAYER_STAMP): requirements.txt $(VENV)/.stamp-deps
+	@echo "building the arm64 layer in layers/build…"
 	rm -rf layers/build && mkdir -p $(LAYER_DIR)
 	$(PIP) install -q --no-compile --platform manylinux2014_aarch64 --implementation cp \
 		--python-version $(LAYER_PYTHON) --only-binary=:all: --target $(LAYER_DIR) -r requirements.txt
 	touch $@
 
 dev: $(VENV)/.stamp-deps
-	$(PY) -m local.dev
+	$(PY) -m local.dev --port $(PORT)
 
+# The same, after forgetting the tables and signing secret kept in .tollgate from earlier sessions.
+dev-reset: $(VENV)/.stamp-deps
+	$(PY) -m local.dev --port $(PORT) --reset
+
+# bcrypt at cost 12 (the deployed default) takes ~0.25 s a hash on an idle core; the tests check what keys
+# do, not what they cost to guess, so they hash at cost 4 (and the local stack's handlers read the same).
 test: deps $(LAYER_STAMP)
-	$(PY) -m pytest -q
+	TOLLGATE_BCRYPT_ROUNDS=4 $(PY) -m pytest -q
 
 synth: deps $(LAYER_STAMP)
 	npx --no-install cdk synth --quiet
 
 bench: $(VENV)/.stamp-deps
 	$(PY) -m tests.bench
+
+# What a `make dev` user waits for: chat and admin call medians with and without the agent worker.
+bench-local: $(VENV)/.stamp-deps
+	$(PY) -m tests.bench_local_stack 2>/dev/null | grep median
 
 # What it costs to run, from the templates `synth` writes (tools/costing); last lines idle_usd_per_month=,
 # usd_per_million_requests=.

@@ -5,6 +5,12 @@ interleave, so a condition that DynamoDB evaluates atomically can be granted twi
 around each emulated call makes moto as atomic per request as the real services, so concurrency tests
 exercise *our* conditions, not the emulator's races (DESIGN.md §3).
 
+The lock is for the atomicity of each call, not for waiting: an SQS long poll (`ReceiveMessage` with
+`WaitTimeSeconds` > 0, what the agent worker sends in a loop) would otherwise hold it for its whole
+wait and every other emulated call would queue behind it. A long poll is therefore run as a series of
+non-waiting receives, each holding the lock for its own few milliseconds, with the lock released
+in between (see `_long_poll`); a send to any queue wakes the waiting polls at once.
+
 Three ways to run it:
 - `serialised_mock_aws()`: in-process, for tests (boto3 calls are intercepted, no sockets).
 - `MotoServer` / `start_server()`: a loopback HTTP endpoint in a thread of this process.
@@ -15,11 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterator
+from urllib.parse import parse_qsl, urlencode
 
 from local import moto_fixes
 from local.serving import ServerThread
@@ -29,6 +39,11 @@ EMULATOR_LOCK = threading.RLock()
 
 LOOPBACK = "127.0.0.1"
 _READY = "MOTO_READY "
+
+# Between the non-waiting receives of a long poll: how long to wait for a send before looking again
+# (messages also become visible without a send, when their visibility timeout ends).
+LONG_POLL_RECHECK_S = 0.2
+_queue_sent = threading.Condition()  # notified after every SQS call other than a receive
 
 _patch_guard = threading.Lock()
 _patch_depth = 0
@@ -48,12 +63,34 @@ def _install_stubber_lock() -> None:
 
             @functools.wraps(original)
             def serialised(self: Any, request: Any) -> Any:
+                body = request.body or b""
+                call = _SqsCall(request.headers.get, body if isinstance(body, bytes) else body.encode())
+                if call.wait_s:
+                    request.body = call.without_wait()
+                    request.headers["Content-Length"] = str(len(request.body))
+
+                    def receive() -> tuple[Any, bytes]:
+                        with EMULATOR_LOCK:
+                            answer = original(self, request)
+                        return answer, _stubbed_body(answer)
+
+                    return _long_poll(receive, call.wait_s)[0]
                 with EMULATOR_LOCK:
-                    return original(self, request)
+                    answer = original(self, request)
+                _notify_if_sent(call)
+                return answer
 
             _original_process_request = original
             BotocoreStubber.process_request = serialised  # type: ignore[method-assign]
         _patch_depth += 1
+
+
+def _stubbed_body(answer: Any) -> bytes:
+    """The body of what BotocoreStubber.process_request returns: (status, headers, body) or None."""
+    if isinstance(answer, tuple) and len(answer) == 3:
+        body = answer[2]
+        return body if isinstance(body, bytes) else str(body).encode()
+    return b""
 
 
 def _remove_stubber_lock() -> None:
@@ -65,6 +102,76 @@ def _remove_stubber_lock() -> None:
         if _patch_depth == 0 and _original_process_request is not None:
             BotocoreStubber.process_request = _original_process_request  # type: ignore[method-assign]
             _original_process_request = None
+
+
+class _SqsCall:
+    """An SQS request as moto receives it, in either of SQS's wire protocols: JSON (`X-Amz-Target:
+    AmazonSQS.ReceiveMessage`, what current botocore sends) or query (`Action=ReceiveMessage`)."""
+
+    def __init__(self, headers: Callable[[str], str | bytes | None], body: bytes):
+        def header(name: str) -> str:
+            value = headers(name) or ""
+            return value.decode("latin-1") if isinstance(value, bytes) else value
+
+        target = header("X-Amz-Target")
+        self.is_json = target.startswith("AmazonSQS.")
+        self.fields: dict[str, Any] = {}
+        if self.is_json:
+            self.action = target.removeprefix("AmazonSQS.")
+            with contextlib.suppress(ValueError):
+                self.fields = json.loads(body or b"{}")
+        elif "/sqs/aws4_request" in header("Authorization"):
+            self.fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            self.action = str(self.fields.get("Action", ""))
+        else:
+            self.action = ""
+
+    @property
+    def is_sqs(self) -> bool:
+        return bool(self.action)
+
+    @property
+    def wait_s(self) -> float:
+        """WaitTimeSeconds of a ReceiveMessage, 0 for anything else."""
+        if self.action != "ReceiveMessage" or not isinstance(self.fields, dict):
+            return 0.0
+        try:
+            return max(0.0, float(self.fields.get("WaitTimeSeconds") or 0))
+        except (TypeError, ValueError):
+            return 0.0
+
+    def without_wait(self) -> bytes:
+        """The same receive with WaitTimeSeconds 0: it answers at once, with or without messages."""
+        fields = {**self.fields, "WaitTimeSeconds": 0 if self.is_json else "0"}
+        return json.dumps(fields).encode() if self.is_json else urlencode(fields).encode()
+
+
+def _has_messages(body: bytes) -> bool:
+    """Whether a ReceiveMessage answer (JSON or XML) carries a message."""
+    try:
+        return bool(json.loads(body).get("Messages"))
+    except (ValueError, AttributeError):
+        return b"<Message>" in body
+
+
+def _long_poll(receive: Callable[[], tuple[Any, bytes]], wait_s: float) -> tuple[Any, bytes]:
+    """SQS long-poll semantics without holding EMULATOR_LOCK while waiting: `receive()` runs one
+    non-waiting receive (taking the lock itself) and returns (answer, body). Repeated until a message
+    arrives or `wait_s` seconds have passed; between tries this thread sleeps on `_queue_sent`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        answer, body = receive()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or _has_messages(body):
+            return answer, body
+        with _queue_sent:
+            _queue_sent.wait(min(remaining, LONG_POLL_RECHECK_S))
+
+
+def _notify_if_sent(call: _SqsCall) -> None:
+    if call.is_sqs and call.action != "ReceiveMessage":
+        with _queue_sent:
+            _queue_sent.notify_all()
 
 
 @contextlib.contextmanager
@@ -82,14 +189,36 @@ def serialised_mock_aws() -> Iterator[None]:
 
 class _SerialisedApp:
     """WSGI middleware: one emulated request at a time. moto builds the whole response body inside
-    the app call, so the returned iterable is safe to send after the lock is released."""
+    the app call, so the returned iterable is safe to send after the lock is released. A long poll
+    runs as non-waiting receives (`_long_poll`)."""
 
     def __init__(self, app: Callable[..., Any]):
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        with EMULATOR_LOCK:
-            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        call = _SqsCall(lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")), body)
+        if not call.wait_s:
+            with EMULATOR_LOCK:
+                answer = self.app(environ, start_response)
+            _notify_if_sent(call)
+            return answer
+
+        quick = call.without_wait()
+
+        def receive() -> tuple[Any, bytes]:
+            started: list[Any] = []
+            attempt = {**environ, "wsgi.input": io.BytesIO(quick), "CONTENT_LENGTH": str(len(quick))}
+            with EMULATOR_LOCK:
+                chunks = b"".join(self.app(attempt, lambda status, headers, exc_info=None: started.append(
+                    (status, headers))))
+            return started[-1], chunks
+
+        (status, headers), chunks = _long_poll(receive, call.wait_s)
+        start_response(status, headers)
+        return [chunks]
 
 
 class MotoServer:

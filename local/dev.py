@@ -1,16 +1,20 @@
 """`make dev`: the whole gateway on this machine, no AWS account needed (DESIGN.md §3).
 
-    python -m local.dev [--port 8080] [--state-dir .tollgate]
+    python -m local.dev [--port 8080] [--state-dir .tollgate] [--reset]
 
 Starts emulated AWS (moto, serialised) on a free loopback port, creates the tables and resources from
 tollgate.schema, starts the fake provider (per provider, unless OPENAI_API_KEY / ANTHROPIC_API_KEY is
 set), stores a local admin key, and serves the API Gateway emulator running the real handlers
 in-process. `LocalStack` is the same thing as an object, for the e2e tests.
+
+`make dev` also keeps the tables across restarts (local.state: restored at start, saved every 10 s and
+on stop; `--reset` starts clean) and runs the reservation sweeper on its deployed schedule.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -26,11 +30,13 @@ from tollgate.auth import iam
 from tollgate.schema import API_KEYS, Env
 from tollgate.settings import Settings
 
+from local import state, web_adapter
 from local.aws import MotoServer, spawn_server
-from local import web_adapter
 from local.emulator import ApiGatewayEmulator, IamCredential
+from local.environments import EnvironmentPool
+from local.lambda_context import LambdaContext
+from local.tables import local_table_names, provision
 from local.worker_runner import create_runs_queue, start_worker
-from local.tables import provision
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -49,6 +55,9 @@ AGENT_CREDENTIAL = IamCredential(
 
 # What the gateway lets the local agent role do (tollgate.auth.iam maps role names to principals).
 AGENT_PRINCIPAL = {"scopes": [scopes.COMPLETE, scopes.EMBED, scopes.ACT_AS], "user": "local-agent"}
+
+# The sweeper's schedule, as stacks/api_stack.py SWEEP_EVERY (not imported: local code loads no CDK).
+SWEEP_EVERY_S = 5 * 60
 
 FAKE_PLATFORM_KEYS = {Env.OPENAI_API_KEY: "sk-fake-platform-openai",
                       Env.ANTHROPIC_API_KEY: "sk-fake-platform-anthropic"}
@@ -69,13 +78,20 @@ class LocalStack:
 
     def __init__(self, *, use_fake: bool | None = None, aws_in_subprocess: bool = False, quiet: bool = False,
                  prefix: str = "tollgate-local", fake_factory: Callable[[], Any] | None = None,
-                 worker: bool = False):
+                 worker: bool = False, persist: bool = False, sweep_every_s: float | None = None):
         """use_fake: True = always the fake provider (tests: never spend money), False = never,
-        None = for each provider whose API key is not set in the environment."""
+        None = for each provider whose API key is not set in the environment. persist: restore the tables
+        from the state directory at start and save them there (local.state). sweep_every_s: run the
+        sweeper handler that often (None: never; make dev: SWEEP_EVERY_S)."""
         self.use_fake = use_fake
         self.aws_in_subprocess = aws_in_subprocess
         self.run_worker = worker  # the agent worker process (make dev runs one)
         self.worker: Any = None
+        self.persist = persist
+        self.sweep_every_s = sweep_every_s
+        self.restored = 0  # items restored from the state directory at start
+        self._housekeeping: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.quiet = quiet
         self.prefix = prefix
         self._fake_factory = fake_factory
@@ -110,6 +126,7 @@ class LocalStack:
 
         import boto3
 
+        @functools.cache
         def client(service: str) -> Any:
             return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=REGION)
 
@@ -117,12 +134,17 @@ class LocalStack:
         self._apply_env(create_runs_queue(client("sqs"), self.prefix))
         self._apply_env(self._provider_env())
 
-        self.admin_key = _create_admin_key(client("dynamodb"), os.environ[API_KEYS.env_var])
+        self.state_dir = state_dir
+        if self.persist:
+            self.restored = state.restore(client("dynamodb"), local_table_names(self.prefix), state_dir)
+            state.keep_jwt_secret(client("secretsmanager"), os.environ[Env.JWT_SECRET_ARN], state_dir)
+        dynamodb, keys_table = client("dynamodb"), os.environ[API_KEYS.env_var]
+        self.admin_key = ((self.restored and _kept_admin_key(dynamodb, keys_table, state_dir))
+                          or _create_admin_key(dynamodb, keys_table))
         self.emulator = ApiGatewayEmulator(iam_credentials={LOCAL_ACCESS_KEY_ID: AGENT_CREDENTIAL},
                                            region=REGION, account_id=ACCOUNT_ID, quiet=self.quiet)
         web_adapter.start()  # the gateway function's app server (uvicorn), as the Lambda Web Adapter runs it
         self.url = self.emulator.start(port)
-        self.state_dir = state_dir
         _write_state(state_dir, self.admin_key, self.url)
 
         self.env = {k: v for k, v in os.environ.items() if not (k in FAKE_PLATFORM_KEYS and v == FAKE_PLATFORM_KEYS[k])}
@@ -132,17 +154,59 @@ class LocalStack:
             self.worker = start_worker(self.env, self.url, (LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY),
                                        on_line=None if self.quiet else lambda line: print("[worker]", line,
                                                                                          file=sys.stderr))
+        if self.persist or self.sweep_every_s:
+            self._stopping.clear()
+            self._housekeeping = threading.Thread(target=self._housekeep, name="local-housekeeping", daemon=True)
+            self._housekeeping.start()
 
     def stop(self) -> None:
-        for part in (self.worker, self.emulator, self.fake, self._aws):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception as error:  # noqa: BLE001 - stop the rest regardless
-                    print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
+        self._stopping.set()
+        if self._housekeeping is not None:
+            self._housekeeping.join(timeout=60)
+            self._housekeeping = None
+        for part in (self.worker, self.emulator):
+            self._stop_part(part)
+        if self.persist and self._aws is not None and self.state_dir is not None:
+            self._save()  # after the last request, before emulated AWS goes
+        for part in (self.fake, self._aws):
+            self._stop_part(part)
         self.worker = self.emulator = self.fake = self._aws = None
         web_adapter.stop()
         self.restore_env()
+
+    @staticmethod
+    def _stop_part(part: Any) -> None:
+        if part is not None:
+            try:
+                part.stop()
+            except Exception as error:  # noqa: BLE001 - stop the rest regardless
+                print(f"local stack: stopping {type(part).__name__} failed: {error}", file=sys.stderr)
+
+    # -- housekeeping: snapshots, TTL expiry, the sweeper --
+
+    def _housekeep(self) -> None:
+        """Every SNAPSHOT_EVERY_S: save the tables (deleting TTL-expired items); every sweep_every_s: run
+        the sweeper, as its schedule does in AWS. A failure is reported and the next round runs."""
+        sweeper = EnvironmentPool("handlers.sweeper")
+        next_sweep = time.monotonic() + (self.sweep_every_s or 0)
+        while not self._stopping.wait(state.SNAPSHOT_EVERY_S):
+            if self.persist:
+                self._save()
+            if self.sweep_every_s and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_every_s
+                try:
+                    sweeper.invoke({}, LambdaContext("tollgate-sweeper", REGION, ACCOUNT_ID))
+                except Exception as error:  # noqa: BLE001
+                    print(f"local stack: the sweeper failed: {error!r}", file=sys.stderr)
+
+    def _save(self) -> None:
+        import boto3
+
+        try:
+            dynamodb = boto3.client("dynamodb", endpoint_url=self.aws_endpoint, region_name=REGION)
+            state.save(dynamodb, local_table_names(self.prefix), self.state_dir, time.time())  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - the next round tries again
+            print(f"local stack: saving the tables failed: {error!r}", file=sys.stderr)
 
     def __enter__(self) -> "LocalStack":
         return self
@@ -251,6 +315,16 @@ def _create_admin_key(dynamodb: Any, table: str) -> str:
     return raw
 
 
+def _kept_admin_key(dynamodb: Any, table: str, state_dir: Path) -> str | None:
+    """The admin key of the last session, if its record came back with the restored tables."""
+    key_file = state_dir / "admin-key"
+    if not key_file.exists():
+        return None
+    raw = key_file.read_text().strip()
+    item = dynamodb.get_item(TableName=table, Key={"keyId": {"S": raw[:12]}}).get("Item")
+    return raw if item else None
+
+
 def _write_state(state_dir: Path, admin_key: str, url: str) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     key_file = state_dir / "admin-key"
@@ -276,19 +350,26 @@ def _wait_healthy(url: str, timeout_s: float = 30) -> None:
     raise RuntimeError(f"GET {url}/health did not answer 200 within {timeout_s}s (last: {last})")
 
 
+TOLLGATE = ".venv/bin/tollgate"  # the CLI as `make dev` installs it; works as typed from the repository
+
+
 def banner(stack: LocalStack) -> str:
     key_file = stack.state_dir / "admin-key" if stack.state_dir else "admin-key"
     providers = ", ".join(f"{p}: {kind}" for p, kind in stack.providers.items())
     chat = json.dumps({"model": "gpt-4o-mini", "max_tokens": 50,
                        "messages": [{"role": "user", "content": "Say hello"}]})
+    kept = (f"{stack.restored} items restored from {stack.state_dir}; saved every "
+            f"{state.SNAPSHOT_EVERY_S:.0f} s and on stop (make dev-reset starts clean)" if stack.persist
+            else "in memory only")
     return f"""
 Tollgate local stack is up.
   endpoint   {stack.url}
-  admin key  {key_file}   (all scopes; it is local, but keep it out of git)
+  admin key  in {key_file}   (all scopes; it is local, but keep it out of git)
   providers  {providers}
   AWS        moto at {stack.aws_endpoint}
+  state      {kept}
 
-Try it:
+Try it (from the repository's directory):
   curl {stack.url}/v1/chat/completions \\
     -H "Authorization: Bearer $(cat {key_file})" -H 'content-type: application/json' \\
     -d '{chat}'
@@ -301,11 +382,13 @@ Try it:
   Anthropic(base_url="{stack.url}", api_key=open("{key_file}").read().strip()) \\
     .messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=[{{"role": "user", "content": "hi"}}])
 
-  export TOLLGATE_ENDPOINT={stack.url} TOLLGATE_ADMIN_KEY=$(cat {key_file})
-  tollgate keys create --user alice
+  {TOLLGATE} keys create --user alice      # finds this endpoint and admin key in {stack.state_dir}
+  {TOLLGATE} usage --user alice
 
-  # an agent run (the worker runs beside the gateway): see `tollgate runs start --help`
-  tollgate runs start --agent feedback-analysis --input-file agents/examples/reviews.json --budget-usd 0.50
+  # an agent run (the worker runs beside the gateway): see `{TOLLGATE} runs start --help`
+  {TOLLGATE} runs start --agent feedback-analysis --input-file agents/examples/reviews.json --budget-usd 0.50
+
+  (or `source .venv/bin/activate` once, then just `tollgate ...`)
 
 Ctrl-C to stop.
 """
@@ -317,17 +400,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", default=".tollgate", help="where the admin key and endpoint are written")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument("--no-worker", action="store_true", help="do not run the agent worker")
+    parser.add_argument("--reset", action="store_true",
+                        help="forget the tables kept in the state directory and start clean (make dev-reset)")
     args = parser.parse_args(argv)
+    if args.reset:
+        state.reset(Path(args.state_dir))
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
 
-    stack = LocalStack(quiet=args.quiet, worker=not args.no_worker)
+    stack = LocalStack(quiet=args.quiet, worker=not args.no_worker, persist=True, sweep_every_s=SWEEP_EVERY_S)
     try:
         stack.start(port=args.port, state_dir=args.state_dir)
     except OSError as error:
-        print(f"Could not start the local stack: {error} (is port {args.port} in use? try --port)", file=sys.stderr)
+        print(f"Could not start the local stack: {error} (is port {args.port} in use? try make dev PORT=8081)",
+              file=sys.stderr)
         return 1
     try:
         print(banner(stack), flush=True)

@@ -10,7 +10,15 @@ stack must fail where the deployed one fails:
   an explicit Deny wins, then any Allow, else 403 ACCESS_DENIED;
 - context values must be strings, numbers or booleans and reach the integration as strings;
 - AWS_IAM routes verify the SigV4 signature and fill requestContext.identity with the caller;
-- the integration's result must be a proxy response with a string body, else 502.
+- the integration's result must be a proxy response with a string body, else 502;
+- an unknown path or method is answered by the API's catch-all MOCK integration (tollgate.routes.not_found:
+  404 in the path's error shape), so MISSING_AUTHENTICATION_TOKEN only means an unsigned AWS_IAM call (403);
+- a body over Lambda's payload limit (routes.PAYLOAD_LIMIT_BYTES) is REQUEST_TOO_LARGE (413), refused from
+  its Content-Length before it is read.
+
+Functions run as Lambda runs them: one request at a time per execution environment, each environment a
+separate copy of the handler module (local.environments), so no per-request state is shared between
+concurrent requests.
 """
 from __future__ import annotations
 
@@ -18,7 +26,6 @@ import base64
 import copy
 import hashlib
 import hmac
-import importlib
 import json
 import re
 import sys
@@ -35,11 +42,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tollgate import routes
 from tollgate.routes import Route
 
+from local.environments import EnvironmentPool, LambdaFunction
 from local.lambda_context import LambdaContext
-
 from local.serving import ServerThread
-
-LambdaFunction = Callable[[dict, Any], Any]
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's default account
@@ -61,6 +66,7 @@ _FALLBACK_RESPONSES: dict[str, tuple[int, dict]] = {
     "DEFAULT_5XX": (502, _5XX_BODY),
 }
 _ERROR_TYPES = {
+    "REQUEST_TOO_LARGE": "RequestTooLargeException",
     "UNAUTHORIZED": "UnauthorizedException",
     "ACCESS_DENIED": "AccessDeniedException",
     "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
@@ -264,6 +270,8 @@ class ApiGatewayEmulator:
         self._lock = threading.Lock()
         self._authorizer_calls = 0
         self._serving: ServerThread | None = None
+        self._pools = {name: EnvironmentPool(module) for name, module in
+                       {**_HANDLER_MODULES, _AUTHORIZER_MODULE: _AUTHORIZER_MODULE}.items()}
 
     # -- lifecycle --
 
@@ -307,8 +315,9 @@ class ApiGatewayEmulator:
         split = urlsplit(request.target)
         path = unquote(split.path)
         matched = routes.match(request.method, path)
-        if matched is None:
-            raise _Rejected("MISSING_AUTHENTICATION_TOKEN")
+        if matched is None:  # the API's catch-all MOCK integration (stacks/rest_api.py)
+            status, body = routes.not_found(path)
+            return _json_response(status, body, request_id)
         route, path_params = matched
         query = parse_qsl(split.query, keep_blank_values=True)
         method_arn = (f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}/{self.stage}/"
@@ -368,7 +377,7 @@ class ApiGatewayEmulator:
             if cached and cached[0] > now:
                 return cached[1]
 
-        function = self._authorizer or _load(_AUTHORIZER_MODULE)
+        function = self._authorizer or self._pooled(_AUTHORIZER_MODULE)
         if function is None:
             raise _Rejected("AUTHORIZER_FAILURE", f"no module {_AUTHORIZER_MODULE}")
         with self._lock:
@@ -393,8 +402,13 @@ class ApiGatewayEmulator:
             from local import web_adapter
 
             return web_adapter.invoke
-        module = _HANDLER_MODULES.get(name)
-        return _load(module) if module else None
+        return self._pooled(name)
+
+    def _pooled(self, name: str) -> LambdaFunction | None:
+        """The real handler of a function (or the authorizer), run in its pool of execution
+        environments; None if its module does not exist (yet)."""
+        pool = self._pools.get(name)
+        return pool.invoke if pool is not None and pool.exists() else None
 
     def _request_context(self, request: HttpRequest, route: Route, path: str, request_id: str) -> dict:
         now = datetime.now(timezone.utc)
@@ -416,6 +430,11 @@ class ApiGatewayEmulator:
             },
         }
 
+    def too_large(self) -> HttpResponse:
+        """The answer to a body over routes.PAYLOAD_LIMIT_BYTES: API Gateway's REQUEST_TOO_LARGE."""
+        self._log("request body over the Lambda payload limit: REQUEST_TOO_LARGE")
+        return self._gateway_response("REQUEST_TOO_LARGE", str(uuid.uuid4()))
+
     def _gateway_response(self, kind: str, request_id: str) -> HttpResponse:
         status, body = routes.GATEWAY_RESPONSES.get(kind) or _FALLBACK_RESPONSES[kind]
         response = _json_response(status, body, request_id)
@@ -425,17 +444,6 @@ class ApiGatewayEmulator:
     def _log(self, message: str) -> None:
         if not self.quiet:
             print(f"[apigw] {message}", file=sys.stderr, flush=True)
-
-
-def _load(module: str) -> LambdaFunction | None:
-    """A handler module's lambda_handler, or None if the module does not exist (yet). An ImportError
-    from inside an existing module is a real error and propagates."""
-    try:
-        return importlib.import_module(module).lambda_handler
-    except ModuleNotFoundError as error:
-        if error.name in (module, module.split(".")[0]):
-            return None
-        raise
 
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -509,6 +517,7 @@ def _hang_up_when_gone(client: Any, done: threading.Event, response: HttpRespons
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: bursts of concurrent clients must not be refused (was 5)
 
     def __init__(self, address: tuple[str, int], handler: type, emulator: ApiGatewayEmulator):
         self.emulator = emulator
@@ -522,9 +531,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), self._read_body(),
-                              self.client_address[0])
-        response = self.server.emulator.handle(request)
+        body = self._read_body()
+        if body is None:  # over the payload limit: refused, its bytes read and dropped
+            response = self.server.emulator.too_large()
+        else:
+            request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
+                                  self.client_address[0])
+            response = self.server.emulator.handle(request)
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -563,19 +576,39 @@ class _RequestHandler(BaseHTTPRequestHandler):
         finally:
             done.set()
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request body, or None if it is over routes.PAYLOAD_LIMIT_BYTES: judged from Content-Length
+        before reading (or while reading a chunked body); an oversized body is read and dropped in small
+        pieces, never held, so the client, which sends all of it before reading the answer, gets the 413."""
+        limit = routes.PAYLOAD_LIMIT_BYTES
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] | None = []
+            received = 0
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                received += size
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                    return None if chunks is None else b"".join(chunks)
+                if received > limit:
+                    chunks = None
+                    self._discard(size)
+                else:
+                    chunks.append(self.rfile.read(size))  # type: ignore[union-attr]
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
+        if length > limit:
+            self._discard(length)
+            return None
         return self.rfile.read(length) if length else b""
+
+    def _discard(self, length: int) -> None:
+        while length > 0:
+            piece = self.rfile.read(min(length, 1 << 16))
+            if not piece:
+                return
+            length -= len(piece)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 

@@ -104,6 +104,7 @@ class TollgateRestApi(Construct):
             for name, fn in functions.items()}
         self._metered_body = self._metered_body_validation()
         self.methods = {(r.method, r.path): self._add_route(r, integrations[r.function]) for r in routes.ROUTES}
+        self._catch_all()
         for response_type, (status, body) in routes.GATEWAY_RESPONSES.items():
             self.api.add_gateway_response(
                 f"Response-{response_type}",
@@ -132,6 +133,36 @@ class TollgateRestApi(Construct):
                         f"{route.method} {route.path} is deliberately public (a liveness probe); "
                         "it returns no data and calls no provider.")
         return method
+
+    def _catch_all(self) -> None:
+        """Unknown paths and methods answer 404 in the path's error shape (routes.not_found) from a MOCK
+        integration: an ANY method on every resource of the route table (a method defined on a resource
+        takes precedence over its ANY) and on a greedy `{proxy+}` under the root and under /anthropic.
+        Without them API Gateway answers both with MISSING_AUTHENTICATION_TOKEN, the response it also
+        gives an unsigned call to an AWS_IAM route; with them, that response means only the latter (403).
+        No Lambda runs and nothing is returned but the 404."""
+        def tree(resource: apigw.IResource) -> list[apigw.IResource]:
+            children = [c for c in resource.node.children if isinstance(c, apigw.Resource)]
+            return [resource] + [r for child in children for r in tree(child)]
+
+        existing = tree(self.api.root)
+        greedy = [self.api.root.add_resource("{proxy+}"),
+                  self.api.root.resource_for_path("/anthropic").add_resource("{proxy+}")]
+        for resource in existing + greedy:
+            status, body = routes.not_found(resource.path)
+            method = resource.add_method(
+                "ANY",
+                apigw.MockIntegration(
+                    request_templates={"application/json": json.dumps({"statusCode": status})},
+                    integration_responses=[apigw.IntegrationResponse(
+                        status_code=str(status), response_templates={"application/json": json.dumps(body)})],
+                ),
+                method_responses=[apigw.MethodResponse(status_code=str(status))],
+                authorization_type=apigw.AuthorizationType.NONE,
+            )
+            acknowledge(method, "AwsSolutions-APIG4",
+                        f"The catch-all ANY {resource.path} only answers 404 'no such route' from a MOCK "
+                        "integration; it reaches no function and returns no data.")
 
     def _metered_body_validation(self) -> dict:
         """Method options that make API Gateway refuse a metered call whose body is not a JSON object with

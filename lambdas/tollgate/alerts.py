@@ -1,5 +1,5 @@
-"""Operator alerts on the SNS topic: budget warnings and loop detections, each sent at most once per
-interval per subject, deduplicated with a conditional write shared by every container."""
+"""Operator alerts on the SNS topic: budget warnings, loop detections and usage anomalies, each sent at
+most once per interval per subject, deduplicated with a conditional write shared by every container."""
 from __future__ import annotations
 
 import json
@@ -37,6 +37,16 @@ class Alerts:
             "fingerprint": loop.fingerprint, "kind": loop.kind, "what": loop.description, "hits": hits,
             "spent_usd": usd(spent_usd), "window_s": loop.window_s,
             "clear": f"tollgate loops clear --user {user}"})
+
+    def usage_anomaly(self, *, provider: str, model: str, principal: str, user: str, request_id: str,
+                      input_tokens: int, output_tokens: int, reported_cost: Any, charged: Any) -> bool:
+        """A provider reported more usage than a request allowed (tollgate.service). One alert per provider
+        and model per interval: a provider fault repeats on every request, the usage records flag each one
+        (usageAnomaly). Costs in USD; `charged` is what the budgets were charged (the reserved worst case)."""
+        return self._once(f"ALERT#USAGE#{provider}", model, {
+            "type": "usage_anomaly", "provider": provider, "model": model, "principal": principal, "user": user,
+            "request_id": request_id, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "reported_cost_usd": usd(reported_cost), "charged_usd": usd(charged)})
 
     def _once(self, pk: str, sk: str, message: dict[str, Any]) -> bool:
         now = self.clock()

@@ -16,6 +16,7 @@ _ANTHROPIC_TYPE_BY_STATUS = {
     404: "not_found_error",
     409: "invalid_request_error",
     413: "request_too_large",
+    422: "invalid_request_error",
     429: "rate_limit_error",
     502: "api_error",
     503: "overloaded_error",
@@ -119,6 +120,16 @@ class ProviderRejected(TollgateError):
 
     type = "invalid_request_error"
     code = "provider_rejected"
+    retryable = False
+
+
+class IdempotencyKeyReused(TollgateError):
+    """An Idempotency-Key sent again with a different request (another route or body): 422, as the IETF
+    draft "The Idempotency-Key HTTP Header Field" (draft-ietf-httpapi-idempotency-key-header) says."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"
     retryable = False
 
 

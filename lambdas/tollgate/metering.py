@@ -29,7 +29,7 @@ class UsageRecord:
     provider: str
     model: str
     usage: Usage
-    cost: Decimal
+    cost: Decimal  # USD charged to the budgets
     request_type: str  # completion | embedding | agent
     endpoint: str
     user_agent: str
@@ -39,6 +39,9 @@ class UsageRecord:
     stream: bool = False
     error_code: str | None = None
     run_id: str | None = None
+    # Set when the provider reported more usage than the request allowed: the cost its figures come to
+    # (USD), while `cost` is what was charged (at most the reserved worst case). The usage is as reported.
+    reported_cost: Decimal | None = None
 
     def item(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class UsageRecord:
             "cacheWrite1hTokens": self.usage.cache_write_1h_tokens, "reasoningTokens": self.usage.reasoning_tokens,
             "serverToolCalls": dict(self.usage.server_tool_calls) or None, "serviceTier": self.usage.service_tier,
             USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
+            **({"usageAnomaly": True, "reportedCostUsd": self.reported_cost} if self.reported_cost is not None else {}),
         }
 
 
@@ -74,4 +78,5 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "reasoning_tokens": int(item.get("reasoningTokens", 0)),
         "server_tool_calls": {k: int(v) for k, v in (item.get("serverToolCalls") or {}).items()},
         "service_tier": item.get("serviceTier"),
+        **({"usage_anomaly": True, "reported_cost_usd": usd(item["reportedCostUsd"])} if item.get("usageAnomaly") else {}),
     }

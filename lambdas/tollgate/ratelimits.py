@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from tollgate import periods
 from tollgate.auth.principal import Principal
 from tollgate.settings import Settings
-from tollgate.store.counters import Window, margin  # noqa: F401
+from tollgate.store.counters import Window
 
 
 def window_for(principal: Principal, now: datetime, settings: Settings) -> Window:
@@ -25,13 +25,19 @@ def window_for(principal: Principal, now: datetime, settings: Settings) -> Windo
     )
 
 
-def headers(window: Window, remaining_requests: int, remaining_tokens: int) -> dict[str, str]:
+def headers(window: Window, remaining_requests: int | None, remaining_tokens: int | None) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers (https://platform.openai.com/docs/guides/rate-limits): remaining =
+    limit - used in the current window, reset in seconds. A remaining value passed as None is not known
+    exactly (the ledger's counter was contended) and its header is left out rather than guessed."""
     reset = f"{max(0.0, window.resets_in_s):.3f}s"
-    return {
+    out = {
         "x-ratelimit-limit-requests": str(window.rpm),
-        "x-ratelimit-remaining-requests": str(max(0, remaining_requests)),
         "x-ratelimit-reset-requests": reset,
         "x-ratelimit-limit-tokens": str(window.tpm),
-        "x-ratelimit-remaining-tokens": str(max(0, remaining_tokens)),
         "x-ratelimit-reset-tokens": reset,
     }
+    if remaining_requests is not None:
+        out["x-ratelimit-remaining-requests"] = str(max(0, remaining_requests))
+    if remaining_tokens is not None:
+        out["x-ratelimit-remaining-tokens"] = str(max(0, remaining_tokens))
+    return out

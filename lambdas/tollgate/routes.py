@@ -140,13 +140,24 @@ def authorizer(name: str) -> Authorizer | None:
 # API Gateway's own answers (no Lambda involved), shaped so both SDKs raise the right exception:
 # the openai SDK reads `error.message`, the anthropic SDK reads `type`/`error.type`.
 GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
+    # One answer for the whole API (a gateway response template allows no per-route logic), so it says
+    # which header each route takes.
     "UNAUTHORIZED": (401, {"type": "error", "error": {
         "type": "authentication_error", "code": "invalid_api_key",
-        "message": "Missing or invalid API key. Send Authorization: Bearer sk-... or x-api-key: sk-..."}}),
+        "message": "Missing or invalid API key. Routes under /v1 take it as Authorization: Bearer sk-...; "
+                   "routes under /anthropic/v1 as x-api-key: sk-... Clients that send x-api-key (Claude Code "
+                   "with ANTHROPIC_API_KEY, litellm's anthropic provider) use the base URL .../anthropic."}}),
     "ACCESS_DENIED": (403, {"type": "error", "error": {
         "type": "permission_error", "code": "access_denied", "message": "Access denied."}}),
-    "MISSING_AUTHENTICATION_TOKEN": (404, {"type": "error", "error": {
-        "type": "not_found_error", "code": "not_found", "message": "No such route."}}),
+    # Every unknown path or method is answered by the API's catch-all (`not_found`), so this one means
+    # what its name says: an AWS_IAM route called without a SigV4 signature. 403, as API Gateway's default.
+    "MISSING_AUTHENTICATION_TOKEN": (403, {"type": "error", "error": {
+        "type": "permission_error", "code": "missing_authentication_token",
+        "message": "This route takes AWS SigV4-signed requests (IAM auth); the request was not signed."}}),
+    # A body over the Lambda invocation payload limit (PAYLOAD_LIMIT_BYTES).
+    "REQUEST_TOO_LARGE": (413, {"type": "error", "error": {
+        "type": "request_too_large", "code": "request_too_large",
+        "message": "The request body is larger than the gateway accepts (6 MB)."}}),
     # The request validator of the metered routes (stacks/rest_api.py): the body is not a JSON object
     # with a "model" string.
     "BAD_REQUEST_BODY": (400, {"type": "error", "error": {
@@ -161,3 +172,23 @@ GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
 # Headers on those answers. A timed-out call may still be running and metered, so the SDKs must not
 # retry it blindly (each retry would be a new, paid call).
 GATEWAY_RESPONSE_HEADERS: dict[str, dict[str, str]] = {"INTEGRATION_TIMEOUT": {"x-should-retry": "false"}}
+
+# Lambda's synchronous invocation payload limit: 6 MB each way (AWS Lambda quotas, "Invocation payload").
+PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+
+NOT_FOUND_MESSAGE = ("No such route. OpenAI- and Anthropic-compatible routes are under /v1 (Authorization: "
+                     "Bearer), Anthropic routes for x-api-key clients under /anthropic/v1.")
+
+
+def not_found_wire(path: str) -> str:
+    """The error shape of the API's answer to an unknown path (a resource path or a request path):
+    Anthropic's under /anthropic, OpenAI's everywhere else."""
+    return ANTHROPIC if path == "/anthropic" or path.startswith("/anthropic/") else OPENAI
+
+
+def not_found(path: str) -> tuple[int, dict]:
+    """(404, body) the API's catch-all answers for an unknown path or method, in the path's error shape."""
+    from tollgate import errors  # standard library only, like this module
+
+    error = errors.NotFound(NOT_FOUND_MESSAGE)
+    return error.status, errors.body(error, not_found_wire(path))

@@ -157,7 +157,8 @@ class MeteredGateway:
                                    max_repeats=self.settings.loop_max_repeats,
                                    min_repeats=self.settings.loop_min_repeats,
                                    max_usd=self.settings.loop_max_usd, window_s=self.settings.loop_window_s),
-            idempotency_pk=_idempotency_pk(req))
+            idempotency_pk=_idempotency_pk(req),
+            request_hash=idempotency.request_hash(req.path, req.body) if req.idempotency_key else None)
 
     def _reserve(self, plan: Plan, price: ModelPrice,
                  bound: estimate.Bound) -> tuple[Reservation, estimate.Bound, int | None]:
@@ -235,14 +236,15 @@ class MeteredGateway:
             log.warning("provider reported no usage; charging the worst case",
                         extra={"request_id": req.request_id, "model": price.id})
             usage = Usage(input_tokens=bound.input_tokens, output_tokens=bound.output_tokens)
-            cost = res.plan.cost
+            cost, reported_cost = res.plan.cost, None
         else:
-            cost = self.catalogue.cost(price, usage)
-        headers = {**self._headers(req, res, cost, lowered_from, bound), **served_by}
+            cost, reported_cost = self._charge(req, price, res, bound, usage)
+        headers = {**self._headers(req, res, cost, lowered_from, bound,
+                                   tokens=_window_tokens(price, res, usage, reported_cost)), **served_by}
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
             self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                         model=result.model or price.id, replay=replay)
+                         model=result.model or price.id, replay=replay, reported_cost=reported_cost)
         except Exception:
             # The provider has answered and billed: give the client its answer rather than an error it
             # would retry (and pay for again). Settle once more without the stored replay (the likeliest
@@ -252,10 +254,11 @@ class MeteredGateway:
             self._count(metric_names.SETTLE_FAILURES)
             try:
                 self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                             model=result.model or price.id)
+                             model=result.model or price.id, reported_cost=reported_cost)
             except Exception:
                 log.exception("settle failed twice; usage not recorded", extra={"request_id": req.request_id})
         self._warn(req, res, cost)
+        self._alert_anomaly(req, price, result.model or price.id, usage, cost, reported_cost)
         if self.metrics:
             self._count(metric_names.REQUESTS)
             self.metrics.add_metric(name=metric_names.TOKENS, unit="Count", value=usage.total_tokens)
@@ -264,17 +267,43 @@ class MeteredGateway:
                                     value=(time.monotonic() - started) * 1000)
         return Reply(result.status, result.body, result.content_type, headers, cost=cost)
 
+    def _charge(self, req: MeteredRequest, price: ModelPrice, res: Reservation, bound: estimate.Bound,
+                usage: Usage) -> tuple[Decimal, Decimal | None]:
+        """(USD to charge, the reported cost if the usage is anomalous else None). A provider reporting
+        more tokens than the request allowed (more output than max_tokens x n, more input than its bound)
+        is charged at most the reserved worst case, so no budget is overdrawn by a provider's error."""
+        cost = self.catalogue.cost(price, usage)
+        if usage.input_tokens <= bound.input_tokens and usage.output_tokens <= bound.output_tokens \
+                and cost <= res.plan.cost:
+            return cost, None
+        log.warning("provider reported more usage than the request allowed; charging the reserved worst case",
+                    extra={"request_id": req.request_id, "model": price.id, "input_tokens": usage.input_tokens,
+                           "output_tokens": usage.output_tokens, "input_bound": bound.input_tokens,
+                           "output_bound": bound.output_tokens, "reported_cost_usd": usd(cost)})
+        return min(cost, res.plan.cost), cost
+
+    def _alert_anomaly(self, req: MeteredRequest, price: ModelPrice, model: str, usage: Usage, cost: Decimal,
+                       reported_cost: Decimal | None) -> None:
+        """One SNS alert (deduplicated in tollgate.alerts) when the provider reported more than was allowed."""
+        if reported_cost is not None and self.alerts:
+            self.alerts.usage_anomaly(provider=price.provider, model=model, principal=req.principal.id,
+                                      user=req.principal.user, request_id=req.request_id,
+                                      input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                                      reported_cost=reported_cost, charged=cost)
+
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
-                model: str | None = None, replay: Replay | None = None) -> None:
+                model: str | None = None, replay: Replay | None = None,
+                reported_cost: Decimal | None = None) -> None:
         record = UsageRecord(
             user=req.principal.user, request_id=req.request_id, started_at=res.plan.started_at,
             principal=req.principal.id, key_id=req.principal.key_id, provider=price.provider,
             model=model or price.id, usage=usage, cost=cost,
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
-            byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id)
-        self.ledger.settle(res, record.item(), cost, _rate_limited_tokens(price, usage), replay)
+            byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id,
+            reported_cost=reported_cost)
+        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay)
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:
@@ -283,19 +312,28 @@ class MeteredGateway:
         for level in res.near_limit(refund):
             subject = level.pk.split("#", 1)[1]
             self.alerts.budget_warning(level_kind=level.kind, subject=subject, period=level.sk,
-                                       limit=level.limit, remaining=res.budget_remaining[level.kind] + refund)
+                                       limit=level.limit, remaining=res.remaining_as_known(level.kind) + refund)
 
     def _headers(self, req: MeteredRequest, res: Reservation, cost: Decimal, lowered_from: int | None,
-                 bound: estimate.Bound) -> dict[str, str]:
+                 bound: estimate.Bound, *, tokens: int | None = None) -> dict[str, str]:
+        """The answer's metering headers; `tokens` is what the rate window settles to. Remaining values are
+        exact (as of this request's reservation, its own settlement applied) or left out when the ledger
+        could not prove them (tollgate.store.ledger)."""
         plan = res.plan
         out = {"x-request-id": req.request_id, "x-tollgate-cost-usd": usd(cost)}
         if plan.window:
-            out.update(rate_headers(plan.window, res.remaining_requests, res.remaining_tokens))
+            tokens_left = res.remaining_tokens
+            if tokens_left is not None and tokens is not None:
+                tokens_left += plan.tokens - tokens  # what settle gives back (or takes) on the window
+            out.update(rate_headers(plan.window, res.remaining_requests, tokens_left))
         refund = plan.cost - cost
-        remaining = [v + refund for v in res.budget_remaining.values()]
-        if remaining:
-            out["x-tollgate-budget-remaining-usd"] = usd(max(min(remaining), Decimal(0)))
-        out["x-tollgate-budget-state"] = "warning" if res.near_limit(refund) else "ok"
+        if res.budget_remaining and res.all_budgets_known:
+            remaining = min(res.budget_remaining.values()) + refund
+            out["x-tollgate-budget-remaining-usd"] = usd(max(remaining, Decimal(0)))
+        if res.near_limit(refund):
+            out["x-tollgate-budget-state"] = "warning"
+        elif res.warning_state_known:
+            out["x-tollgate-budget-state"] = "ok"
         if lowered_from is not None:
             out["x-tollgate-max-tokens"] = str(bound.max_tokens)
             out["x-tollgate-max-tokens-lowered-from"] = str(lowered_from)
@@ -317,6 +355,13 @@ def _rate_limited_tokens(price: ModelPrice, usage: Usage) -> int:
     if price.provider == "anthropic":
         return usage.total_tokens - usage.cached_input_tokens
     return usage.total_tokens
+
+
+def _window_tokens(price: ModelPrice, res: Reservation, usage: Usage, reported_cost: Decimal | None) -> int:
+    """What the tokens-per-minute window settles to: the provider's count, or for anomalous usage
+    (reported_cost set) at most what was reserved, as the budgets are charged."""
+    tokens = _rate_limited_tokens(price, usage)
+    return min(tokens, res.plan.tokens) if reported_cost is not None else tokens
 
 
 def _worst_case(catalogue: Catalogue, price: ModelPrice, bound: estimate.Bound) -> Decimal:
@@ -343,9 +388,9 @@ def _as_client_error(exc: ProviderRejected, provider: str, byok: bool) -> Tollga
                                   "PUT /v1/provider-keys/" + provider + ".", code="invalid_provider_key")
         return ProviderFailed(f"{provider} refused the platform's credentials; tell the operator.",
                               code="provider_auth_failed")
-    if exc.status == 429:
+    if exc.status == 429:  # the provider's hint, both forms (tollgate.providers._common.retry_hint)
         return ProviderFailed(f"{provider} is rate limiting the gateway; retry later.", code="provider_rate_limited",
-                              status=503, headers={k: v for k, v in exc.headers.items() if k == "retry-after"})
+                              status=503, headers=dict(exc.headers))
     return exc
 
 

@@ -144,7 +144,7 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
     the provider has answered and billed, and the client already has the answer."""
     meter = upstream.meter
     usage, basis = charged_usage(meter, bound, body)
-    cost = gateway.catalogue.cost(price, usage)
+    cost, reported_cost = gateway._charge(req, price, res, bound, usage)
     reply.cost, reply.basis = cost, basis
     comment = COST_COMMENT % usd(cost).encode()
     status, error_code = (OK, None) if outcome == OK else (ERROR, outcome)
@@ -158,17 +158,18 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
     try:
         gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
-                        replay=replay)
+                        replay=replay, reported_cost=reported_cost)
     except Exception:
         log.exception("settling a stream failed; retrying without the idempotent replay",
                       extra={"request_id": req.request_id})
         gateway._count(metric_names.SETTLE_FAILURES)
         try:
             gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True,
-                            model=model)
+                            model=model, reported_cost=reported_cost)
         except Exception:
             log.exception("settling a stream failed twice; usage not recorded", extra={"request_id": req.request_id})
     gateway._warn(req, res, cost)
+    gateway._alert_anomaly(req, price, model, usage, cost, reported_cost)
     gateway._count(metric_names.REQUESTS)
     gateway._metric(metric_names.TOKENS, "Count", usage.total_tokens)
     gateway._metric(metric_names.COST_USD, "None", float(cost))

@@ -25,17 +25,10 @@ PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
 
 @pytest.fixture(scope="module")
-def monitoring_template(tmp_path_factory) -> dict:
-    import app as cdk_app
+def monitoring_template(synthesis) -> dict:
     from stacks.monitoring_stack import MONITORING_STACK_NAME
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk_app.build_app(context={"aws:cdk:disable-asset-staging": True}, outdir=str(outdir))
-    try:
-        app.synth()
-    except RuntimeError:  # cdk-nag findings (tests/infra/test_nag.py reports them); templates are written
-        pass
-    return json.loads((outdir / f"{MONITORING_STACK_NAME}.template.json").read_text())
+    return synthesis.template(MONITORING_STACK_NAME)
 
 
 class Client:

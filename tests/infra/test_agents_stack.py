@@ -266,7 +266,10 @@ def test_the_gateway_maps_the_task_role_by_name_to_an_act_as_principal(agents, a
 
     assert schema.Env.IAM_PRINCIPALS == iam.ENV
     principal = iam.principal_for({"userArn": "arn:aws:sts::123456789012:assumed-role/tollgate-agents-task-REGION/t"},
-                                  {"x-tollgate-on-behalf-of": "alice"}, json.loads(text))
+                                  {"x-tollgate-on-behalf-of": "alice",  # signed, as the worker signs it
+                                   "authorization": "AWS4-HMAC-SHA256 Credential=ASIA/20261127/eu-west-1/execute-api/"
+                                   "aws4_request, SignedHeaders=host;x-amz-date;x-tollgate-on-behalf-of, Signature=0"},
+                                  json.loads(text))
     assert principal.user == "alice" and "act-as" in principal.scopes
 
 

@@ -44,7 +44,8 @@ def methods(api_template) -> dict[tuple[str, str], dict]:
     out = {}
     for method in resources(api_template, "AWS::ApiGateway::Method").values():
         props = method["Properties"]
-        out[(props["HttpMethod"], paths[props["ResourceId"]["Ref"]])] = props
+        if props["Integration"]["Type"] != "MOCK":  # the catch-all 404s (test_unknown_paths_...)
+            out[(props["HttpMethod"], paths[props["ResourceId"]["Ref"]])] = props
     return out
 
 
@@ -134,6 +135,34 @@ def test_functions_log_to_their_own_groups_with_retention(api_template):
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
     for fn in resources(api_template, "AWS::Lambda::Function").values():
         assert local_refs(fn["Properties"]["LoggingConfig"]["LogGroup"]) <= set(groups)
+
+
+def test_unknown_paths_and_methods_answer_404_in_the_paths_shape_without_a_function(api_template):
+    paths = {**_resource_paths(api_template), None: "/"}
+    catch_all = {}
+    for method in resources(api_template, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        if props["Integration"]["Type"] == "MOCK":
+            catch_all[paths[props["ResourceId"].get("Ref")]] = props
+    # an ANY on every resource (root included) and a greedy proxy under / and /anthropic
+    assert set(catch_all) == set(paths.values())
+    assert {"/{proxy+}", "/anthropic/{proxy+}", "/", "/v1/chat/completions"} <= set(catch_all)
+    for path, props in catch_all.items():
+        assert props["HttpMethod"] == "ANY" and props["AuthorizationType"] == "NONE"
+        [response] = props["Integration"]["IntegrationResponses"]
+        status, body = routes.not_found(path)
+        assert response["StatusCode"] == str(status) == "404" and "SelectionPattern" not in response
+        assert json.loads(response["ResponseTemplates"]["application/json"]) == body
+        assert json.loads(props["Integration"]["RequestTemplates"]["application/json"]) == {"statusCode": 404}
+    assert "type" in json.loads(catch_all["/anthropic/{proxy+}"]["Integration"]["IntegrationResponses"][0][
+        "ResponseTemplates"]["application/json"])  # Anthropic's shape
+    assert "type" not in json.loads(catch_all["/v1/chat/completions"]["Integration"]["IntegrationResponses"][0][
+        "ResponseTemplates"]["application/json"])  # OpenAI's shape
+
+
+def test_missing_authentication_token_is_an_unsigned_iam_call_403():
+    status, body = routes.GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
+    assert status == 403 and body["error"]["type"] == "permission_error"
 
 
 def test_gateway_responses_come_from_the_route_module(api_template):

@@ -28,7 +28,7 @@ from agents.guards import Limits
 from agents.naive import classification_prompt
 from agents.worker import Worker
 from local.lambda_context import LambdaContext
-from tests.integration.world import body_of, headers_of, proxy_event
+from tests.integration.world import body_of, headers_of, proxy_event, sigv4_signed
 from tollgate import budgets, estimate, routes, wiring
 from tollgate.auth import iam
 from tollgate.pricing import Catalogue
@@ -74,7 +74,8 @@ class InProcessGateway:
             self.on_request(self.requests)
         route, params = routes.match(method, path)
         assert route.auth == routes.IAM, f"{path} is not an IAM route"
-        event = proxy_event(method, path, route.path, body.decode(), None, headers, None, params, None)
+        event = proxy_event(method, path, route.path, body.decode(), None, sigv4_signed(method, path, headers, body.decode()),
+                            None, params, None)
         event["requestContext"]["identity"].update(userArn=AGENT_ROLE_SESSION_ARN, caller="AROAAGENT:worker-1",
                                                    accountId="123456789012", accessKey="ASIAAGENT")
         response = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))

@@ -129,12 +129,53 @@ def bearer(token: str) -> dict:
 
 # --- routing and gateway responses -------------------------------------------------------------
 
-def test_unknown_route_is_the_tables_missing_authentication_token_response(emulator, authorizer):
-    status, headers, body = call(emulator, "GET", "/v1/nope", bearer("sk-a"))
-    expected_status, expected_body = routes.GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
-    assert (status, json.loads(body)) == (expected_status, expected_body)
-    assert dict(headers)["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+@pytest.mark.parametrize("method,path,shape", [
+    ("GET", "/v1/nope", "openai"),
+    ("GET", "/v1/chat/completions", "openai"),  # a known path, another method
+    ("POST", "/admin/keys/abc", "openai"),  # a resource without a method of its own
+    ("GET", "/", "openai"),
+    ("POST", "/anthropic/v1/nope", "anthropic"),
+    ("GET", "/anthropic/v1/messages", "anthropic"),
+])
+def test_unknown_route_is_the_catch_all_404_in_the_paths_shape(emulator, authorizer, method, path, shape):
+    status, headers, body = call(emulator, method, path, bearer("sk-a"))
+    assert status == 404 and json.loads(body) == routes.not_found(path)[1]
+    if shape == "anthropic":
+        assert json.loads(body)["type"] == "error" and json.loads(body)["error"]["type"] == "not_found_error"
+    else:
+        assert "type" not in json.loads(body) and json.loads(body)["error"]["code"] == "not_found"
+    assert "x-amzn-ErrorType" not in dict(headers)  # an integration's answer, not a gateway response
     assert emulator.authorizer_calls == 0
+
+
+def test_body_over_the_lambda_payload_limit_is_413_without_calling_anything(emulator, stubs, authorizer):
+    too_big = b"x" * (routes.PAYLOAD_LIMIT_BYTES + 1)
+    status, headers, body = call(emulator, "POST", "/v1/chat/completions", bearer("sk-a"), too_big)
+    assert (status, json.loads(body)) == routes.GATEWAY_RESPONSES["REQUEST_TOO_LARGE"]
+    assert dict(headers)["x-amzn-ErrorType"] == "RequestTooLargeException"
+    assert stubs[routes.GATEWAY_FUNCTION].events == [] and emulator.authorizer_calls == 0
+    at_limit = call(emulator, "POST", "/v1/chat/completions", bearer("sk-a"), b"x" * routes.PAYLOAD_LIMIT_BYTES)
+    assert at_limit[0] == 200
+
+
+def test_chunked_body_over_the_payload_limit_is_413(emulator, stubs):
+    host, port = urlsplit(emulator.url).netloc.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        piece = b"x" * (1 << 20)
+        chunks = (piece for _ in range(routes.PAYLOAD_LIMIT_BYTES // len(piece) + 1))
+        conn.request("POST", "/v1/chat/completions", body=chunks, headers=bearer("sk-a"), encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 413 and json.loads(response.read()) == routes.GATEWAY_RESPONSES["REQUEST_TOO_LARGE"][1]
+    finally:
+        conn.close()
+    assert stubs[routes.GATEWAY_FUNCTION].events == []
+
+
+def test_listen_backlog_takes_a_burst_of_clients(emulator):
+    from local.emulator import _Server
+
+    assert _Server.request_queue_size >= 128
 
 
 def test_routes_go_to_the_function_the_table_names(emulator, stubs):
@@ -370,9 +411,11 @@ def test_iam_route_accepts_session_credentials_and_query_strings(emulator):
     assert call(emulator, "POST", path, headers, BODY)[0] == 200
 
 
-def test_iam_route_without_signature_is_missing_authentication_token(emulator, stubs):
-    status, _, body = call(emulator, "POST", IAM_PATH, {"Content-Type": "application/json"}, BODY)
+def test_iam_route_without_signature_is_403_missing_authentication_token(emulator, stubs):
+    status, headers, body = call(emulator, "POST", IAM_PATH, {"Content-Type": "application/json"}, BODY)
     assert (status, json.loads(body)) == routes.GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
+    assert status == 403 and json.loads(body)["error"]["type"] == "permission_error"
+    assert dict(headers)["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert stubs[routes.GATEWAY_FUNCTION].events == []
 
 
@@ -419,3 +462,10 @@ def test_authorizer_without_identity_source_runs_on_every_request(emulator, monk
     for _ in range(2):
         assert call(emulator, "POST", X_API_KEY_ROUTE.path, {}, b"{}")[0] == 200
     assert emulator.authorizer_calls == 2
+
+
+def test_the_401_names_the_header_each_kind_of_route_takes():
+    message = routes.GATEWAY_RESPONSES["UNAUTHORIZED"][1]["error"]["message"]
+    assert f"/v1 take it as {routes.BEARER.header}: Bearer" in message
+    assert f"/anthropic/v1 as {routes.X_API_KEY.header}:" in message
+    assert "Claude Code" in message and "base URL .../anthropic" in message

@@ -186,3 +186,39 @@ def test_local_stack_starts_serves_health_and_restores_the_environment(tmp_path,
     finally:
         stack.stop()
     assert dict(os.environ) == before
+
+
+def test_a_cancelled_transaction_leaves_every_item_it_named_as_it_was():
+    """moto_fixes: transactions back up the items they name, not whole tables; the rollback must still
+    undo a write made before a later condition failed, and leave other items alone."""
+    with serialised_mock_aws():
+        db = boto3.client("dynamodb", region_name=REGION)
+        db.create_table(TableName="t", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                                  {"AttributeName": "sk", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+        for sk in ("a", "other"):
+            db.put_item(TableName="t", Item={"pk": {"S": "p"}, "sk": {"S": sk}, "n": {"N": "5"}})
+
+        def key(sk: str) -> dict:
+            return {"pk": {"S": "p"}, "sk": {"S": sk}}
+
+        with pytest.raises(db.exceptions.TransactionCanceledException):
+            db.transact_write_items(TransactItems=[
+                {"Update": {"TableName": "t", "Key": key("a"), "UpdateExpression": "SET n = n - :x",
+                            "ExpressionAttributeValues": {":x": {"N": "1"}}}},
+                {"Put": {"TableName": "t", "Item": {**key("new"), "n": {"N": "1"}}}},
+                {"ConditionCheck": {"TableName": "t", "Key": key("other"), "ConditionExpression": "n > :big",
+                                    "ExpressionAttributeValues": {":big": {"N": "100"}}}},
+            ])
+        items = {i["sk"]["S"]: i["n"]["N"] for i in db.scan(TableName="t")["Items"]}
+        assert items == {"a": "5", "other": "5"}
+
+        db.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "t", "Key": key("a"), "UpdateExpression": "SET n = n - :x",
+                        "ExpressionAttributeValues": {":x": {"N": "1"}}}},
+            {"Put": {"TableName": "t", "Item": {**key("new"), "n": {"N": "1"}}}},
+        ])
+        items = {i["sk"]["S"]: i["n"]["N"] for i in db.scan(TableName="t")["Items"]}
+        assert items == {"a": "4", "other": "5", "new": "1"}

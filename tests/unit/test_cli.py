@@ -216,8 +216,8 @@ def test_keys_list_table_and_user_filter(api, cli):
     api.on("GET", "/admin/keys", {"keys": [{**KEY, "last_used": None}, other]})
     code, out, err = cli("keys", "list", "--user", "alice")
     assert code == 0, err
-    assert api.last["query"] == {"user": ["alice"]}
-    assert api.last["headers"]["authorization"] == f"Bearer {ADMIN_KEY}"
+    assert api.requests[0]["query"] == {"user": ["alice"]}
+    assert api.requests[0]["headers"]["authorization"] == f"Bearer {ADMIN_KEY}"
     lines = out.splitlines()
     header = lines[0]
     assert header.split()[:4] == ["KEY", "ID", "USER", "NAME"]
@@ -227,8 +227,9 @@ def test_keys_list_table_and_user_filter(api, cli):
     assert "$10.00" in out and "$0.000012" in out and "never" in out
     assert "2026-11-28 09:00" in out
 
+    api.requests.clear()
     assert cli("keys", "list")[0] == 0
-    assert api.last["query"] == {}
+    assert api.requests[0]["query"] == {}
 
 
 def test_keys_list_json_and_empty(api, cli):
@@ -306,7 +307,7 @@ def test_budgets_set(api, cli):
 
     code, out, _ = cli("budgets", "set", "--user", "alice", "--monthly-usd", "25.50", "--json")
     assert code == 0
-    assert api.last["body"] == {"user": "alice", "monthly_usd": "25.50"}
+    assert [r["body"] for r in api.requests if r["method"] == "PUT"][-1] == {"user": "alice", "monthly_usd": "25.50"}
     assert json.loads(out)["scope"] == "key"  # the canned answer, printed as is
 
 

@@ -87,7 +87,7 @@ def cli(capsys, monkeypatch):
 
 def test_set_reads_the_key_from_a_pipe_and_uses_the_callers_api_key(api, cli):
     api.on("PUT", "/v1/provider-keys/openai", SHOWN)
-    code, out, err = cli("byok", "set", "--provider", "openai", "--api-key", USER_KEY, stdin=PROVIDER_KEY + "\n")
+    code, out, err = cli("byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY, stdin=PROVIDER_KEY + "\n")
     assert code == 0, err
     [req] = api.requests
     assert req["method"] == "PUT" and req["body"] == {"api_key": PROVIDER_KEY}
@@ -112,7 +112,7 @@ def test_set_reads_a_key_file(api, cli, tmp_path):
     path = tmp_path / "openai.key"
     path.write_text(f"  {PROVIDER_KEY}\n")
     api.on("PUT", "/v1/provider-keys/openai", SHOWN)
-    code, out, _ = cli("byok", "set", "--provider", "openai", "--key-file", str(path), "--api-key", USER_KEY, "--json")
+    code, out, _ = cli("byok", "set", "--provider", "openai", "--provider-key-file", str(path), "--tollgate-key", USER_KEY, "--json")
     assert code == 0 and json.loads(out) == SHOWN
     assert api.requests[-1]["body"] == {"api_key": PROVIDER_KEY}
 
@@ -128,12 +128,12 @@ def test_the_admin_key_is_the_fallback_credential(api, cli, monkeypatch):
 def test_show_and_delete_with_json(api, cli):
     api.on("GET", "/v1/provider-keys/openai", SHOWN)
     api.on("DELETE", "/v1/provider-keys/openai", {"provider": "openai", "deleted": True})
-    code, out, _ = cli("byok", "show", "--provider", "openai", "--api-key", USER_KEY, "--json")
+    code, out, _ = cli("byok", "show", "--provider", "openai", "--tollgate-key", USER_KEY, "--json")
     assert code == 0 and json.loads(out) == SHOWN
-    code, out, _ = cli("byok", "delete", "--provider", "openai", "--api-key", USER_KEY, "--json")
+    code, out, _ = cli("byok", "delete", "--provider", "openai", "--tollgate-key", USER_KEY, "--json")
     assert code == 0 and json.loads(out) == {"provider": "openai", "deleted": True}
     assert [r["method"] for r in api.requests] == ["GET", "DELETE"]
-    code, out, _ = cli("byok", "delete", "--provider", "openai", "--api-key", USER_KEY)
+    code, out, _ = cli("byok", "delete", "--provider", "openai", "--tollgate-key", USER_KEY)
     assert code == 0 and "Deleted your openai key" in out
 
 
@@ -141,7 +141,7 @@ def test_a_refused_key_is_one_line_and_never_echoed(api, cli):
     api.on("PUT", "/v1/provider-keys/openai", {"error": {
         "message": f"openai refused this key ({PROVIDER_KEY}); nothing was stored.",  # worst case: an echo
         "type": "invalid_request_error", "code": "invalid_provider_key"}}, status=400)
-    code, out, err = cli("byok", "set", "--provider", "openai", "--api-key", USER_KEY, stdin=PROVIDER_KEY)
+    code, out, err = cli("byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY, stdin=PROVIDER_KEY)
     assert code == 1 and out == ""
     assert "invalid_provider_key" in err and "[redacted]" in err
 
@@ -150,15 +150,15 @@ def test_without_scope_the_error_names_where_the_key_came_from(api, cli):
     api.on("GET", "/v1/provider-keys/openai", {"error": {"message": "This credential lacks the 'byok:manage' scope.",
                                                           "type": "invalid_request_error",
                                                           "code": "insufficient_scope"}}, status=403)
-    code, _, err = cli("byok", "show", "--provider", "openai", "--api-key", USER_KEY)
-    assert code == 1 and "--api-key" in err and "byok:manage" in err
+    code, _, err = cli("byok", "show", "--provider", "openai", "--tollgate-key", USER_KEY)
+    assert code == 1 and "--tollgate-key" in err and "byok:manage" in err
 
 
 @pytest.mark.parametrize("argv, stdin", [
-    (["byok", "set", "--provider", "openai", "--api-key", USER_KEY], ""),
-    (["byok", "set", "--provider", "openai", "--api-key", USER_KEY], "   \n"),
-    (["byok", "set", "--provider", "openai", "--api-key", USER_KEY], "x" * 513),
-    (["byok", "set", "--provider", "mistral", "--api-key", USER_KEY], PROVIDER_KEY),
+    (["byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY], ""),
+    (["byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY], "   \n"),
+    (["byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY], "x" * 513),
+    (["byok", "set", "--provider", "mistral", "--tollgate-key", USER_KEY], PROVIDER_KEY),
     (["byok", "show"], ""),
     (["byok"], ""),
 ])
@@ -170,11 +170,11 @@ def test_usage_errors_send_nothing(api, cli, argv, stdin):
 
 def test_no_credential_at_all_is_a_clear_error(api, cli):
     code, _, err = cli("byok", "show", "--provider", "openai")
-    assert code == 1 and "--api-key" in err and "TOLLGATE_API_KEY" in err
+    assert code == 1 and "--tollgate-key" in err and "TOLLGATE_API_KEY" in err
     assert api.requests == []
 
 
 def test_an_unreadable_key_file_is_a_clear_error(api, cli, tmp_path):
-    code, _, err = cli("byok", "set", "--provider", "openai", "--key-file", str(tmp_path / "missing"),
-                       "--api-key", USER_KEY)
+    code, _, err = cli("byok", "set", "--provider", "openai", "--provider-key-file", str(tmp_path / "missing"),
+                       "--tollgate-key", USER_KEY)
     assert code == 1 and "cannot read" in err and api.requests == []

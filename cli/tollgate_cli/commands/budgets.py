@@ -5,6 +5,7 @@ import argparse
 
 from tollgate_cli import parsing
 from tollgate_cli.context import Context
+from tollgate_cli.known_users import warn_if_unknown
 from tollgate_cli.errors import UsageError
 from tollgate_cli.formatting import money, table
 
@@ -28,14 +29,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _who(p: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="a user id")
-    who.add_argument("--key", metavar="KEY_ID", help="a key id")
+    who.add_argument("--user", help="a user id (a service token's calls count under svc:SERVICE)")
+    who.add_argument("--key", metavar="KEY_ID", type=parsing.key_id,
+                     help="a key id (the key's first 12 characters, never the whole key)")
 
 
 def show(ctx: Context) -> None:
     a = ctx.args
     query = {"user": a.user} if a.user is not None else {"key": a.key}
     _render(ctx, ctx.client().get("/admin/budgets", query))
+    if a.user is not None:
+        warn_if_unknown(ctx, a.user, "The figures shown are the defaults.")
 
 
 def set_budget(ctx: Context) -> None:
@@ -54,6 +58,8 @@ def set_budget(ctx: Context) -> None:
         ctx.print(f"Budget updated for {result.get('scope') or ('user' if a.user else 'key')} "
                   f"{result.get('id') or a.user or a.key}.")
     _render(ctx, result, heading=False)
+    if a.user is not None:
+        warn_if_unknown(ctx, a.user, "The budget is set and applies from their first key; check the spelling.")
 
 
 def _render(ctx: Context, budget: dict, heading: bool = True) -> None:

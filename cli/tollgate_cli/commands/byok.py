@@ -1,9 +1,10 @@
 """`tollgate byok set | show | delete`: your own provider key (bring your own key).
 
 The key belongs to the calling user, so these commands authenticate with that user's Tollgate API key
-(--api-key or TOLLGATE_API_KEY, needing the byok:manage scope), falling back to the admin key. The
+(--tollgate-key or TOLLGATE_API_KEY, needing the byok:manage scope), falling back to the admin key. The
 provider key is never taken from the command line (it would land in shell history and `ps`): it is
-read from --key-file, from a pipe, or typed at a prompt without echo.
+read from --provider-key-file, from a pipe, or typed at a prompt without echo. The two flags name whose
+key they take, so neither can be mistaken for the other.
 """
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     sub = byok.add_subparsers(dest="byok_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("set", parents=[common], help="validate and store your key for a provider",
-                       description="Validate your key with the provider, then store it encrypted. The key is "
-                                   "read from --key-file, from standard input, or typed without echo.")
+                       description="Validate your key with the provider, then store it encrypted. The provider "
+                                   "key is read from --provider-key-file, from standard input, or typed without "
+                                   "echo; never from the command line.")
     _provider(p)
-    p.add_argument("--key-file", metavar="FILE", help="read the provider key from this file ('-': standard input)")
+    p.add_argument("--provider-key-file", metavar="FILE",
+                   help="read the provider's API key (e.g. OpenAI's sk-...) from this file ('-': standard input)")
     p.set_defaults(handler=set_key, parser=p)
 
     p = sub.add_parser("show", parents=[common], help="show your stored key for a provider (last 4 characters)",
@@ -47,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _provider(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", required=True, choices=PROVIDERS, help=f"one of: {', '.join(PROVIDERS)}")
-    p.add_argument("--api-key", metavar="KEY", help=f"your Tollgate API key, with the byok:manage scope "
-                                                    f"(env {config.API_KEY_ENV}; default: the admin key)")
+    p.add_argument("--tollgate-key", dest="api_key", metavar="KEY",
+                   help=f"your Tollgate API key (not the provider's), with the byok:manage scope "
+                        f"(env {config.API_KEY_ENV}; default: the admin key)")
 
 
 def _client(ctx: Context) -> AdminClient:
@@ -60,13 +64,13 @@ def _path(provider: str) -> str:
 
 def read_provider_key(ctx: Context) -> str:
     a = ctx.args
-    if a.key_file and a.key_file != "-":
+    if a.provider_key_file and a.provider_key_file != "-":
         try:
-            with open(a.key_file, encoding="utf-8") as f:
+            with open(a.provider_key_file, encoding="utf-8") as f:
                 text = f.read(MAX_KEY_CHARS * 2)
         except OSError as e:
-            raise CliError(f"cannot read {a.key_file}: {e.strerror or e}") from None
-    elif a.key_file == "-" or not sys.stdin.isatty():
+            raise CliError(f"cannot read {a.provider_key_file}: {e.strerror or e}") from None
+    elif a.provider_key_file == "-" or not sys.stdin.isatty():
         text = sys.stdin.readline()
     else:
         text = getpass.getpass(f"{a.provider} API key (not echoed): ")

@@ -9,14 +9,15 @@ from tollgate.clock import iso
 from tollgate_cli import parsing
 from tollgate_cli.client import path_param
 from tollgate_cli.context import Context
+from tollgate_cli.errors import CliError
 from tollgate_cli.formatting import fields, money, number, table, when
 
 ONCE_WARNING = "Copy this key now: it cannot be shown again (Tollgate stores only its hash)."
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    keys = subparsers.add_parser("keys", help="create, list, revoke, suspend and resume API keys",
-                                 description="Manage API keys.")
+    keys = subparsers.add_parser("keys", help="create, list, revoke, suspend, resume and rotate API keys",
+                                 description="Manage API keys: create, list, revoke, suspend, resume and rotate.")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("create", parents=[common], help="issue a new API key (shown once)",
@@ -40,17 +41,21 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
     for action, verb, text in (("revoke", "Revoked", "revoke a key for good"),
                                ("suspend", "Suspended", "stop a key working until it is resumed"),
-                               ("resume", "Resumed", "let a suspended key work again")):
+                               ("resume", "Resumed", "let a suspended key work again (revocation is final: "
+                                                     "a revoked key cannot be resumed)")):
         p = sub.add_parser(action, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("key_id", metavar="KEY_ID", help="the key id (the first 12 characters of the key)")
+        p.add_argument("key_id", metavar="KEY_ID", type=parsing.key_id,
+                       help="the key id (the first 12 characters of the key)")
         p.set_defaults(handler=change_status, parser=p, action=action, verb=verb)
 
     p = sub.add_parser("rotate", parents=[common], help="replace a key; the old one works for a grace period",
                        description="Issue a replacement key with the same user, scopes, limits and budgets. "
                                    "The old key keeps working for the grace period, then expires.")
-    p.add_argument("key_id", metavar="KEY_ID", help="the key id to rotate")
+    p.add_argument("key_id", metavar="KEY_ID", type=parsing.key_id,
+                   help="the id of the key to rotate (its first 12 characters)")
     p.add_argument("--grace", type=parsing.duration, default=None, metavar="DURATION",
-                   help="how long the old key keeps working, e.g. 1h or 7d (default 24h)")
+                   help="how long the old key keeps working, e.g. 1h or 7d (default 24h; above zero: to stop "
+                        "a key at once, revoke it)")
     p.set_defaults(handler=rotate, parser=p)
 
 
@@ -88,12 +93,40 @@ def list_keys(ctx: Context) -> None:
     if not keys:
         ctx.print(f"No keys for {ctx.args.user}." if ctx.args.user else "No keys.")
         return
+    monthly_default, hourly_default = _default_budgets(ctx, keys)
     rows = [(k.get("key_id"), k.get("user"), k.get("name"), k.get("status"), ",".join(k.get("scopes") or []),
              when(k.get("created_at"), seconds=False), when(k.get("last_used"), seconds=False),
-             when(k.get("expires_at"), seconds=False, none="never"), money(k.get("monthly_budget_usd")),
-             money(k.get("hourly_budget_usd")), number(k.get("rpm")), number(k.get("tpm"))) for k in keys]
+             when(k.get("expires_at"), seconds=False, none="never"),
+             money(k.get("monthly_budget_usd"), none=monthly_default),
+             money(k.get("hourly_budget_usd"), none=hourly_default), number(k.get("rpm")), number(k.get("tpm")))
+            for k in keys]
     ctx.print(table(("KEY ID", "USER", "NAME", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES",
                      "MONTHLY", "HOURLY", "RPM", "TPM"), rows, right=(8, 9, 10, 11)))
+    if any(k.get("monthly_budget_usd") is None or k.get("hourly_budget_usd") is None for k in keys):
+        ctx.print(f"{DEFAULT_MARK} the deployment's default budget for a key (set one: tollgate budgets set --key KEY_ID)")
+
+
+DEFAULT_MARK = "*"
+
+
+def _default_budgets(ctx: Context, keys: list[dict]) -> tuple[str, str]:
+    """The effective (monthly, hourly) budget of a key that sets none, as shown in `keys list`: read from
+    the budget of one such key (the gateway's defaults are its configuration), marked with DEFAULT_MARK;
+    "default" if that cannot be read."""
+    monthly = hourly = "default"
+    unset = next((k for k in keys if k.get("monthly_budget_usd") is None or k.get("hourly_budget_usd") is None), None)
+    if unset is None:
+        return monthly, hourly
+    try:
+        budget = ctx.client().get("/admin/budgets", {"key": unset.get("key_id")})
+    except CliError:
+        return monthly, hourly
+    if unset.get("monthly_budget_usd") is None and budget.get("monthly_limit_usd") is not None:
+        monthly = money(budget["monthly_limit_usd"]) + DEFAULT_MARK
+    hourly_limit = (budget.get("hourly") or {}).get("limit_usd")
+    if unset.get("hourly_budget_usd") is None and hourly_limit is not None:
+        hourly = money(hourly_limit) + DEFAULT_MARK
+    return monthly, hourly
 
 
 def change_status(ctx: Context) -> None:

@@ -1,8 +1,8 @@
 """`tollgate runs start | show`: start an agent run with a budget, and follow it.
 
-Runs are started with a user's own API key (scope `agents:run`): --api-key, else TOLLGATE_API_KEY, else
-the admin key (fine locally, where it has every scope). The run acts for that key's user, and only
-that user or an admin may read it.
+Runs are started with a user's own API key (scope `agents:run`): --tollgate-key (or --api-key), else
+TOLLGATE_API_KEY, else the admin key (fine locally, where it has every scope). The run acts for that
+key's user, and only that user or an admin may read it.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _api_key(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api-key", metavar="KEY",
-                   help=f"the API key to act with (env {config.API_KEY_ENV}; default: the admin key)")
+    p.add_argument("--tollgate-key", "--api-key", dest="api_key", metavar="KEY",
+                   help=f"the Tollgate API key to act with (env {config.API_KEY_ENV}; default: the admin key)")
 
 
 def _client(ctx: Context) -> AdminClient:

@@ -11,7 +11,9 @@ from tollgate_cli.formatting import money, number, table, when
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("usage", parents=[common], help="show a user's requests, tokens and cost",
                               description="Show a user's metered requests, tokens and cost.")
-    p.add_argument("--user", required=True)
+    p.add_argument("--user", required=True,
+                   help="the user id whose calls to show; a service token's calls are recorded under "
+                        "svc:SERVICE unless it was issued with --user")
     p.add_argument("--from", dest="date_from", type=parsing.day, metavar="YYYY-MM-DD", help="first day (UTC)")
     p.add_argument("--to", dest="date_to", type=parsing.day, metavar="YYYY-MM-DD", help="last day (UTC)")
     p.add_argument("--limit", type=parsing.positive_int, metavar="N", help="at most N records")

@@ -7,6 +7,7 @@ from tollgate_cli.client import path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import UsageError
 from tollgate_cli.formatting import fields
+from tollgate_cli.known_users import warn_if_unknown
 
 _ON_OFF = {"on": True, "off": False}
 
@@ -15,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     users = subparsers.add_parser("users", help="per-user settings", description="Show and change per-user settings.")
     sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     p = sub.add_parser("show", parents=[common], help="a user's settings", description="Show a user's settings.")
-    p.add_argument("--user", required=True)
+    p.add_argument("--user", required=True, help="a user id")
     p.set_defaults(handler=show, parser=p)
     p = sub.add_parser("set", parents=[common], help="change a user's settings",
                        description="Change a user's settings.")
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def show(ctx: Context) -> None:
     _render(ctx, ctx.client().get(f"/admin/users/{path_param(ctx.args.user)}"))
+    warn_if_unknown(ctx, ctx.args.user, "The settings shown are the defaults.")
 
 
 def set_settings(ctx: Context) -> None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import threading
 from collections import OrderedDict
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
@@ -71,15 +74,40 @@ def _provider_field(body: object, name: str) -> str | None:
     return None
 
 
+def retry_hint(headers: Any, now: datetime | None = None) -> dict[str, str]:
+    """A provider's retry hint in both forms clients read: {"retry-after": whole seconds (rounded up),
+    "retry-after-ms": milliseconds}, from whichever it sent: `retry-after-ms` (OpenAI's and Anthropic's
+    SDKs read it first), or `retry-after` as seconds or an HTTP date (RFC 9110 section 10.2.3). {} if none
+    or unreadable."""
+    ms: float | None = None
+    raw_ms, raw = headers.get("retry-after-ms"), headers.get("retry-after")
+    try:
+        if raw_ms is not None:
+            ms = float(raw_ms)
+        elif raw is not None:
+            ms = float(raw) * 1000
+    except ValueError:
+        try:
+            ms = (parsedate_to_datetime(raw) - (now or datetime.now(timezone.utc))).total_seconds() * 1000
+        except (TypeError, ValueError):
+            ms = None
+    if ms is None or not math.isfinite(ms):
+        return {}
+    ms = max(ms, 0.0)
+    return {"retry-after": str(math.ceil(ms / 1000)), "retry-after-ms": str(math.ceil(ms))}
+
+
 def translate(exc: Exception, sdk: ModuleType, api_key: str) -> errors.TollgateError:
-    """An SDK (or transport) exception as our domain error. Messages never carry the key."""
+    """An SDK (or transport) exception as our domain error. Messages never carry the key; a provider's
+    retry hint is kept in both header forms (retry_hint)."""
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         message = redact(_provider_message(exc.body) or f"the provider answered HTTP {status}", api_key)
+        hint = retry_hint(exc.response.headers)
         if status >= 500:
-            return errors.ProviderFailed(f"provider error (HTTP {status}): {message}")
+            return errors.ProviderFailed(f"provider error (HTTP {status}): {message}", headers=hint)
         return errors.ProviderRejected(message, status=status, code=_provider_field(exc.body, "code"),
-                                       param=_provider_field(exc.body, "param"))
+                                       param=_provider_field(exc.body, "param"), headers=hint)
     if isinstance(exc, sdk.APITimeoutError):
         return errors.ProviderFailed("the provider timed out")
     if isinstance(exc, sdk.APIConnectionError):

@@ -76,11 +76,6 @@ class Window:
         return str(max(1, math.ceil(self.resets_in_s)))
 
 
-def margin(limit: int) -> int:
-    """Above this many remaining, the reservation need not learn the exact count (see ledger)."""
-    return max(1, math.ceil(limit * 0.2))
-
-
 def loop_pk(user: str) -> str:
     """Loop counters are keyed by user, so an operator lists and clears a user's with one Query."""
     return f"LOOP#{user}"

@@ -8,27 +8,35 @@ settle: ONE TransactWriteItems deletes the reservation, writes the usage record 
 for this request yet, so it is written exactly once) and moves every level from reserved to spent,
 returning the unused part.
 
-A transaction returns no values on success, so the reservation is first tried with a margin: each
-counter must keep at least its warning floor (budgets) or a fifth of its limit (rate windows) after
-the reservation. Success proves the request is far from every limit; a failure returns the exact old
-values, and the reservation is retried without the margin. The exact values are then known where they
-matter: near a limit, where headers and warnings need them.
+A transaction returns no values on success, yet the answer reports exact remaining values (rate-limit
+and budget headers, warnings). So each counter's condition checks the value this container EXPECTS
+(what it last saw, plus its own changes since; absent for an item it never saw) as well as the limit:
+success proves the exact value, in the same one call. A wrong expectation cancels the transaction with
+the item's exact old value (ReturnValuesOnConditionCheckFailure=ALL_OLD), and the retry expects that.
+A counter that other containers keep changing (mismatched twice in one reservation) is no longer
+guessed, for this and this container's next few reservations: the hard cap holds the same, but its value
+is then unknown and the answer omits it rather than report a wrong number. Such a budget level is held
+with its warning floor left over (success proves it is clear of the warning zone; a failure reveals its
+value, so a warning is still sent when due), then by its limit alone. A rate window, and an agent run's
+budget (never guessed: it has no warning floor), are held by their limit alone.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import random
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from tollgate.clock import iso
-from tollgate.errors import BudgetExceeded, Conflict, LoopDetected, RateLimited
-from tollgate.store.counters import Level, LoopCounter, Window, margin
+from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
+from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
 
@@ -38,6 +46,9 @@ PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
+_EXACT_TRIES = 2  # wrong expectations of one counter before its condition falls back to the plain limit
+_PLAIN_FOR = 8  # reservations a counter that fell back is then held by the plain limit, without guessing
+_SEEN_MAX = 4096  # counter items whose values one container remembers
 ZERO = Decimal(0)
 
 
@@ -57,6 +68,7 @@ class Plan:
     usage_sk: str  # the usage record's sort key, fixed now so a late settle hits the same record
     loop: LoopCounter | None = None
     idempotency_pk: str | None = None  # set when the client sent an Idempotency-Key
+    request_hash: str | None = None  # of (route, body), bound to the Idempotency-Key (tollgate.idempotency)
 
 
 @dataclass(frozen=True)
@@ -71,16 +83,91 @@ class Replay:
 
 @dataclass
 class Reservation:
+    """A reservation taken, and what it proved. Exact values are as of this reservation (this request's
+    own change included); a counter whose value is not known exactly is absent (None / no entry)."""
+
     plan: Plan
-    remaining_requests: int = 0  # exact near the limit, else a lower bound
-    remaining_tokens: int = 0
-    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> remaining after (or a lower bound)
-    exact: set[str] = field(default_factory=set)  # level kinds whose remaining is exact, not a bound
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    budget_remaining: dict[str, Decimal] = field(default_factory=dict)  # level kind -> USD remaining, exact
+    clear_of_warning: set[str] = field(default_factory=set)  # level kinds proved to keep their warning floor
+    # level kind -> USD remaining as a failed attempt of this reservation saw it (a contended level near its
+    # warning floor): good enough to warn, not exact enough to report
+    seen_remaining: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def all_budgets_known(self) -> bool:
+        return all(lvl.kind in self.budget_remaining for lvl in self.plan.levels)
+
+    @property
+    def warning_state_known(self) -> bool:
+        """Whether every level that can warn is known to be in or out of its warning zone."""
+        return all(lvl.kind in self.budget_remaining or lvl.kind in self.clear_of_warning
+                   or lvl.kind in self.seen_remaining for lvl in self.plan.levels if lvl.warning_floor > 0)
+
+    def remaining_as_known(self, kind: str) -> Decimal | None:
+        """USD remaining on a level after this reservation: exact, else as a failed attempt saw it, else None."""
+        return self.budget_remaining.get(kind, self.seen_remaining.get(kind))
 
     def near_limit(self, refund: Decimal) -> list[Level]:
         """Levels in their warning zone once `refund` (worst case minus actual cost) is given back."""
         return [lvl for lvl in self.plan.levels
-                if lvl.kind in self.exact and self.budget_remaining[lvl.kind] + refund < lvl.warning_floor]
+                if (left := self.remaining_as_known(lvl.kind)) is not None and left + refund < lvl.warning_floor]
+
+
+_CONTENDED = "#contended"  # in a _Seen entry: reservations left to hold the counter by the plain limit
+
+
+class _Seen:
+    """What this container last knew of each counter item (its values after its own last change), keyed
+    by (pk, sk). Only a guess: a wrong one costs a retry, never a wrong answer. Thread-safe, bounded."""
+
+    def __init__(self, maxsize: int = _SEEN_MAX):
+        self._items: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._maxsize = maxsize
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any]:
+        """The expected values; {} (the item is absent) for an item never seen."""
+        with self._lock:
+            return {k: v for k, v in self._items.get(key, {}).items() if k != _CONTENDED}
+
+    def contended(self, key: tuple[str, str]) -> bool:
+        """Whether this reservation should hold the counter by the plain limit without guessing: it fell
+        back recently, so other containers keep changing it and a guess would cost a wasted call. Counts
+        one use; after _PLAIN_FOR the counter is forgotten, so the next reservation guesses (and learns)."""
+        with self._lock:
+            left = self._items.get(key, {}).get(_CONTENDED, 0)
+            if left <= 1:
+                if left:
+                    del self._items[key]
+                return left == 1
+            self._items[key][_CONTENDED] = left - 1
+            return True
+
+    def mark_contended(self, key: tuple[str, str]) -> None:
+        self.set(key, {_CONTENDED: _PLAIN_FOR})
+
+    def set(self, key: tuple[str, str], known: dict[str, Any]) -> None:
+        """Remember values (a counter still marked contended stays so: values learnt from a cancellation
+        do not make it worth guessing again)."""
+        with self._lock:
+            left = self._items.get(key, {}).get(_CONTENDED)
+            self._items[key] = {**known, _CONTENDED: left} if left and _CONTENDED not in known else known
+            self._items.move_to_end(key)
+            while len(self._items) > self._maxsize:
+                self._items.popitem(last=False)
+
+    def add(self, key: tuple[str, str], name: str, delta: Any) -> None:
+        """Apply this container's own change to a value it knows."""
+        with self._lock:
+            known = self._items.get(key)
+            if known is not None and name in known:
+                known[name] += delta
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 def reservation_pk(request_id: str) -> str:
@@ -127,9 +214,16 @@ class Ledger:
         self.budgets = budgets_table
         self.usage = usage_table
         self.client = client
+        self._seen = _Seen()
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
+        """Reserve the plan's worst case on every level and its tokens in the rate window, in one
+        transaction when this container's expectations are right (module docstring).
+
+        Raises BudgetExceeded, RateLimited, LoopDetected, IdempotentReplay (an earlier request with this
+        Idempotency-Key was answered), IdempotencyKeyReused (422: the key was used for another request),
+        Conflict (409: the key's request or this request id is in progress; an unexplained cancellation)."""
         for level in plan.levels:
             if plan.cost > level.limit and not level.must_exist:
                 self._replay_if_answered(plan)  # an earlier request with this key was paid for: answer it
@@ -139,68 +233,120 @@ class Ledger:
                 f"This request may use up to {plan.tokens} tokens, more than the limit of {plan.window.tpm} "
                 "tokens per minute. Lower max_tokens or shorten the input.",
                 code="tokens_exceed_limit", headers={"x-should-retry": "false"})
-        res = Reservation(plan)
-        known_old: dict[int, dict[str, Any]] = {}
-        with_margin = self._margin_fits(plan)
-        if with_margin:
+        if plan.window and plan.window.rpm < 1:
+            raise RateLimited("This key may send no requests (its limit is 0 requests per minute).",
+                              code="requests_exceed_limit", headers={"x-should-retry": "false"})
+        keys = _counter_keys(plan)
+        n_levels = len(plan.levels)
+        # Each counter is held one of three ways: by its expected value (exact); a budget level contended
+        # by other containers by its limit plus its warning floor ("floor": proves it is clear of the
+        # warning zone), and failing that, or for a run's budget or a rate window, by its limit alone.
+        plain = {i for i in keys if i < n_levels and plan.levels[i].must_exist}
+        floor: set[int] = set()
+        for i, key in keys.items():
+            if i not in plain and self._seen.contended(key):
+                self._fall_back(plan, i, plain, floor)
+        wrong: dict[int, int] = {}  # counter index -> expectations that proved wrong in this reservation
+        seen_remaining: dict[str, Decimal] = {}
+        for attempt in range(3 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
+            expect = {i: self._seen.get(key) for i, key in keys.items() if i not in plain and i not in floor}
             try:
-                self._transact(self._reserve_items(plan, with_margin=True), token=f"{plan.request_id}/r1")
-                self._lower_bounds(res, plan)
-                return res
+                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}")
             except _Cancelled as c:
-                known_old = self._check_hard_limits(plan, c.reasons)
-        try:
-            self._transact(self._reserve_items(plan, with_margin=False), token=f"{plan.request_id}/r2")
-        except _Cancelled as c:
-            self._check_hard_limits(plan, c.reasons)
-            log.warning("reservation cancelled for no known limit", extra={"codes": [r.get("Code") for r in c.reasons]})
-            raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
-        self._exact(res, plan, known_old, assume_fresh=not with_margin)
-        unknown = [lvl for lvl in plan.levels if lvl.kind not in res.exact and not lvl.must_exist]
-        if not with_margin and unknown:
-            # This request is large next to a limit, so no margin attempt ran and taught us nothing:
-            # read what is left (one call, only for such requests).
-            self._read_remaining(res, unknown)
+                self._learn(keys, c.reasons)
+                old = self._check_hard_limits(plan, c.reasons)
+                progressed = [i for i in old if i in expect or i in floor]
+                if not progressed:
+                    log.warning("reservation cancelled for no known limit",
+                                extra={"codes": [r.get("Code") for r in c.reasons]})
+                    raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
+                for i in progressed:
+                    if i in floor:  # inside its warning zone: say so, then hold it by its limit alone
+                        floor.discard(i)
+                        plain.add(i)
+                        lvl = plan.levels[i]
+                        seen_remaining[lvl.kind] = Decimal(old[i].get("remainingUsd", lvl.limit)) - plan.cost
+                        continue
+                    wrong[i] = wrong.get(i, 0) + 1
+                    if wrong[i] >= _EXACT_TRIES:
+                        self._seen.mark_contended(keys[i])
+                        self._fall_back(plan, i, plain, floor)
+                continue
+            res = self._reserved(plan, keys, expect)
+            res.clear_of_warning = {plan.levels[i].kind for i in floor}
+            res.seen_remaining = seen_remaining
+            return res
+        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
+        """The exact values a successful reservation proved (those it held by their expected value)."""
+        res = Reservation(plan)
+        for i, key in keys.items():
+            if i not in expect:
+                continue
+            old = expect[i]
+            if i < len(plan.levels):
+                lvl = plan.levels[i]
+                after = Decimal(old.get("remainingUsd", lvl.limit)) - plan.cost
+                res.budget_remaining[lvl.kind] = after
+                self._seen.set(key, {"remainingUsd": after})
+            else:
+                w = plan.window
+                res.remaining_requests = int(old.get("remainingRequests", w.rpm)) - 1
+                res.remaining_tokens = int(old.get("remainingTokens", w.tpm)) - plan.tokens
+                self._seen.set(key, {"remainingRequests": res.remaining_requests,
+                                     "remainingTokens": res.remaining_tokens})
         return res
 
-    def _read_remaining(self, res: Reservation, levels: list[Level]) -> None:
-        keys = [to_item({"pk": lvl.pk, "sk": lvl.sk}) for lvl in levels]
-        got = self.client.batch_get_item(RequestItems={self.budgets: {"Keys": keys, "ConsistentRead": True}})
-        by_key = {(i["pk"]["S"], i["sk"]["S"]): from_item(i) for i in got["Responses"].get(self.budgets, [])}
-        for lvl in levels:
-            item = by_key.get((lvl.pk, lvl.sk))
-            if item and "remainingUsd" in item:
-                res.budget_remaining[lvl.kind] = Decimal(item["remainingUsd"])
-                res.exact.add(lvl.kind)
+    @staticmethod
+    def _fall_back(plan: Plan, i: int, plain: set[int], floor: set[int]) -> None:
+        """Stop guessing counter i: a budget level goes to "floor" if its warning floor can fit at all."""
+        if i < len(plan.levels) and plan.cost + plan.levels[i].warning_floor <= plan.levels[i].limit:
+            floor.add(i)
+        else:
+            plain.add(i)
+
+    def _learn(self, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
+        """Remember every counter value a cancellation revealed: exact as of that transaction."""
+        for i, key in keys.items():
+            if i < len(reasons) and reasons[i].get("Code") == "ConditionalCheckFailed":
+                item = from_item(reasons[i].get("Item") or {})
+                self._seen.set(key, {k: item[k] for k in _COUNTER_VALUES if k in item})
 
     def _replay_if_answered(self, plan: Plan) -> None:
         if not plan.idempotency_pk:
             return
         item = self.client.get_item(TableName=self.budgets, ConsistentRead=True,
                                     Key=to_item({"pk": plan.idempotency_pk, "sk": IDEMPOTENCY_SK})).get("Item")
+        if item:
+            _check_same_request(from_item(item), plan)
         if item and from_item(item).get("state") == "done":
             raise IdempotentReplay(_replay(from_item(item)))
 
-    def _margin_fits(self, plan: Plan) -> bool:
-        # A run's budget lives in its item only (limit unknown here): it takes no margin, only the cost.
-        if any(plan.cost + lvl.warning_floor > lvl.limit for lvl in plan.levels if not lvl.must_exist):
-            return False
-        w = plan.window
-        return w is None or (1 + margin(w.rpm) <= w.rpm and plan.tokens + margin(w.tpm) <= w.tpm)
-
-    def _reserve_items(self, plan: Plan, *, with_margin: bool) -> list[dict[str, Any]]:
+    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int]) -> list[dict[str, Any]]:
+        """The reservation transaction. A counter whose index is in `expect` must hold exactly the expected
+        values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
+        others must only fit."""
         items = []
-        for lvl in plan.levels:
-            need = plan.cost + (lvl.warning_floor if with_margin and not lvl.must_exist else ZERO)
+        for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
                       "reservedUsd = if_not_exists(reservedUsd, :zero) + :cost, "
                       "spentUsd = if_not_exists(spentUsd, :zero), limitUsd = if_not_exists(limitUsd, :limit)")
-            vals = dict(limit=lvl.limit, cost=plan.cost, zero=ZERO, need=need)
+            vals = dict(limit=lvl.limit, cost=plan.cost, zero=ZERO)
             if lvl.expires:
                 update += ", #ttl = if_not_exists(#ttl, :ttl)"
                 vals["ttl"] = lvl.expires
-            condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :need" if lvl.must_exist
-                         else "attribute_not_exists(remainingUsd) OR remainingUsd >= :need")
+            if i in floor:
+                condition = "attribute_not_exists(remainingUsd) OR remainingUsd >= :need"
+                vals["need"] = plan.cost + lvl.warning_floor
+            elif i not in expect:
+                condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :cost" if lvl.must_exist
+                             else "attribute_not_exists(remainingUsd) OR remainingUsd >= :cost")
+            elif "remainingUsd" in expect[i]:
+                condition = "remainingUsd = :expected AND remainingUsd >= :cost"
+                vals["expected"] = expect[i]["remainingUsd"]
+            else:
+                condition = "attribute_not_exists(remainingUsd)"  # and the limit covers the cost (checked above)
             names = {"#ttl": "ttl"} if lvl.expires else {}
             if lvl.owner is not None:
                 condition = f"({condition}) AND #owner = :owner"
@@ -216,18 +362,26 @@ class Ledger:
             }})
         w = plan.window
         if w:
-            rneed = 1 + (margin(w.rpm) if with_margin else 0)
-            tneed = plan.tokens + (margin(w.tpm) if with_margin else 0)
+            vals = dict(rpm=w.rpm, tpm=w.tpm, one=1, tokens=plan.tokens, ttl=w.expires)
+            window_expected = expect.get(len(plan.levels))
+            if window_expected is None:
+                condition = ("attribute_not_exists(remainingRequests) OR "
+                             "(remainingRequests >= :one AND remainingTokens >= :tokens)")
+            elif "remainingRequests" in window_expected:
+                condition = ("remainingRequests = :erequests AND remainingTokens = :etokens AND "
+                             "remainingRequests >= :one AND remainingTokens >= :tokens")
+                vals.update(erequests=window_expected["remainingRequests"],
+                            etokens=window_expected.get("remainingTokens", w.tpm))
+            else:
+                condition = "attribute_not_exists(remainingRequests)"  # and the limits cover it (checked above)
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": w.pk, "sk": w.sk}),
                 "UpdateExpression": ("SET remainingRequests = if_not_exists(remainingRequests, :rpm) - :one, "
                                      "remainingTokens = if_not_exists(remainingTokens, :tpm) - :tokens, "
                                      "#ttl = if_not_exists(#ttl, :ttl)"),
-                "ConditionExpression": ("attribute_not_exists(remainingRequests) OR "
-                                        "(remainingRequests >= :rneed AND remainingTokens >= :tneed)"),
+                "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#ttl": "ttl"},
-                "ExpressionAttributeValues": values(rpm=w.rpm, tpm=w.tpm, one=1, tokens=plan.tokens,
-                                                    ttl=w.expires, rneed=rneed, tneed=tneed),
+                "ExpressionAttributeValues": values(**vals),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
         if plan.loop:
@@ -250,7 +404,8 @@ class Ledger:
             items.append({"Put": {
                 "TableName": self.budgets,
                 "Item": to_item({"pk": plan.idempotency_pk, "sk": IDEMPOTENCY_SK, "requestId": plan.request_id,
-                                 "state": "pending", "ttl": int(plan.started_at.timestamp()) + IDEMPOTENCY_TTL_S}),
+                                 "requestHash": plan.request_hash, "state": "pending",
+                                 "ttl": int(plan.started_at.timestamp()) + IDEMPOTENCY_TTL_S}),
                 "ConditionExpression": "attribute_not_exists(pk)",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
@@ -277,6 +432,7 @@ class Ledger:
         if idem is not None and idem < len(reasons) and reasons[idem].get("Code") == "ConditionalCheckFailed":
             # An earlier request with this key decides first: its answer was paid for, whatever the budget now.
             item = from_item(reasons[idem].get("Item") or {})
+            _check_same_request(item, plan)
             if item.get("state") == "done":
                 raise IdempotentReplay(_replay(item))
             raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
@@ -313,35 +469,6 @@ class Ledger:
                 raise Conflict("A request with this id is already in progress.", code="duplicate_request")
         return old
 
-    def _lower_bounds(self, res: Reservation, plan: Plan) -> None:
-        for lvl in plan.levels:
-            if not lvl.must_exist:
-                res.budget_remaining.setdefault(lvl.kind, lvl.warning_floor)  # at least
-        if plan.window:
-            res.remaining_requests = margin(plan.window.rpm)
-            res.remaining_tokens = margin(plan.window.tpm)
-
-    def _exact(self, res: Reservation, plan: Plan, old: dict[int, dict[str, Any]], assume_fresh: bool) -> None:
-        for i, lvl in enumerate(plan.levels):
-            if i in old:
-                after = Decimal(old[i].get("remainingUsd", lvl.limit)) - plan.cost
-            elif assume_fresh or lvl.must_exist:
-                after = None
-            else:
-                after = lvl.warning_floor  # passed with margin: a lower bound
-            if after is not None:
-                res.budget_remaining[lvl.kind] = after
-            if i in old:
-                res.exact.add(lvl.kind)
-        if plan.window:
-            w = plan.window
-            n = _layout(plan)["window"]
-            if n in old:
-                res.remaining_requests = int(old[n].get("remainingRequests", w.rpm)) - 1
-                res.remaining_tokens = int(old[n].get("remainingTokens", w.tpm)) - plan.tokens
-            else:
-                res.remaining_requests, res.remaining_tokens = margin(w.rpm), margin(w.tpm)
-
     # -- settle ------------------------------------------------------------------------------
     def settle(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal, actual_tokens: int,
                replay: Replay | None = None) -> bool:
@@ -372,7 +499,6 @@ class Ledger:
             items.append(self._loop_give_back(plan.loop))
         try:
             self._transact(items, token=f"{plan.request_id}/s")
-            return True
         except _Cancelled as c:
             codes = [r.get("Code") for r in c.reasons]
             if codes[1] == "ConditionalCheckFailed":
@@ -380,8 +506,15 @@ class Ledger:
             if codes[0] == "ConditionalCheckFailed":
                 log.warning("late settle: reservation already released by the sweeper",
                             extra={"request_id": plan.request_id})
+                for key in _counter_keys(plan).values():  # the sweeper changed them: no longer known
+                    self._seen.forget(key)
                 return self._settle_without_reservation(plan, usage_item, actual_cost)
             raise
+        for lvl in plan.levels:  # this container's own change to values it knows
+            self._seen.add((lvl.pk, lvl.sk), "remainingUsd", refund)
+        if plan.window and plan.tokens != actual_tokens:
+            self._seen.add((plan.window.pk, plan.window.sk), "remainingTokens", plan.tokens - actual_tokens)
+        return True
 
     def _settle_without_reservation(self, plan: Plan, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
         items = [self._usage_put(usage_item)]
@@ -475,6 +608,27 @@ class Ledger:
             time.sleep(random.uniform(0.005, 0.03) * (2 ** attempt))
 
 
+_COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
+
+
+def _counter_keys(plan: Plan) -> dict[int, tuple[str, str]]:
+    """(pk, sk) of each counter whose value the reservation can learn, by its index in the transaction."""
+    keys = {i: (lvl.pk, lvl.sk) for i, lvl in enumerate(plan.levels)}
+    if plan.window:
+        keys[len(plan.levels)] = (plan.window.pk, plan.window.sk)
+    return keys
+
+
+def _check_same_request(item: dict[str, Any], plan: Plan) -> None:
+    """Raise IdempotencyKeyReused (422) if the stored key was first used for another request. An item
+    without a hash (written before keys were bound to requests; at most a day old) counts as the same."""
+    stored = item.get("requestHash")
+    if stored and plan.request_hash and stored != plan.request_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different request (another route or body). "
+            "Use a new key for a new request; send the same request again to get its answer.")
+
+
 def _replay(item: dict[str, Any]) -> Replay:
     return Replay(int(item.get("status", 200)), str(item.get("body", "")), str(item.get("contentType", "application/json")),
                   {str(k): str(v) for k, v in (item.get("headers") or {}).items()})
@@ -487,8 +641,9 @@ def _token(name: str, attempt: str) -> str:
 
 def _budget_error(level: Level, remaining: Decimal, cost: Decimal) -> BudgetExceeded:
     err = BudgetExceeded(
-        f"The {level.label} is exhausted: ${usd(max(remaining, ZERO))} of ${usd(level.limit)} remains and this "
-        f"request may cost up to ${usd(cost)}. Ask an operator to raise the budget, or wait for the next period.",
+        f"Refused by the {level.label}: this request may cost up to ${usd(cost)} (its worst case, with "
+        f"max_tokens), more than the ${usd(max(remaining, ZERO))} left of ${usd(level.limit)}. Lower max_tokens "
+        "or shorten the input, ask an operator to raise the budget, or wait for the next period.",
         headers={"x-tollgate-budget-remaining-usd": usd(max(remaining, ZERO)),
                  "x-tollgate-budget-level": level.kind})
     err.level = level  # type: ignore[attr-defined]
