@@ -48,6 +48,8 @@ def test_every_gateway_route_streams_through_invoke_with_response_stream(api_tem
     streamed, buffered = 0, 0
     for method in resources(api_template, "AWS::ApiGateway::Method").values():
         integration = method["Properties"]["Integration"]
+        if integration["Type"] == "MOCK":  # the catch-all 404s (stacks/rest_api.py): no function behind them
+            continue
         uri = _joined(integration["Uri"])
         match = STREAMING_URI.match(uri)
         if match and match["function"] == gateway_id:
