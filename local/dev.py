@@ -282,6 +282,7 @@ class LocalStack:
             env[Env.ANTHROPIC_BASE_URL] = fake_url
             env[Env.ANTHROPIC_API_KEY] = FAKE_PLATFORM_KEYS[Env.ANTHROPIC_API_KEY]
             env[Env.ANTHROPIC_ADMIN_KEY] = "sk-ant-admin-fake"
+        env[Env.BEDROCK_ENDPOINT_URL] = fake_url  # boto3's bedrock-runtime -> the fake's Bedrock section
         return env
 
     def _make_fake(self) -> Any:

@@ -602,6 +602,8 @@ class FakeProvider:
             return [c for c in self.calls if c["path"] == path]
 
     def handle(self, method: str, path: str, headers: Any, raw: bytes, query: str = "") -> Reply:
+        if path.startswith(BEDROCK_PATH_PREFIX):  # Amazon Bedrock runtime: the section below
+            return bedrock_reply(self, method, path, headers, raw)
         if path == "/_fake/calls" and method == "GET":
             with self._lock:
                 return _json(200, list(self.calls))
@@ -891,6 +893,155 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+# --- Amazon Bedrock runtime ------------------------------------------------------------------------
+# Bedrock's runtime HTTP API as boto3's `bedrock-runtime` client calls it (point its endpoint_url here):
+#   POST /model/{modelId}/converse                      Converse: JSON
+#   POST /model/{modelId}/converse-stream               ConverseStream: AWS event-stream frames
+#   POST /model/{modelId}/invoke                        InvokeModel: the model's own body (Claude: Anthropic's)
+#   POST /model/{modelId}/invoke-with-response-stream   InvokeModelWithResponseStream: `chunk` event frames
+# Any SigV4 signature is accepted (an `Authorization: AWS4-HMAC-SHA256 ...` header is required). The same
+# in-band controls as the other providers; [[fake:status=N]] answers Bedrock's exception for N (429:
+# ThrottlingException, 503: ServiceUnavailableException, 403: AccessDeniedException, ...), and
+# [[fake:tool_call]] makes a Converse answer call the request's first tool (unless the last message
+# already carries a tool result); [[fake:bedrock_status=N]] replaces `status` for Bedrock only (200: answer),
+# so one prompt can fail on one provider and succeed on Bedrock, or the other way round (fallback tests).
+# Usage: Converse's inputTokens excludes cache reads and writes.
+
+BEDROCK_PATH_PREFIX = "/model/"
+_BEDROCK_STATUS = re.compile(r"\[\[fake:bedrock_status=(\d+)\]\]")
+_BEDROCK_EXCEPTIONS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+                       408: "ModelTimeoutException", 424: "ModelErrorException", 429: "ThrottlingException",
+                       500: "InternalServerException", 503: "ServiceUnavailableException"}
+_BEDROCK_STOP = {"length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def event_stream_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One message of the AWS event-stream encoding (what botocore.eventstream decodes): a prelude (total
+    length, headers length: big-endian uint32) and its CRC32, the headers (name length u8, name, type 7 =
+    string, value length u16, value), the payload, and the CRC32 of everything before it."""
+    import zlib
+
+    encoded = b"".join(struct.pack(">B", len(k)) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode()))
+                       + v.encode() for k, v in headers.items())
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _bedrock_event(kind: str, payload: dict[str, Any]) -> bytes:
+    return event_stream_frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+                              _dumps(payload))
+
+
+def bedrock_error(status: int, message: str) -> Reply:
+    code = _BEDROCK_EXCEPTIONS.get(status, "InternalServerException" if status >= 500 else "ValidationException")
+    return _json(status, {"message": message}, **{"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/"})
+
+
+def _bedrock_tool_use(body: dict[str, Any], controls_text: list[str]) -> dict[str, Any] | None:
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    if not tools or not any("[[fake:tool_call]]" in t for t in controls_text):
+        return None
+    last = (_messages(body) or [{}])[-1]
+    if any(isinstance(b, dict) and "toolResult" in b for b in last.get("content") or []):
+        return None
+    spec = tools[0].get("toolSpec") or {}
+    props = list(((spec.get("inputSchema") or {}).get("json") or {}).get("properties") or {})
+    return {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": spec.get("name", ""),
+            "input": {props[0]: "lorem"} if props else {}}
+
+
+def bedrock_converse(body: dict[str, Any], controls: Controls, stream: bool, texts: list[str]) -> Reply:
+    limit = (body.get("inferenceConfig") or {}).get("maxTokens")
+    pieces, n, truncated = _completion({"max_tokens": limit} if isinstance(limit, int) else {}, controls)
+    total = prompt_tokens(body)
+    reads = min(controls.cached_tokens, total)
+    writes = min(controls.cache_write_tokens, total - reads)
+    use = _bedrock_tool_use(body, texts)
+    usage = {"inputTokens": total - reads - writes, "outputTokens": n, "totalTokens": total + n,
+             "cacheReadInputTokens": reads, "cacheWriteInputTokens": writes}
+    stop = "tool_use" if use else ("max_tokens" if truncated else "end_turn")
+    if not stream:
+        content: list[dict[str, Any]] = [{"text": "".join(pieces)}] if pieces else []
+        if use:
+            content.append({"toolUse": use})
+        return _json(200, {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+                           "usage": usage, "metrics": {"latencyMs": 1}})
+    events = [_bedrock_event("messageStart", {"role": "assistant"})]
+    events += [_bedrock_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": p}}) for p in pieces]
+    if pieces:
+        events.append(_bedrock_event("contentBlockStop", {"contentBlockIndex": 0}))
+    if use:
+        index = 1 if pieces else 0
+        arguments = json.dumps(use["input"])
+        events.append(_bedrock_event("contentBlockStart", {"contentBlockIndex": index, "start": {
+            "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}}))
+        half = len(arguments) // 2  # two fragments, as a model streams them
+        events += [_bedrock_event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": a}}})
+                   for a in (arguments[:half], arguments[half:])]
+        events.append(_bedrock_event("contentBlockStop", {"contentBlockIndex": index}))
+    events.append(_bedrock_event("messageStop", {"stopReason": stop}))
+    events.append(_bedrock_event("metadata", {"usage": usage, "metrics": {"latencyMs": 1}}))
+    return _sse(events)
+
+
+def bedrock_invoke(model: str, body: dict[str, Any], controls: Controls, stream: bool) -> Reply:
+    """InvokeModel with the Anthropic body: the Messages API's answer; streamed as `chunk` events each
+    carrying one Messages event's JSON (base64 in the frame's JSON payload, as Bedrock sends it)."""
+    if body.get("anthropic_version") != "bedrock-2023-05-31" or "model" in body:
+        return bedrock_error(400, "anthropic_version must be bedrock-2023-05-31 and the body has no model")
+    if not isinstance(body.get("max_tokens"), int) or not _messages(body):
+        return bedrock_error(400, "max_tokens and messages are required")
+    reply = anthropic_messages({**body, "model": model, "stream": stream}, controls)
+    if not stream:
+        return reply
+    frames = []
+    for event in reply.events or []:
+        data = event.split(b"\ndata: ", 1)[1].strip()
+        frames.append(event_stream_frame({":event-type": "chunk", ":content-type": "application/json",
+                                          ":message-type": "event"},
+                                         _dumps({"bytes": base64.b64encode(data).decode()})))
+    return _sse(frames)
+
+
+def bedrock_reply(fake: "FakeProvider", method: str, path: str, headers: Any, raw: bytes) -> Reply:
+    """Bedrock's runtime API (see this section's comment); records the call in `fake.calls` (wire "bedrock")."""
+    from urllib.parse import unquote
+
+    model, _, action = unquote(path[len(BEDROCK_PATH_PREFIX):]).rpartition("/")
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = None
+    body_dict = body if isinstance(body, dict) else {}
+    texts = _prompt_texts(body_dict)
+    controls = Controls.parse(texts)
+    forced = [int(m) for t in texts for m in _BEDROCK_STATUS.findall(t)]
+    if forced:
+        controls.status = forced[-1]
+    stream = action in ("converse-stream", "invoke-with-response-stream")
+    if not (headers.get("authorization") or "").startswith("AWS4-HMAC-SHA256"):
+        reply = _json(403, {"message": "Missing Authentication Token"})
+    elif method != "POST" or action not in ("converse", "converse-stream", "invoke", "invoke-with-response-stream"):
+        reply = bedrock_error(404, f"Unknown operation: {method} {path}")
+    elif not isinstance(body, dict):
+        reply = bedrock_error(400, "The request body must be a JSON object.")
+    elif controls.status and controls.status >= 400:
+        reply = bedrock_error(controls.status, f"fake provider: forced HTTP {controls.status}")
+    elif action.startswith("converse"):
+        reply = bedrock_converse(body, controls, stream, texts)
+    else:
+        reply = bedrock_invoke(model, body, controls, stream)
+    with fake._lock:
+        fake.calls.append({"method": method, "path": path, "wire": "bedrock", "model": model, "api_key": "",
+                           "stream": stream, "operation": action, "status": reply.status, "body": body_dict})
+    if controls.delay_ms:
+        time.sleep(controls.delay_ms / 1000)
+    if reply.events is not None:
+        reply.interval_s, reply.drop_after = controls.stream_interval_ms / 1000, controls.drop_after
+    return reply
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration, SecretValue, Stack
+from aws_cdk import Aws, CfnOutput, Duration, SecretValue, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -158,6 +158,9 @@ class ApiStack(Stack):
         self._allow(self.gateway, [p.byok_key_use(data.byok_key, ["kms:Decrypt"])])
         self._allow(self.gateway, p.topic_publish(data.alert_topic, data.alert_key))
         self._allow(self.gateway, [p.secret_read(data.platform_keys_secret)])
+        # Bedrock: only the priced Bedrock models and inference profiles (tollgate.pricing), never `*`.
+        self._allow(self.gateway, p.bedrock_invoke(_bedrock_models(), partition=Aws.PARTITION, region=Aws.REGION,
+                                                   account=Aws.ACCOUNT_ID, elsewhere=_bedrock_deployments()))
 
         self._allow(self.admin, p.table_access(api_keys, API_KEYS, (*p.READ, p.SCAN, *p.WRITE)))
         self._allow(self.admin, p.table_access(usage, USAGE, p.READ))
@@ -205,3 +208,19 @@ class ApiStack(Stack):
     def _allow(fn: TollgateFunction, statements) -> None:
         for statement in statements:
             fn.allow(statement)
+
+
+def _bedrock_models() -> list[str]:
+    """Every Bedrock model id the gateway may call: the priced ones and their aliases (other profiles)."""
+    from tollgate.pricing import Catalogue
+
+    return sorted({name for m in Catalogue.load().models("bedrock") for name in (m.id, *m.aliases)})
+
+
+def _bedrock_deployments() -> list[tuple[str, str]]:
+    """(model id, region) of the routing table's Bedrock deployments that name their own region."""
+    from tollgate.deployments import Deployments
+    from tollgate.pricing import Catalogue
+
+    return sorted({(d.model, d.region) for found in Deployments.load(Catalogue.load()).table().values()
+                   for d in found if d.provider == "bedrock" and d.region})

@@ -87,3 +87,49 @@ def topic_publish(topic: sns.ITopic, key: kms.IKey) -> list[iam.PolicyStatement]
         iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
         key_use(key, ["kms:GenerateDataKey", "kms:Decrypt"]),
     ]
+
+
+# Bedrock: the regions each geographic cross-region inference profile may route a request to (Amazon Bedrock
+# user guide, "Supported Regions and models for inference profiles"). The role needs InvokeModel on the
+# profile and on the foundation model in every one of them; a `global.` profile routes to any commercial
+# region, which IAM names with an empty region in the foundation model's ARN.
+BEDROCK_INVOKE = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+BEDROCK_PROFILE_REGIONS = {
+    "us": ("us-east-1", "us-east-2", "us-west-1", "us-west-2"),
+    "eu": ("eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3"),
+    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1",
+             "ap-southeast-2", "ap-southeast-4"),
+}
+
+
+def bedrock_model_arns(model_ids: Iterable[str], *, partition: str, region: str, account: str,
+                       elsewhere: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """The ARNs a role needs to invoke these Bedrock model ids: a foundation model id -> its ARN in `region`;
+    a cross-region inference profile (`us.` / `eu.` / `apac.` / `global.` + model) -> the profile's ARN in
+    `region` and the foundation model's ARN in every region the profile routes to. `elsewhere`: (model id,
+    region) pairs called in another region (a deployment's `region`), granted the same way there. Raises
+    ValueError for a profile prefix whose regions are not listed (BEDROCK_PROFILE_REGIONS): never a wildcard."""
+    arns: set[str] = set()
+    for model_id, region in [*((m, region) for m in model_ids), *elsewhere]:
+        prefix, _, rest = model_id.partition(".")
+        if prefix in BEDROCK_PROFILE_REGIONS or prefix == "global":
+            arns.add(f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model_id}")
+            arns.add(f"arn:{partition}:bedrock:{region}::foundation-model/{rest}")
+            if prefix == "global":
+                arns.add(f"arn:{partition}:bedrock:::foundation-model/{rest}")
+            else:
+                arns.update(f"arn:{partition}:bedrock:{r}::foundation-model/{rest}" for r in BEDROCK_PROFILE_REGIONS[prefix])
+        elif "." in model_id and prefix in ("anthropic", "amazon", "meta", "mistral", "cohere", "ai21", "deepseek",
+                                            "openai", "qwen", "writer", "twelvelabs", "stability"):
+            arns.add(f"arn:{partition}:bedrock:{region}::foundation-model/{model_id}")
+        else:
+            raise ValueError(f"'{model_id}': not a Bedrock model id or an inference profile with known regions")
+    return sorted(arns)
+
+
+def bedrock_invoke(model_ids: Iterable[str], *, partition: str, region: str, account: str,
+                   elsewhere: Iterable[tuple[str, str]] = ()) -> list[iam.PolicyStatement]:
+    """bedrock:InvokeModel and InvokeModelWithResponseStream (Converse and ConverseStream are authorised
+    by these two) on exactly these models (bedrock_model_arns); no statement when there are none."""
+    arns = bedrock_model_arns(model_ids, partition=partition, region=region, account=account, elsewhere=elsewhere)
+    return [iam.PolicyStatement(actions=list(BEDROCK_INVOKE), resources=arns)] if arns else []

@@ -23,7 +23,7 @@ DIM_PROVIDER = "provider"
 
 # The values of DIM_PROVIDER: every provider the gateway can call (tollgate.providers.registry). Dashboards
 # and alarms add the per-provider series up, so a provider added there is added here (a test checks).
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "anthropic", "bedrock")
 
 # The one structured log line per metered answer (handlers/gateway.py), read by the Contributor Insights
 # rule of the top spenders (stacks/monitoring_stack.py): {"message": METERED_LOG_MESSAGE, LOG_USER: ...,

@@ -135,3 +135,6 @@ class Env:
     RECONCILE_DRIFT_THRESHOLD_PCT = "TOLLGATE_RECONCILE_DRIFT_THRESHOLD_PCT"
     RECONCILE_COST_EXPLORER = "TOLLGATE_RECONCILE_COST_EXPLORER"  # "true": read Bedrock's bill from Cost Explorer
     ANTHROPIC_BETAS = "TOLLGATE_ANTHROPIC_BETAS"  # more anthropic-beta patterns to allow (tollgate.anthropic_api)
+    BEDROCK_REGION = "TOLLGATE_BEDROCK_REGION"  # the Bedrock runtime's region (default: the Lambda's AWS_REGION)
+    BEDROCK_ENDPOINT_URL = "TOLLGATE_BEDROCK_ENDPOINT_URL"  # the Bedrock runtime's URL (local stack: the fake)
+    DEPLOYMENTS = "TOLLGATE_DEPLOYMENTS"  # JSON: model name -> deployments (replaces pricing/deployments.json)

@@ -17,6 +17,7 @@ from tollgate import budgets, estimate, idempotency, loopguard, metric_names, st
 from tollgate import responses as responses_api
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
+from tollgate.deployments import Deployment, Deployments
 from tollgate.errors import (BudgetExceeded, InvalidRequest, LoopDetected, ProviderFailed, ProviderRejected,
                              RateLimited, TollgateError)
 from tollgate.metering import ERROR, OK, UsageRecord, usage_sk
@@ -38,6 +39,7 @@ MIN_USEFUL_MAX_TOKENS = 64
 OPERATION_BY_SUFFIX = {"/chat/completions": CHAT, "/embeddings": EMBEDDINGS, "/messages": MESSAGES,
                        "/responses": RESPONSES}
 WIRE_PROVIDER = {MESSAGES: "anthropic", CHAT: "openai", EMBEDDINGS: "openai", RESPONSES: "openai"}
+KEYLESS_PROVIDERS = ("bedrock",)  # called with the gateway's IAM role: no platform key, no BYOK
 
 
 @dataclass(frozen=True)
@@ -87,17 +89,20 @@ class MeteredGateway:
         if not isinstance(model, str) or not model:
             raise InvalidRequest("'model' is required.", param="model")
         price = self.catalogue.price(model)
+        deployments = self._deployments(operation, model, price)
+        price = deployments[0].price
         _check_route_fits_model(operation, price)
         if self.metrics:
             self.metrics.add_dimension(name=metric_names.DIM_PROVIDER, value=price.provider)
         if operation == RESPONSES:
             responses_api.check_request(req.body)
         bound = self._bound(operation, price, req.body)
-        plan = self._plan(req, price, bound, self.clock())
+        deployments, held = _held_at(self.catalogue, deployments, bound)
+        plan = self._plan(req, held, bound, self.clock())
         if operation == RESPONSES:
             plan = replace(plan, checks=responses_api.chain_checks(self.ledger.budgets, req.principal, req.body))
         try:
-            res, bound, lowered_from = self._reserve(plan, price, bound)
+            res, bound, lowered_from = self._reserve(plan, held, bound)
         except IdempotentReplay as replay:
             r = replay.replay
             return Reply(r.status, r.body.encode(), r.content_type, {**r.headers, "x-tollgate-idempotent-replay": "true"},
@@ -117,7 +122,26 @@ class MeteredGateway:
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
-        return self._call_and_settle(req, operation, price, res, body, bound, lowered_from)
+        return self._call_and_settle(req, operation, price, res, body, bound, lowered_from, deployments)
+
+    # -- routing ---------------------------------------------------------------------------------
+    def _deployments(self, operation: str, model: str, price: ModelPrice) -> tuple[Any, ...]:
+        """The deployments (tollgate.deployments) that may answer this route for `model`, in order; the
+        first one alone when none fits (the route check then says why)."""
+        found = Deployments.load(self.catalogue, self.settings.deployments).for_model(model, price)
+        fitting = tuple(d for d in found if _fits_route(operation, d.price))
+        return fitting or found[:1]
+
+    def _provider(self, operation: str, deployment: Any) -> Any:
+        """The adapter that calls one deployment: its provider, in its region, speaking this route's format."""
+        provider = self.providers[deployment.provider]
+        if deployment.region:
+            provider = provider.in_region(deployment.region)
+        if operation == CHAT and deployment.provider == "anthropic":  # OpenAI format on the Anthropic API
+            from tollgate.translate.openai_anthropic import ChatOverMessages
+
+            provider = ChatOverMessages(provider)
+        return provider
 
     # -- pricing and reservation ---------------------------------------------------------------
     def _bound(self, operation: str, price: ModelPrice, body: dict[str, Any]) -> estimate.Bound:
@@ -179,19 +203,40 @@ class MeteredGateway:
 
     # -- provider call and settlement ------------------------------------------------------------
     def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
-                         body: dict[str, Any], bound: estimate.Bound,
-                         lowered_from: int | None) -> Reply | streaming.StreamingReply:
-        provider = self.providers[price.provider]
+                         body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None,
+                         deployments: tuple[Any, ...] = ()) -> Reply | streaming.StreamingReply:
         stream = bool(body.get("stream"))
         started = time.monotonic()
+        requested = body
         try:
-            api_key, byok = self.keys(req.principal, price.provider)
-            forwarded = {"headers": req.provider_headers} if req.provider_headers else {}
-            if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
-                return streaming.stream(self, req, price, res,
-                                        provider.open_stream(operation, body, api_key=api_key, **forwarded),
-                                        body, bound, lowered_from, byok, started)
-            result = provider.call(operation, body, api_key=api_key, **forwarded)
+            # Deployments in order: a 429 / 5xx / throttling / timeout before any byte reached the client
+            # moves on to the next one; the one that answers is metered (its price, its model).
+            deployments = deployments or (Deployment(price.provider, requested.get("model", ""), price),)
+            for attempt, deployment in enumerate(deployments):
+                price, body = deployment.price, _for_deployment(requested, deployment,
+                                                                self.catalogue.resolve(requested.get("model")))
+                try:
+                    api_key, byok = ("", False) if price.provider in KEYLESS_PROVIDERS else self.keys(
+                        req.principal, price.provider)
+                    provider = self._provider(operation, deployment)
+                    # the client's anthropic-version / anthropic-beta, for the Anthropic API only
+                    forwarded = {"headers": req.provider_headers} if (
+                        req.provider_headers and price.provider == "anthropic") else {}
+                    if stream:  # forwarded as it arrives, settled when it ends (tollgate.streaming)
+                        upstream = provider.open_stream(operation, body, api_key=api_key, **forwarded)
+                    else:
+                        result = provider.call(operation, body, api_key=api_key, **forwarded)
+                    break
+                except (ProviderFailed, ProviderRejected) as exc:
+                    if attempt + 1 == len(deployments) or not _worth_another_deployment(exc):
+                        raise
+                    log.warning("deployment failed before answering; trying the next", extra={
+                        "request_id": req.request_id, "deployment": deployment.name, "error_code": exc.code})
+            served_by = {"x-tollgate-deployment": deployment.name}
+            if stream:
+                reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started)
+                reply.headers.update(served_by)
+                return reply
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
             self._settle(req, price, res, Usage(), Decimal(0), started, False, ERROR,
                          getattr(exc, "code", type(exc).__name__), stream=stream)
@@ -208,8 +253,8 @@ class MeteredGateway:
             cost, reported_cost = res.plan.cost, None
         else:
             cost, reported_cost = self._charge(req, price, res, bound, usage)
-        headers = self._headers(req, res, cost, lowered_from, bound,
-                                tokens=_window_tokens(price, res, usage, reported_cost))
+        headers = {**self._headers(req, res, cost, lowered_from, bound,
+                                   tokens=_window_tokens(price, res, usage, reported_cost)), **served_by}
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         try:
             self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
@@ -389,6 +434,54 @@ def _check_route_fits_model(operation: str, price: ModelPrice) -> None:
         raise InvalidRequest(f"'{price.id}' is not an embedding model.", param="model")
     if operation != EMBEDDINGS and price.kind == "embedding":
         raise InvalidRequest(f"'{price.id}' is an embedding model; use /v1/embeddings.", param="model")
-    if WIRE_PROVIDER[operation] != price.provider:
+    if WIRE_PROVIDER[operation] != price.provider and not _serves_other_wire(operation, price):
         hint = "/v1/messages" if price.provider == "anthropic" else "/v1/chat/completions"
         raise InvalidRequest(f"'{price.id}' is served by {price.provider}; call it through {hint}.", param="model")
+
+
+def _serves_other_wire(operation: str, price: ModelPrice) -> bool:
+    """Whether a provider serves this route's wire format though it is not that format's own provider:
+    Bedrock serves chat completions for every model (Converse) and messages for its Claude models; the
+    Anthropic API serves chat completions too (tollgate.translate.openai_anthropic)."""
+    if price.provider == "bedrock":
+        from tollgate.providers.bedrock_provider import is_claude
+
+        return operation == CHAT or (operation == MESSAGES and is_claude(price.id))
+    return price.provider == "anthropic" and operation == CHAT
+
+
+def _fits_route(operation: str, price: ModelPrice) -> bool:
+    try:
+        _check_route_fits_model(operation, price)
+    except InvalidRequest:
+        return False
+    return True
+
+
+def _held_at(catalogue: Catalogue, deployments: tuple[Any, ...],
+             bound: estimate.Bound) -> tuple[tuple[Any, ...], ModelPrice]:
+    """(the deployments that can price this request, the price to reserve at): the first deployment always;
+    a later one only if it prices the request's service tiers and server-side tools. The reservation is the
+    dearest worst case among them, so whichever answers is covered."""
+    usable, held, most = [deployments[0]], deployments[0].price, _worst_case(catalogue, deployments[0].price, bound)
+    for deployment in deployments[1:]:
+        try:
+            worst = _worst_case(catalogue, deployment.price, bound)
+        except KeyError:  # an unpriced tier or server-side tool on this deployment: it cannot serve this request
+            continue
+        usable.append(deployment)
+        if worst > most:
+            held, most = deployment.price, worst
+    return tuple(usable), held
+
+
+def _for_deployment(body: dict[str, Any], deployment: Any, requested: str | None) -> dict[str, Any]:
+    """The body sent to a deployment: the client's, with the deployment's model id unless the deployment
+    serves the very model the client named (`requested`: its catalogue id; the client's spelling is kept)."""
+    return body if deployment.price.id == requested else {**body, "model": deployment.model}
+
+
+def _worth_another_deployment(exc: TollgateError) -> bool:
+    """A failure another deployment may not have: the provider failing (5xx, timeout, unreachable, Bedrock
+    model access) or rate limiting (429, Bedrock ThrottlingException); never a refusal of the request itself."""
+    return isinstance(exc, ProviderFailed) or (isinstance(exc, ProviderRejected) and exc.status == 429)

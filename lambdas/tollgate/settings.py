@@ -54,6 +54,9 @@ class Settings:
     server_tool_max_calls: int = 10  # calls reserved per server-side tool when the request sets no max_uses
     server_tool_input_tokens: int = 20_000  # input tokens reserved per server-tool call for the results it reads
     anthropic_betas: tuple[str, ...] = ()  # anthropic-beta patterns allowed beyond tollgate.anthropic_api's defaults
+    bedrock_region: str | None = None  # None: boto3's own (AWS_REGION of the Lambda)
+    bedrock_endpoint_url: str | None = None  # None: the regional bedrock-runtime endpoint
+    deployments: str | None = None  # JSON routing table (tollgate.deployments); None: pricing/deployments.json
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -101,6 +104,9 @@ class Settings:
             server_tool_max_calls=int(get(Env.SERVER_TOOL_MAX_CALLS, "10")),
             server_tool_input_tokens=int(get(Env.SERVER_TOOL_INPUT_TOKENS, "20000")),
             anthropic_betas=tuple(b.strip() for b in (get(Env.ANTHROPIC_BETAS) or "").split(",") if b.strip()),
+            bedrock_region=get(Env.BEDROCK_REGION),
+            bedrock_endpoint_url=get(Env.BEDROCK_ENDPOINT_URL),
+            deployments=get(Env.DEPLOYMENTS),
         )
 
 

@@ -263,7 +263,7 @@ def test_adapter_reuses_its_client(openai_provider):
 
 def test_registry_builds_lazily_and_once(fake_provider):
     registry = providers(settings_for(fake_provider.url))
-    assert set(registry) == {"openai", "anthropic"} and "openai" in registry
+    assert set(registry) == {"openai", "anthropic", "bedrock"} and "openai" in registry
     assert registry["openai"] is registry.get("openai")
     assert isinstance(registry["anthropic"], AnthropicProvider)
     assert registry.get("nope") is None

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # only for annotations: importing the provider package is not
     from tollgate.providers.base import Usage
 
 PRICES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices.json")
-PROVIDERS = ("openai", "anthropic")
+PROVIDERS = ("openai", "anthropic", "bedrock")
 KINDS = ("chat", "embedding")
 STANDARD = "default"  # the standard service tier: the model's own rates
 TIERS = ("priority", "flex")  # the other OpenAI service tiers a price entry may list

@@ -22,7 +22,13 @@ def _anthropic(settings: Settings) -> Provider:
     return AnthropicProvider(settings)
 
 
-DEFAULT_FACTORIES: Mapping[str, Factory] = {"openai": _openai, "anthropic": _anthropic}
+def _bedrock(settings: Settings) -> Provider:
+    from tollgate.providers.bedrock_provider import BedrockProvider
+
+    return BedrockProvider(settings)
+
+
+DEFAULT_FACTORIES: Mapping[str, Factory] = {"openai": _openai, "anthropic": _anthropic, "bedrock": _bedrock}
 
 
 class Registry(Mapping[str, Provider]):

@@ -1,0 +1,76 @@
+"""Routing configuration: public model name -> deployments, validated against the price catalogue."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tollgate.deployments import Deployments, parse
+from tollgate.pricing import Catalogue
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return Catalogue.load()
+
+
+def test_the_shipped_table_sends_claude_sonnet_to_the_anthropic_api_then_bedrock(catalogue):
+    deployments = Deployments.load(catalogue)
+    found = deployments.for_model("claude-sonnet-4-5", catalogue.price("claude-sonnet-4-5"))
+    assert [(d.name, d.provider) for d in found] == [("anthropic", "anthropic"), ("bedrock-us", "bedrock")]
+    assert found[1].model.startswith("us.anthropic.")
+    for entries in deployments.table().values():
+        assert all(d.price.id in catalogue for d in entries)
+
+
+def test_a_model_without_an_entry_is_its_own_single_deployment(catalogue):
+    price = catalogue.price("gpt-4o-mini")
+    [only] = Deployments.load(catalogue).for_model("gpt-4o-mini", price)
+    assert (only.name, only.model, only.price) == ("openai", "gpt-4o-mini", price)
+
+
+def test_the_override_replaces_the_table(catalogue):
+    override = json.dumps({"claude-sonnet-4-5": [
+        {"name": "bedrock-eu", "model": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "region": "eu-west-1"}]})
+    [only] = Deployments.load(catalogue, override).for_model("claude-sonnet-4-5", catalogue.price("claude-sonnet-4-5"))
+    assert (only.provider, only.region) == ("bedrock", "eu-west-1")
+
+
+@pytest.mark.parametrize("raw", [
+    [],  # not an object
+    {"m": []},  # no deployment
+    {"m": [{"name": "a"}]},  # no model
+    {"m": [{"name": "a", "model": "gpt-4o", "weight": 2}]},  # unknown field
+    {"m": [{"name": "a", "model": "no-such-model"}]},  # unpriced: fail closed
+    {"m": [{"name": "a", "model": "gpt-4o"}, {"name": "a", "model": "gpt-4o-mini"}]},  # duplicate names
+])
+def test_invalid_tables_are_refused_at_load(catalogue, raw):
+    with pytest.raises(ValueError):
+        parse(raw, catalogue)
+
+
+def test_the_reservation_is_held_at_the_dearest_candidate(catalogue):
+    from tollgate import estimate
+    from tollgate.service import _held_at
+
+    deployments = Deployments.load(catalogue).for_model("claude-sonnet-4-5", catalogue.price("claude-sonnet-4-5"))
+    bound = estimate.chat_bound({"model": "claude-sonnet-4-5", "max_tokens": 100,
+                                 "messages": [{"role": "user", "content": "hi"}]},
+                                "claude-sonnet-4-5", 64000, 4096, anthropic=True, price=deployments[0].price)
+    usable, held = _held_at(catalogue, deployments, bound)
+    assert usable == deployments
+    assert held.id == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # the regional profile: 10% dearer
+    assert all(catalogue.worst_case_cost(held, bound.input_tokens, bound.output_tokens)
+               >= catalogue.worst_case_cost(d.price, bound.input_tokens, bound.output_tokens) for d in deployments)
+
+
+def test_a_candidate_that_cannot_price_a_server_tool_is_not_tried(catalogue):
+    from tollgate import estimate
+    from tollgate.service import _held_at
+
+    deployments = Deployments.load(catalogue).for_model("claude-sonnet-4-5", catalogue.price("claude-sonnet-4-5"))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]}
+    bound = estimate.chat_bound(body, "claude-sonnet-4-5", 64000, 4096, anthropic=True, price=deployments[0].price)
+    usable, held = _held_at(catalogue, deployments, bound)
+    assert [d.name for d in usable] == ["anthropic"] and held is deployments[0].price
