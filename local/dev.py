@@ -106,6 +106,7 @@ class LocalStack:
         self._aws: Any = None
         self._runtime_env: dict[str, str | None] = {}  # what the stack sets (None: unsets)
         self._saved_env: dict[str, str | None] = {}  # what it replaced, while applied
+        self._env_depth = 0  # nesting of environment() blocks
 
     def start(self, port: int = 0, state_dir: str | os.PathLike = ".tollgate") -> "LocalStack":
         try:
@@ -232,11 +233,17 @@ class LocalStack:
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
-        self.apply_env()
+        """Apply the stack's environment for a block. Re-entrant: a nested block (a fixture inside a test
+        that already applied it) leaves it applied, and only the outermost block puts the old one back."""
+        self._env_depth += 1
+        if self._env_depth == 1:
+            self.apply_env()
         try:
             yield
         finally:
-            self.restore_env()
+            self._env_depth -= 1
+            if self._env_depth == 0:
+                self.restore_env()
 
     def _apply_env(self, values: dict[str, str | None]) -> None:
         for name, value in list(values.items()):

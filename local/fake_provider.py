@@ -591,7 +591,7 @@ class FakeProvider:
             self.calls.clear()
             self.disconnects.clear()
             self.responses.clear()
-        self.billing.reset()
+        # Not the bill: like a real provider's account, it keeps what was served (Billing.reset clears it).
 
     def client_disconnected(self, path: str, events_sent: int) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ def reconciling(world, monkeypatch):
     emitted: list[tuple[str, float, str]] = []
     monkeypatch.setattr(handler, "_emit", lambda name, unit, value, provider: emitted.append((name, value, provider)))
     handler.reconciler.cache_clear()
+    world.fake.billing.reset()  # a fresh bill: the fake's account keeps what earlier tests were served
     world.fake.billing.org_keys = {world.env[Env.OPENAI_API_KEY], world.env[Env.ANTHROPIC_API_KEY]}
     for user, text in (("alice", "hello there"), ("bob", "a somewhat longer question about invoices")):
         p = world.principal(world.create_key(user)[0])
