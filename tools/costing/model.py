@@ -45,7 +45,7 @@ FREE = {
     "AWS::EC2::Subnet", "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::VPC", "AWS::EC2::VPCCidrBlock",
     "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::SubnetCidrBlock", "AWS::ECS::Cluster",
     "AWS::ECS::ClusterCapacityProviderAssociations", "AWS::ECS::Service", "AWS::ECS::TaskDefinition",
-    "AWS::Events::Rule", "AWS::IAM::InstanceProfile", "AWS::IAM::Policy", "AWS::IAM::Role",
+    "AWS::Events::Rule", "AWS::IAM::InstanceProfile", "AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::Role",
     "AWS::KMS::Alias", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Function", "AWS::Lambda::LayerVersion",
     "AWS::Lambda::Permission", "AWS::Logs::LogGroup", "AWS::SNS::Subscription", "AWS::SNS::Topic",
     "AWS::SNS::TopicPolicy", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::WAFv2::LoggingConfiguration",
