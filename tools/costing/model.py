@@ -188,9 +188,12 @@ def _has_eip(t: Templates, instance: Resource) -> bool:
 
 
 def _per_month(expression: str, a: Assumptions) -> Decimal:
+    """Runs a month of a schedule: rate(N unit), or a once-a-day cron (fixed minute and hour, every day)."""
+    if re.fullmatch(r"cron\(\d+ \d+ [*?] \* [*?] \*\)", expression):
+        return a.seconds_per_month / 86400
     match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
     if not match:
-        raise UnpricedResource(f"schedule {expression!r}: only rate(...) expressions are priced")
+        raise UnpricedResource(f"schedule {expression!r}: only rate(...) and daily cron(...) expressions are priced")
     seconds = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")] * int(match.group(1))
     return a.seconds_per_month / seconds
 
