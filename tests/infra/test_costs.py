@@ -16,3 +16,16 @@ def test_api_traces_are_sampled_by_a_rule_that_matches_the_stage(api_template):
     assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
     assert rule["FixedRate"] == TRACE_SAMPLE_RATE and rule["ReservoirSize"] == 0
     assert all(rule[k] == "*" for k in ("Host", "HTTPMethod", "URLPath", "ResourceARN"))
+
+
+def test_make_cost_prices_every_resource_the_app_synthesises(synthesis):
+    """The calculator fails closed on a resource type or schedule it cannot price: every one the real app
+    synthesises must be priced or listed as free, so `make cost` keeps working as the stacks change."""
+    from tools.costing import model
+    from tools.costing import prices as price_file
+    from tools.costing.assumptions import Assumptions
+    from tools.costing.templates import Templates
+
+    assert synthesis.error is None, synthesis.error
+    lines = model.idle_lines(Templates.from_cdk_out(synthesis.outdir), price_file.load(), Assumptions())
+    assert model.total(lines, model.IDLE) > 0
