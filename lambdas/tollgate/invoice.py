@@ -29,7 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable
 
 from tollgate.errors import InvalidRequest
-from tollgate.money import text as usd
+from tollgate.money import texts_in
 from tollgate.store.counters import month_sk, user_pk
 
 DEFAULT_MARKUP_PCT = Decimal(2)
@@ -117,24 +117,13 @@ def build(records: Iterable[dict[str, Any]], month: str, markup_pct: Decimal,
               "budget_spent_usd": sum((u["budget_spent_usd"] for u in users), ZERO),
               "requests": sum(line["requests"] for line in priced),
               "total_tokens": sum(line["total_tokens"] for line in priced)}
-    return _text({"month": month, "markup_pct": markup_pct, "rounding": ROUNDING, "lines": priced,
-                  "users": users, "totals": totals})
+    return texts_in({"month": month, "markup_pct": markup_pct, "rounding": ROUNDING, "lines": priced,
+                     "users": users, "totals": totals})
 
 
 def _sums(lines: list[dict[str, Any]]) -> dict[str, Decimal]:
     return {name: sum((line[name] for line in lines), ZERO)
             for name in ("provider_cost_usd", "markup_usd", "total_usd")}
-
-
-def _text(value: Any) -> Any:
-    """Decimals as plain-notation strings (JSON has no exact decimal type)."""
-    if isinstance(value, Decimal):
-        return usd(value)
-    if isinstance(value, dict):
-        return {k: _text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_text(v) for v in value]
-    return value
 
 
 class Invoices:

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from tollgate import metric_names
 from tollgate.errors import InvalidRequest
-from tollgate.money import text as usd
+from tollgate.money import texts_in
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class Reconciler:
             providers.append(self._provider(day, provider, estimates.get(provider, {})))
         report = {"day": day.isoformat(), "threshold_pct": self.threshold, "providers": providers}
         self._publish(providers)
-        return _text(report)
+        return texts_in(report)
 
     def _model(self, name: str) -> str:
         return self.resolve(name) or name
@@ -301,16 +301,6 @@ class Reconciler:
 def _weights(est: _Estimate) -> dict[str, Decimal]:
     """Each user's estimate (price-weighted tokens), or plain tokens when the model's estimate is $0."""
     return {u: (v[0] if est.usd else Decimal(v[1])) for u, v in est.users.items()}
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return usd(value)
-    if isinstance(value, dict):
-        return {k: _text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_text(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from tollgate.errors import InvalidRequest
 from tollgate.providers import _common
 from tollgate.providers.base import CHAT, MESSAGES, ProviderResult, Usage
-from tollgate.translate.openai_converse import data_url, parse_arguments
+from tollgate.translate.openai_chat import append_turn, data_url, parse_arguments, texts
 
 FINISH_REASON = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                  "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
@@ -43,15 +43,15 @@ def to_messages(body: dict[str, Any]) -> dict[str, Any]:
     for message in body.get("messages") or []:
         role = message.get("role")
         if role in ("system", "developer"):
-            system += _texts(message.get("content"))
+            system += texts(message.get("content"))
         elif role == "user":
-            _append(messages, "user", _user_content(message.get("content")))
+            append_turn(messages, "user", _user_content(message.get("content")))
         elif role == "assistant":
-            _append(messages, "assistant", _assistant_content(message))
+            append_turn(messages, "assistant", _assistant_content(message))
         elif role in ("tool", "function"):
-            _append(messages, "user", [{"type": "tool_result",
+            append_turn(messages, "user", [{"type": "tool_result",
                                         "tool_use_id": message.get("tool_call_id") or message.get("name") or "",
-                                        "content": "".join(_texts(message.get("content")))}])
+                                        "content": "".join(texts(message.get("content")))}])
         else:
             raise InvalidRequest(f"message role {role!r} cannot be sent to a Claude model.", param="messages")
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
@@ -94,21 +94,6 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
     return None
 
 
-def _append(messages: list[dict[str, Any]], role: str, content: list[dict[str, Any]]) -> None:
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(content)
-    else:
-        messages.append({"role": role, "content": content})
-
-
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content] if content else []
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and p.get("text")]
-    return []
-
-
 def _user_content(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
@@ -130,7 +115,7 @@ def _user_content(content: Any) -> list[dict[str, Any]]:
 
 
 def _assistant_content(message: dict[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"type": "text", "text": t} for t in _texts(message.get("content"))]
+    out: list[dict[str, Any]] = [{"type": "text", "text": t} for t in texts(message.get("content"))]
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         out.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),

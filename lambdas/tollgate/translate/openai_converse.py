@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 from tollgate.errors import InvalidRequest
+from tollgate.translate.openai_chat import append_turn, data_url, parse_arguments, texts
 
 FINISH_REASON = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                  "content_filtered": "content_filter", "guardrail_intervened": "content_filter",
@@ -38,15 +39,15 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     for message in body.get("messages") or []:
         role = message.get("role")
         if role in ("system", "developer"):
-            system += [{"text": t} for t in _texts(message.get("content"))]
+            system += [{"text": t} for t in texts(message.get("content"))]
         elif role == "user":
-            _append(messages, "user", _user_content(message.get("content")))
+            append_turn(messages, "user", _user_content(message.get("content")))
         elif role == "assistant":
-            _append(messages, "assistant", _assistant_content(message))
+            append_turn(messages, "assistant", _assistant_content(message))
         elif role in ("tool", "function"):
             result = {"toolUseId": message.get("tool_call_id") or message.get("name") or "",
-                      "content": [{"text": t} for t in _texts(message.get("content"))] or [{"text": ""}]}
-            _append(messages, "user", [{"toolResult": result}])
+                      "content": [{"text": t} for t in texts(message.get("content"))] or [{"text": ""}]}
+            append_turn(messages, "user", [{"toolResult": result}])
         else:
             raise InvalidRequest(f"message role {role!r} cannot be sent to a Bedrock model.", param="messages")
     out: dict[str, Any] = {"modelId": body["model"], "messages": messages}
@@ -59,22 +60,6 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     if tools:
         out["toolConfig"] = tools
     return out
-
-
-def _append(messages: list[dict[str, Any]], role: str, content: list[dict[str, Any]]) -> None:
-    """Converse wants user and assistant turns to alternate: consecutive same-role messages merge."""
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(content)
-    else:
-        messages.append({"role": role, "content": content})
-
-
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content] if content else []
-    if isinstance(content, list):
-        return [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and p.get("text")]
-    return []
 
 
 def _user_content(content: Any) -> list[dict[str, Any]]:
@@ -101,32 +86,13 @@ def image_from_url(url: str) -> dict[str, Any]:
     return {"format": fmt, "source": {"bytes": base64.b64decode(image)}}
 
 
-def data_url(url: str) -> tuple[str, str]:
-    """(media type, base64 data) of a `data:<type>;base64,<data>` URL; InvalidRequest for any other URL."""
-    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-        raise InvalidRequest("images must be sent inline as data:<type>;base64,<data> URLs for this model.",
-                             param="messages")
-    head, data = url[5:].split(";base64,", 1)
-    return head.lower(), data
-
-
 def _assistant_content(message: dict[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"text": t} for t in _texts(message.get("content"))]
+    out: list[dict[str, Any]] = [{"text": t} for t in texts(message.get("content"))]
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         out.append({"toolUse": {"toolUseId": call.get("id", ""), "name": function.get("name", ""),
                                 "input": parse_arguments(function.get("arguments"))}})
     return out or [{"text": ""}]
-
-
-def parse_arguments(arguments: Any) -> Any:
-    """A tool call's `arguments` JSON string as the object the model produced ({} when empty)."""
-    if not arguments:
-        return {}
-    try:
-        return json.loads(arguments)
-    except (TypeError, ValueError):
-        raise InvalidRequest("tool_calls[].function.arguments must be a JSON string.", param="messages") from None
 
 
 def _inference_config(body: dict[str, Any]) -> dict[str, Any]:
