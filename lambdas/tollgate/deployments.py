@@ -35,6 +35,12 @@ class Deployment:
     def provider(self) -> str:
         return self.price.provider
 
+    def label(self, region: str | None = None) -> str:
+        """How a usage record names the deployment that answered, in one short attribute: `name`, or
+        `name@region` when it was called in an AWS region (Bedrock: `region` is the one the call went to).
+        The provider and the provider's model id are attributes of the record already."""
+        return f"{self.name}@{region}" if region else self.name
+
 
 class Deployments:
     """Public model name -> deployments in the order they are tried."""

@@ -54,6 +54,8 @@ class MeteredRequest:
     # Headers forwarded to the provider as the client sent them (Anthropic's anthropic-version and allowed
     # anthropic-beta: tollgate.anthropic_api).
     provider_headers: dict[str, str] = field(default_factory=dict)
+    # Set once a deployment has answered: the usage record names it (tollgate.deployments.Deployment.label).
+    deployment: str | None = None
 
 
 @dataclass
@@ -233,6 +235,7 @@ class MeteredGateway:
                     log.warning("deployment failed before answering; trying the next", extra={
                         "request_id": req.request_id, "deployment": deployment.name, "error_code": exc.code})
             served_by = {"x-tollgate-deployment": deployment.name}
+            req = replace(req, deployment=deployment.label(getattr(provider, "region", None)))
             if stream:
                 reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started)
                 reply.headers.update(served_by)
@@ -320,7 +323,7 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id,
-            reported_cost=reported_cost)
+            reported_cost=reported_cost, deployment=req.deployment)
         owner = {}
         if response_id and req.body.get("store") is not False:
             owner = {"extra": (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)}

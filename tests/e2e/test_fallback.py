@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
 
@@ -66,6 +67,7 @@ def test_the_first_deployment_fails_with_503_and_the_second_answers_metered_once
     assert len(records) == 1
     [record] = records
     assert (record["provider"], record["model"], record["status"]) == ("bedrock", BEDROCK_MODEL, "ok")
+    assert record["deployment"] == f"bedrock-us@{REGION}"  # the second deployment, in the region it was called in
     assert Decimal(record["cost_usd"]) == _cost(record) > 0
     assert _spent(local_stack, user) == Decimal(record["cost_usd"])
 
@@ -105,4 +107,4 @@ def test_no_fallback_once_a_stream_has_begun(local_stack):
     assert received and received[-1].choices[0].finish_reason is None
     assert [c["wire"] for c in local_stack.fake.calls] == ["anthropic"]  # Bedrock never asked
     [record] = tollgate(local_stack, "usage", "--user", user)["records"]
-    assert record["provider"] == "anthropic" and record["status"] != "ok"
+    assert (record["provider"], record["deployment"]) == ("anthropic", "anthropic") and record["status"] != "ok"

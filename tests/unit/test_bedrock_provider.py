@@ -64,6 +64,13 @@ def test_a_deployment_region_gets_its_own_adapter_once():
     assert provider.in_region("us-east-1") is provider
     assert provider.in_region("eu-west-1") is provider.in_region("eu-west-1") is not provider
     assert provider.in_region("eu-west-1")._settings.bedrock_region == "eu-west-1"
+    assert (provider.region, provider.in_region("eu-west-1").region) == ("us-east-1", "eu-west-1")
+
+
+def test_without_a_configured_region_the_adapter_reports_boto3s_own(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert BedrockProvider(Settings.from_env({})).region == "ap-southeast-2"
 
 
 def test_byok_does_not_apply_to_bedrock():

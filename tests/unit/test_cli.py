@@ -39,7 +39,8 @@ USAGE = {
          "cost_usd": "0.000012", "request_type": "chat", "endpoint": "/v1/chat/completions",
          "user_agent": "OpenAI/Python", "duration_ms": 321, "byok": False, "status": 200},
         {"request_id": "r2", "time": "2026-11-27T14:11:00.000Z", "provider": "anthropic",
-         "model": "claude-sonnet-4-5", "prompt_tokens": 12000, "completion_tokens": 800, "total_tokens": 12800,
+         "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "deployment": "bedrock-us@us-east-1",
+         "prompt_tokens": 12000, "completion_tokens": 800, "total_tokens": 12800,
          "cached_tokens": 4096, "cost_usd": "1.5", "request_type": "chat", "endpoint": "/v1/messages",
          "user_agent": "Anthropic/Python", "duration_ms": 4321, "byok": False, "status": 200},
     ],
@@ -260,10 +261,12 @@ def test_usage_query_and_table(api, cli):
     assert api.last["query"] == {"user": ["alice"], "from": ["2026-11-01"], "to": ["2026-11-30"], "limit": ["50"]}
     lines = out.splitlines()
     header = lines[0]
-    for name in ("TIME", "MODEL", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"):
+    for name in ("TIME", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"):
         assert name in header
-    model_at = header.index("MODEL")
-    assert lines[1][model_at:].startswith("gpt-4o-mini") and lines[2][model_at:].startswith("claude-sonnet-4-5")
+    model_at, deployment_at = header.index("MODEL"), header.index("DEPLOYMENT")
+    assert lines[1][model_at:].startswith("gpt-4o-mini") and lines[2][model_at:].startswith("us.anthropic.claude")
+    # the deployment that answered; "-" for a record written before usage records named it
+    assert lines[1][deployment_at:].startswith("- ") and lines[2][deployment_at:].startswith("bedrock-us@us-east-1 ")
     cost_end = header.index("COST") + len("COST")  # right-aligned: every cost ends under the header's end
     assert lines[1][:cost_end].endswith("$0.000012") and lines[2][:cost_end].endswith("$1.50")
     assert "2026-11-27 14:10:42" in lines[1] and "/v1/chat/completions" in lines[1]

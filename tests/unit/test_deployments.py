@@ -74,3 +74,25 @@ def test_a_candidate_that_cannot_price_a_server_tool_is_not_tried(catalogue):
     bound = estimate.chat_bound(body, "claude-sonnet-4-5", 64000, 4096, anthropic=True, price=deployments[0].price)
     usable, held = _held_at(catalogue, deployments, bound)
     assert [d.name for d in usable] == ["anthropic"] and held is deployments[0].price
+
+
+def test_the_usage_record_names_the_deployment_that_answered_in_one_short_attribute(catalogue):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from tollgate.metering import UsageRecord, public
+    from tollgate.providers.base import Usage
+
+    first, second = Deployments.load(catalogue).for_model("claude-sonnet-4-5", catalogue.price("claude-sonnet-4-5"))
+    assert (first.label(), second.label("us-west-2")) == ("anthropic", "bedrock-us@us-west-2")
+
+    def record(**extra):
+        return UsageRecord(user="u", request_id="r", started_at=datetime(2026, 12, 1, tzinfo=timezone.utc),
+                           principal="p", key_id="k", provider=second.provider, model=second.model,
+                           usage=Usage(10, 5), cost=Decimal("0.01"), request_type="completion",
+                           endpoint="/v1/chat/completions", user_agent="ua", duration_ms=5, byok=False, status="ok",
+                           **extra).item()
+
+    item = record(deployment=second.label("us-west-2"))
+    assert item["deployment"] == "bedrock-us@us-west-2" and public(item)["deployment"] == "bedrock-us@us-west-2"
+    assert "deployment" not in record() and public(record())["deployment"] is None  # written only when known

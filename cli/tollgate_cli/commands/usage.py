@@ -31,11 +31,12 @@ def show(ctx: Context) -> None:
     if not records:
         ctx.print(f"No usage for {result.get('user') or a.user}.")
         return
-    rows = [(when(r.get("time")), r.get("model"), number(r.get("prompt_tokens")),
+    # DEPLOYMENT: which deployment answered (name, @region for Bedrock); "-" for records written before it
+    rows = [(when(r.get("time")), r.get("model"), r.get("deployment"), number(r.get("prompt_tokens")),
              number(r.get("completion_tokens")), number(r.get("cached_tokens")), money(r.get("cost_usd")),
              r.get("endpoint"), r.get("status")) for r in records]
-    ctx.print(table(("TIME (UTC)", "MODEL", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"), rows,
-                    right=(2, 3, 4, 5)))
+    ctx.print(table(("TIME (UTC)", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"), rows,
+                    right=(3, 4, 5, 6)))
     count = len(records)
     ctx.print()
     ctx.print(f"Total: {count} request{'s' if count != 1 else ''}, {number(result.get('total_tokens'))} tokens, "

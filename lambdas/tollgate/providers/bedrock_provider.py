@@ -116,6 +116,12 @@ class BedrockProvider:
                 regional = self._regions[region] = BedrockProvider(replace(self._settings, bedrock_region=region))
             return regional
 
+    @property
+    def region(self) -> str:
+        """The AWS region this adapter calls: the configured one (a deployment's, else Settings.bedrock_region),
+        else boto3's own (the Lambda's AWS_REGION)."""
+        return self._settings.bedrock_region or self._client().meta.region_name
+
     def _client(self) -> Any:
         with self._lock:
             if self._runtime is None:
