@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tollgate_cli import __version__, config, parsing
-from tollgate_cli.commands import bootstrap, budgets, byok, keys, loops, runs, tokens, usage, users
+from tollgate_cli.commands import bootstrap, budgets, byok, keys, loops, models, runs, tokens, usage, users
 from tollgate_cli.commands import invoice, reconcile
 from tollgate_cli.context import Context
 from tollgate_cli.errors import EXIT_USAGE, CliError, UsageError
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _options(top_level=False)
     keys.register(sub, common)
     usage.register(sub, common)
+    models.register(sub, common)
     budgets.register(sub, common)
     byok.register(sub, common)
     tokens.register(sub, common)

@@ -20,8 +20,9 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from handlers._api import principal_for, usable_id, validated_body
-from tollgate import anthropic_api, errors, metric_names, routes, scopes, wiring
+from tollgate import anthropic_api, errors, metric_names, model_list, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
+from tollgate.deployments import Deployments
 from tollgate.observability import logger, metrics
 from tollgate.service import MeteredRequest, Reply
 from tollgate.streaming import StreamingReply
@@ -113,29 +114,16 @@ def _count_tokens(request: Request, principal: Principal) -> Answer:
 
 
 def _models(request: Request, principal: Principal) -> Answer:
-    """GET /v1/models and /v1/models/{id}: the priced models, in Anthropic's shape when the request carries
-    anthropic-version (https://docs.anthropic.com/en/api/models-list), in OpenAI's otherwise. An unpriced
-    model id is 404."""
+    """GET /v1/models and /v1/models/{id}: the models with their provider and deployments (tollgate.model_list),
+    in Anthropic's shape when the request carries anthropic-version, in OpenAI's otherwise. Unpriced: 404."""
     assert request.route is not None
     anthropic = bool(request.headers.get(anthropic_api.VERSION_HEADER)) or request.route.wire == routes.ANTHROPIC
     catalogue = wiring.catalogue()
+    routing = Deployments.load(catalogue, wiring.settings().deployments)
     one = request.route.pattern.match(request.path).groupdict().get("modelId")
-    if one is not None:
-        if one not in catalogue:
-            raise errors.NotFound(f"The model '{one}' does not exist.", code="model_not_found", param="model")
-        return _json(200, _model_entry(catalogue.price(one), anthropic))
-    data = [_model_entry(m, anthropic) for m in catalogue.models()]
-    if anthropic:
-        return _json(200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                           "last_id": data[-1]["id"] if data else None})
-    return _json(200, {"object": "list", "data": data})
-
-
-def _model_entry(price: Any, anthropic: bool) -> dict[str, Any]:
-    if anthropic:
-        return {"type": "model", "id": price.id, "display_name": price.id,
-                "created_at": f"{price.as_of or '1970-01-01'}T00:00:00Z"}
-    return {"id": price.id, "object": "model", "created": 0, "owned_by": price.provider}
+    listed = model_list.models(catalogue, routing) if one is None else model_list.model(catalogue, routing, one)
+    return _json(200, model_list.document(listed, anthropic=anthropic,
+                                          bedrock_region=wiring.providers()["bedrock"].region))
 
 
 def _stored_response(request: Request, principal: Principal) -> Answer:

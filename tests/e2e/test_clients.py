@@ -13,6 +13,7 @@ import openai
 import pytest
 import requests
 
+from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.openai_provider import usage_from
 
@@ -179,3 +180,32 @@ def test_models_in_anthropic_shape_with_anthropic_version_and_openai_shape_other
     assert {m.object for m in oai.models.list()} == {"model"}
     with pytest.raises(openai.NotFoundError):
         oai.models.retrieve("no-such-model")
+
+
+def test_models_and_the_cli_show_each_models_provider_and_deployments_in_order(local_stack, bob_key):
+    """Issue 13 item 7: a public name with a fallback (pricing/deployments.json) lists both deployments, in the
+    order tried, through both SDKs' shapes, one model or the list, and `tollgate models`."""
+    import anthropic
+
+    expected = [{"name": "anthropic", "provider": "anthropic", "model": "claude-sonnet-4-5-20250929"},
+                {"name": "bedrock-us", "provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                 "region": REGION}]
+    oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=bob_key, max_retries=0)
+    one = oai.models.retrieve("claude-sonnet-4-5")
+    assert (one.id, one.owned_by, one.provider, one.deployments) == ("claude-sonnet-4-5", "anthropic", "anthropic",
+                                                                      expected)
+    listed = {m.id: m for m in oai.models.list()}
+    assert listed["claude-sonnet-4-5"].deployments == expected
+    nova = listed["us.amazon.nova-lite-v1:0"]
+    assert (nova.provider, [d["name"] for d in nova.deployments]) == ("bedrock", ["bedrock"])
+
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key)
+    assert ant.models.retrieve("claude-sonnet-4-5").deployments == expected
+    assert {m.id: m for m in ant.models.list()}["claude-sonnet-4-5"].provider == "anthropic"
+
+    assert tollgate(local_stack, "models", "claude-sonnet-4-5")["deployments"] == expected
+    shown = subprocess.run([str(Path(sys.executable).parent / "tollgate"), "models", "claude-sonnet-4-5"],
+                           env=local_stack.env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+    assert [r[2:4] for r in rows] == [["1", "anthropic"], ["2", "bedrock-us"]] and rows[1][-1] == REGION

@@ -282,6 +282,44 @@ def test_usage_json_and_defaults(api, cli):
     assert json.loads(out) == USAGE
 
 
+# --- models -------------------------------------------------------------------------------------------------------
+
+SONNET = {"id": "claude-sonnet-4-5", "object": "model", "created": 0, "owned_by": "anthropic",
+          "provider": "anthropic", "deployments": [
+              {"name": "anthropic", "provider": "anthropic", "model": "claude-sonnet-4-5-20250929"},
+              {"name": "bedrock-us", "provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+               "region": "us-east-1"}]}
+NOVA = {"id": "us.amazon.nova-lite-v1:0", "object": "model", "created": 0, "owned_by": "bedrock",
+        "provider": "bedrock", "deployments": [
+            {"name": "bedrock", "provider": "bedrock", "model": "us.amazon.nova-lite-v1:0", "region": "us-east-1"}]}
+
+
+def test_models_lists_each_models_deployments_in_the_order_tried(api, cli):
+    api.on("GET", "/v1/models", {"object": "list", "data": [SONNET, NOVA]})
+    code, out, err = cli("models")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    for name in ("MODEL", "PROVIDER", "#", "DEPLOYMENT", "VIA", "PROVIDER'S MODEL ID", "REGION"):
+        assert name in header
+    assert [r.split()[:4] for r in rows] == [["claude-sonnet-4-5", "anthropic", "1", "anthropic"],
+                                             ["claude-sonnet-4-5", "anthropic", "2", "bedrock-us"],
+                                             ["us.amazon.nova-lite-v1:0", "bedrock", "1", "bedrock"]]
+    assert rows[1].split()[4:] == ["bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1"]
+    assert rows[0].endswith("-")  # no region: not an AWS deployment
+
+    code, out, _ = cli("models", "--provider", "bedrock", "--json")
+    assert code == 0 and json.loads(out) == [NOVA]
+
+
+def test_models_one_model_by_name(api, cli):
+    api.on("GET", "/v1/models/claude-sonnet-4-5", SONNET)
+    code, out, err = cli("models", "claude-sonnet-4-5")
+    assert code == 0, err
+    assert api.last["path"] == "/v1/models/claude-sonnet-4-5" and len(out.splitlines()) == 3
+    code, out, _ = cli("models", "claude-sonnet-4-5", "--json")
+    assert json.loads(out) == SONNET
+
+
 # --- budgets ------------------------------------------------------------------------------------------------------
 
 def test_budgets_show_key_and_user(api, cli):
