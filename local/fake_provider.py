@@ -20,6 +20,12 @@ In-band controls, written anywhere in the prompt text:
   [[fake:tool_call]]            when function tools are offered and no tool result is in the request yet,
                                 call the first one (OpenAI chat tool_calls, Responses function_call,
                                 Anthropic tool_use), with arguments valid for its JSON schema
+  [[fake:server_tool_calls=N]]  call each offered server-side tool N times (default once; see local.fake_extras)
+  [[fake:reasoning_tokens=N]]   report N reasoning tokens (OpenAI; default 8 when reasoning is asked for)
+
+Billed extras are reported as the providers report them (local.fake_extras): server-side tool calls
+(Anthropic usage.server_tool_use, Responses web_search_call / file_search_call / code_interpreter_call
+items), the OpenAI service tier asked for ("priority", "flex"), reasoning tokens.
 
 A client that hangs up mid-stream is noticed at once (the fake waits between events on its socket) and
 recorded in `FakeProvider.disconnects` ({"path", "events_sent", "at": time.monotonic()}).
@@ -64,6 +70,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local import fake_extras
 from local.serving import ServerThread
 
 DEFAULT_COMPLETION_TOKENS = 16
@@ -97,6 +104,8 @@ class Controls:
     stream_interval_ms: int = 0
     drop_after: int | None = None
     tool_call: bool = False
+    server_tool_calls: int | None = None
+    reasoning_tokens: int | None = None
 
     @classmethod
     def parse(cls, texts: list[str]) -> "Controls":
@@ -207,10 +216,11 @@ def error_reply(wire: str, status: int, message: str, *, code: str | None = None
     return reply
 
 
-def _openai_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+def _openai_usage(prompt: int, completion: int, cached: int, reasoning: int = 0) -> dict[str, Any]:
+    """Chat completions usage; `completion` counts the `reasoning` tokens too, as OpenAI's does."""
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
@@ -223,12 +233,13 @@ def openai_chat(body: dict[str, Any], controls: Controls) -> Reply:
     if call:
         n, truncated = max(1, _tokens(call[1])), False
     prompt = prompt_tokens(body)
-    usage = _openai_usage(prompt, n * choices, min(controls.cached_tokens, prompt))
+    reasoning = fake_extras.reasoning_tokens(body, controls.reasoning_tokens, n, _max_tokens(body))
+    usage = _openai_usage(prompt, (n + reasoning) * choices, min(controls.cached_tokens, prompt), reasoning * choices)
     finish = "tool_calls" if call else ("length" if truncated else "stop")
     tool_calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                    "function": {"name": call[0], "arguments": call[1]}}] if call else None
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model,
-            "service_tier": "default", "system_fingerprint": "fp_fake"}
+            "service_tier": fake_extras.openai_service_tier(body), "system_fingerprint": "fp_fake"}
     if not body.get("stream"):
         message = {"role": "assistant", "content": None if call else "".join(pieces), "refusal": None,
                    "annotations": [], **({"tool_calls": tool_calls} if call else {})}
@@ -281,8 +292,11 @@ def anthropic_messages(body: dict[str, Any], controls: Controls) -> Reply:
     total = prompt_tokens(body)
     cache_read = min(controls.cached_tokens, total)
     cache_write = min(controls.cache_write_tokens, total - cache_read)
+    uses = fake_extras.server_tool_uses(body, fake_extras.ANTHROPIC_TOOLS, controls.server_tool_calls)
+    server_blocks = [block for name in uses for block in fake_extras.anthropic_blocks(name)]
     usage = {"input_tokens": total - cache_read - cache_write, "cache_creation_input_tokens": cache_write,
-             "cache_read_input_tokens": cache_read, "output_tokens": n, "service_tier": "standard"}
+             "cache_read_input_tokens": cache_read, "output_tokens": n, "service_tier": "standard",
+             **fake_extras.anthropic_usage(uses)}
     stop_reason = "tool_use" if call else ("max_tokens" if truncated else "end_turn")
     tool_use = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": call[0],
                 "input": json.loads(call[1])} if call else None
@@ -290,30 +304,46 @@ def anthropic_messages(body: dict[str, Any], controls: Controls) -> Reply:
                "model": body["model"], "content": [], "stop_reason": None, "stop_sequence": None}
     if not body.get("stream"):
         content = [tool_use] if call else ([{"type": "text", "text": "".join(pieces)}] if pieces else [])
-        return _json(200, {**message, "content": content, "stop_reason": stop_reason, "usage": usage})
+        return _json(200, {**message, "content": server_blocks + content, "stop_reason": stop_reason,
+                           "usage": usage})
 
     def event(name: str, data: dict[str, Any]) -> bytes:
         return b"event: " + name.encode() + b"\ndata: " + _dumps({"type": name, **data}) + b"\n\n"
 
     # Like the real API, message_start reports the input side and a placeholder output count;
     # the final output_tokens arrive in message_delta.
-    events = [event("message_start", {"message": {**message, "usage": {**usage, "output_tokens": min(n, 1)}}})]
+    # The server-side tool calls (their counts arrive in message_delta's usage, with the final output_tokens).
+    start_usage = {k: v for k, v in usage.items() if k != "server_tool_use"}
+    events = [event("message_start", {"message": {**message, "usage": {**start_usage, "output_tokens": min(n, 1)}}})]
+    for index, block in enumerate(server_blocks):
+        events += _block_events(event, index, block)
+    at = len(server_blocks)  # the index of the answer's own block
     if call:
-        events.append(event("content_block_start", {"index": 0, "content_block": {**tool_use, "input": {}}}))
-        events.append(event("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
-                                                                           "partial_json": call[1]}}))
-        events.append(event("content_block_stop", {"index": 0}))
+        events += _block_events(event, at, tool_use)
     if pieces and not call:
-        events.append(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        events.append(event("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}))
     events.append(event("ping", {}))
     if pieces and not call:
-        events += [event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
+        events += [event("content_block_delta", {"index": at, "delta": {"type": "text_delta", "text": p}})
                    for p in pieces]
-        events.append(event("content_block_stop", {"index": 0}))
+        events.append(event("content_block_stop", {"index": at}))
+    final_usage = {"output_tokens": n, **fake_extras.anthropic_usage(uses)}
     events.append(event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                                          "usage": {"output_tokens": n}}))
+                                          "usage": final_usage}))
     events.append(event("message_stop", {}))
     return _sse(events)
+
+
+def _block_events(event: Any, index: int, block: dict[str, Any]) -> list[bytes]:
+    """A streamed content block other than text: a tool use (its input sent as one input_json_delta) or a
+    server tool's result (sent whole in content_block_start)."""
+    if block["type"] in ("tool_use", "server_tool_use"):
+        return [event("content_block_start", {"index": index, "content_block": {**block, "input": {}}}),
+                event("content_block_delta", {"index": index, "delta": {
+                    "type": "input_json_delta", "partial_json": json.dumps(block["input"])}}),
+                event("content_block_stop", {"index": index})]
+    return [event("content_block_start", {"index": index, "content_block": block}),
+            event("content_block_stop", {"index": index})]
 
 
 def models_reply(wire: str) -> Reply:
@@ -414,9 +444,10 @@ def responses_prompt_tokens(body: dict[str, Any], previous: dict[str, Any] | Non
     return count
 
 
-def _responses_usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+def _responses_usage(prompt: int, completion: int, cached: int, reasoning: int = 0) -> dict[str, Any]:
+    """Responses API usage; `completion` counts the `reasoning` tokens too, as OpenAI's does."""
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
-            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + completion}
 
 
@@ -441,16 +472,22 @@ def openai_responses(body: dict[str, Any], controls: Controls, stored: dict[str,
     else:
         item = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "status": "completed", "role": "assistant",
                 "content": [{"type": "output_text", "text": "".join(pieces), "annotations": [], "logprobs": []}]}
-    usage = _responses_usage(prompt, n, min(controls.cached_tokens, prompt))
+    reasoning = fake_extras.reasoning_tokens(body, controls.reasoning_tokens, n,
+                                             limit if isinstance(limit, int) else None)
+    usage = _responses_usage(prompt, n + reasoning, min(controls.cached_tokens, prompt), reasoning)
+    # before the answer: a reasoning item when the model reasoned, then one item per server-side tool call
+    before = [{"id": f"rs_{uuid.uuid4().hex[:24]}", "type": "reasoning", "summary": []}] if reasoning else []
+    before += [fake_extras.responses_item(name) for name in
+               fake_extras.server_tool_uses(body, fake_extras.RESPONSES_TOOLS, controls.server_tool_calls)]
     base = {"id": response_id, "object": "response", "created_at": int(time.time()), "model": body["model"],
             "instructions": body.get("instructions"), "max_output_tokens": limit,
             "previous_response_id": previous_id, "store": body.get("store", True), "tools": body.get("tools") or [],
             "tool_choice": body.get("tool_choice", "auto"), "parallel_tool_calls": True, "temperature": 1.0,
             "top_p": 1.0, "text": body.get("text") or {"format": {"type": "text"}}, "truncation": "disabled",
             "reasoning": body.get("reasoning") or {"effort": None, "summary": None}, "metadata": {},
-            "service_tier": "default", "error": None, "background": False}
+            "service_tier": fake_extras.openai_service_tier(body), "error": None, "background": False}
     status = "incomplete" if truncated and not call else "completed"
-    final = {**base, "status": status, "output": [item], "usage": usage,
+    final = {**base, "status": status, "output": [*before, item], "usage": usage,
              "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None}
     if final["store"] is not False:
         items = body.get("input")
@@ -468,26 +505,30 @@ def openai_responses(body: dict[str, Any], controls: Controls, stored: dict[str,
 
     started = {**base, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
     events = [event("response.created", response=started), event("response.in_progress", response=started)]
+    for index, done in enumerate(before):
+        events.append(event("response.output_item.added", output_index=index, item={**done, "status": "in_progress"}))
+        events.append(event("response.output_item.done", output_index=index, item=done))
+    at = len(before)  # the output index of the answer's own item
     opened = {**item, "status": "in_progress"}
     if call:
-        events.append(event("response.output_item.added", output_index=0, item={**opened, "arguments": ""}))
-        events.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=0,
+        events.append(event("response.output_item.added", output_index=at, item={**opened, "arguments": ""}))
+        events.append(event("response.function_call_arguments.delta", item_id=item["id"], output_index=at,
                             delta=call[1]))
-        events.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=0,
+        events.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=at,
                             arguments=call[1], name=call[0]))
     else:
         text = item["content"][0]["text"]
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        events.append(event("response.output_item.added", output_index=0, item={**opened, "content": []}))
-        events.append(event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
+        events.append(event("response.output_item.added", output_index=at, item={**opened, "content": []}))
+        events.append(event("response.content_part.added", item_id=item["id"], output_index=at, content_index=0,
                             part=part))
-        events += [event("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0,
+        events += [event("response.output_text.delta", item_id=item["id"], output_index=at, content_index=0,
                          delta=p, logprobs=[]) for p in pieces]
-        events.append(event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0,
+        events.append(event("response.output_text.done", item_id=item["id"], output_index=at, content_index=0,
                             text=text, logprobs=[]))
-        events.append(event("response.content_part.done", item_id=item["id"], output_index=0, content_index=0,
+        events.append(event("response.content_part.done", item_id=item["id"], output_index=at, content_index=0,
                             part={**part, "text": text}))
-    events.append(event("response.output_item.done", output_index=0, item=item))
+    events.append(event("response.output_item.done", output_index=at, item=item))
     events.append(event("response.completed" if status == "completed" else "response.incomplete", response=final))
     return _sse(events)
 

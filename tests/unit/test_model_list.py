@@ -47,7 +47,8 @@ def test_every_priced_model_is_listed_once_as_its_own_single_deployment_unless_r
 
 def test_anthropic_shape_carries_the_same_deployments(catalogue, routing):
     doc = model_list.document(model_list.models(catalogue, routing), anthropic=True, bedrock_region="eu-west-1")
-    assert doc["has_more"] is False and (doc["first_id"], doc["last_id"]) == (doc["data"][0]["id"], doc["data"][-1]["id"])
+    assert doc["has_more"] is False
+    assert (doc["first_id"], doc["last_id"]) == (doc["data"][0]["id"], doc["data"][-1]["id"])
     sonnet = _by_id(doc)["claude-sonnet-4-5"]
     assert (sonnet["type"], sonnet["display_name"]) == ("model", "claude-sonnet-4-5")
     assert [(d["name"], d.get("region")) for d in sonnet["deployments"]] == [("anthropic", None),
