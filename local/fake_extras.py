@@ -10,6 +10,9 @@ so the gateway's own parsers (tollgate.providers.*.usage_from) and price catalog
   OpenAI Responses (platform.openai.com/docs/guides/tools-web-search, tools-file-search,
   tools-code-interpreter): one `web_search_call` / `file_search_call` / `code_interpreter_call` output item
   per call, before the answer's message.
+- Prompt cache writes (Anthropic, platform.claude.com/docs/en/build-with-claude/prompt-caching): the
+  `[[fake:cache_write_tokens=N]]` writes are split in `usage.cache_creation` into 5-minute and 1-hour
+  writes: 1-hour when the request asks for `"ttl": "1h"` in a cache_control, else 5-minute.
 - Service tier (OpenAI): the tier asked for in `service_tier` ("priority", "flex") is the one reported as
   used; anything else is reported as "default".
 - Reasoning tokens (OpenAI): a request asking for reasoning (chat `reasoning_effort`, Responses
@@ -84,6 +87,23 @@ def responses_item(name: str) -> dict[str, Any]:
                 "results": None}
     return {"id": f"ci_{uuid.uuid4().hex[:24]}", "type": kind, "status": "completed", "code": "print(42)",
             "container_id": "cntr_fake", "outputs": None}
+
+
+def anthropic_cache_creation(body: Any, writes: int) -> dict[str, Any]:
+    """`usage.cache_creation`: the request's cache writes by lifetime."""
+    one_hour = writes if _asks_for_1h(body) else 0
+    return {"cache_creation": {"ephemeral_5m_input_tokens": writes - one_hour, "ephemeral_1h_input_tokens": one_hour}}
+
+
+def _asks_for_1h(node: Any) -> bool:
+    """Whether any cache_control asks for a 1-hour ttl. Written here rather than imported from the gateway
+    (tollgate.providers.anthropic_provider reads the same request): a fake that shared the gateway's reading
+    would agree with any mistake in it."""
+    if isinstance(node, dict):
+        return node.get("ttl") == "1h" or any(_asks_for_1h(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_asks_for_1h(v) for v in node)
+    return False
 
 
 def openai_service_tier(body: dict[str, Any]) -> str:

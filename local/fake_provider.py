@@ -296,7 +296,7 @@ def anthropic_messages(body: dict[str, Any], controls: Controls) -> Reply:
     server_blocks = [block for name in uses for block in fake_extras.anthropic_blocks(name)]
     usage = {"input_tokens": total - cache_read - cache_write, "cache_creation_input_tokens": cache_write,
              "cache_read_input_tokens": cache_read, "output_tokens": n, "service_tier": "standard",
-             **fake_extras.anthropic_usage(uses)}
+             **fake_extras.anthropic_cache_creation(body, cache_write), **fake_extras.anthropic_usage(uses)}
     stop_reason = "tool_use" if call else ("max_tokens" if truncated else "end_turn")
     tool_use = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": call[0],
                 "input": json.loads(call[1])} if call else None

@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
 
@@ -116,6 +117,7 @@ def test_anthropic_sdk_on_bedrock_claude_through_messages(local_stack, bedrock_k
     assert len(records) == 2
     for r in records:
         assert r["provider"] == "bedrock" and Decimal(r["cost_usd"]) == _expected_cost(r) > 0
+        assert r["deployment"] == f"bedrock@{REGION}"  # its own single deployment, and the region it was called in
     assert any(r["cached_tokens"] == 2 for r in records)
 
 

@@ -122,3 +122,23 @@ def test_a_reasoning_models_reasoning_tokens_are_billed_as_output(local_stack, c
     price = catalogue.price("o4-mini")
     expected = (Decimal(record["prompt_tokens"]) * price.input + Decimal(56) * price.output) / 1_000_000
     assert Decimal(record["cost_usd"]) == expected == catalogue.cost(price, _usage(record, reasoning_tokens=40))
+
+
+def test_one_hour_cache_writes_are_billed_at_twice_the_input_price(local_stack, catalogue):
+    """Issue 12's example: claude-haiku-4-5, 265 input + 1,000 one-hour cache writes + 16 output = $0.002345."""
+    from local.fake_provider import prompt_tokens
+
+    user = "e2e-extras-cache-1h"
+    client = anthropic.Anthropic(base_url=local_stack.url, api_key=_key(local_stack, user), max_retries=0)
+    request = {"model": "claude-haiku-4-5", "max_tokens": 100,
+               "system": [{"type": "text", "text": "r" * 5012, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+               "messages": [{"role": "user", "content": "hi [[fake:cache_write_tokens=1000]]"}]}
+    assert prompt_tokens(request) == 1265  # what the fake counts: 1,000 of them written to the cache
+    message = client.messages.create(**request)
+    assert (message.usage.input_tokens, message.usage.cache_creation.ephemeral_1h_input_tokens,
+            message.usage.output_tokens) == (265, 1000, 16)
+
+    record = _only_record(local_stack, user)
+    assert (record["cache_write_tokens"], record["cache_write_1h_tokens"]) == (1000, 1000)
+    assert Decimal(record["cost_usd"]) == Decimal("0.002345") == catalogue.cost(
+        catalogue.price("claude-haiku-4-5"), _usage(record, cache_write_1h_tokens=1000))

@@ -97,3 +97,14 @@ def test_reasoning_tokens_are_reported_inside_the_output_and_within_max_tokens(f
                                        reasoning={"effort": "high"})
     assert response.usage.output_tokens_details.reasoning_tokens == 30 and response.usage.output_tokens == 46
     assert [i.type for i in response.output] == ["reasoning", "message"]
+
+
+def test_anthropic_cache_writes_are_split_by_lifetime(fake_provider):
+    client = _claude(fake_provider)
+    one_hour = {"type": "text", "text": "rules", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    for system, expected in (([one_hour], (0, 5)), ([{**one_hour, "cache_control": {"type": "ephemeral"}}], (5, 0))):
+        message = client.messages.create(model=CLAUDE, max_tokens=5, system=system,
+                                         messages=[{"role": "user", "content": "hi [[fake:cache_write_tokens=5]]"}])
+        split = message.usage.cache_creation
+        assert (split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens) == expected
+        assert anthropic_provider.usage_from(message.usage.model_dump(), {}).cache_write_1h_tokens == expected[1]
