@@ -669,7 +669,7 @@ class FakeProvider:
         controls = Controls.parse(_prompt_texts(body_dict))
         reply = self._reply(method, path, wire, key, body, controls)
         call["status"] = reply.status
-        self.billing.served(wire, key, call["model"], body_dict, reply)
+        self.billing.served(wire, key, call["model"], body_dict, reply, path)
         with self._lock:
             self.calls.append(call)
         if controls.delay_ms:
@@ -762,8 +762,9 @@ class Billing:
             self.lines.clear()
             self.scale, self.withheld, self.org_keys = Decimal(1), set(), None
 
-    def served(self, wire: str, api_key: str, model: Any, request: dict[str, Any], reply: Reply) -> None:
-        """Bill one answer: its usage as the gateway's own parsers read it, priced by its catalogue."""
+    def served(self, wire: str, api_key: str, model: Any, request: dict[str, Any], reply: Reply,
+               path: str = "") -> None:
+        """Bill one answer (to `path`): its usage as the gateway's own parsers read it, priced by its catalogue."""
         if reply.status != 200 or not isinstance(model, str) or (reply.events is None and b'"usage"' not in reply.body):
             return
         from dataclasses import replace as copy
@@ -778,6 +779,7 @@ class Billing:
             usage = usage_of(document["usage"], request if wire == "anthropic" else document)
         else:
             meter = (anthropic_provider.MessagesStreamMeter("", request) if wire == "anthropic"
+                     else openai_provider.ResponsesStreamMeter("") if path == "/v1/responses"
                      else openai_provider.ChatStreamMeter("", keep_usage_chunk=True))
             for name, _, data in sse_events(b"".join(reply.events)):
                 meter.feed(name, data)

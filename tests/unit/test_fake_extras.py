@@ -108,3 +108,13 @@ def test_anthropic_cache_writes_are_split_by_lifetime(fake_provider):
         split = message.usage.cache_creation
         assert (split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens) == expected
         assert anthropic_provider.usage_from(message.usage.model_dump(), {}).cache_write_1h_tokens == expected[1]
+
+
+def test_the_fakes_bill_counts_a_streamed_responses_call_and_its_server_tool_like_a_plain_one(fake_provider):
+    client = _oai(fake_provider)
+    with client.responses.stream(model="gpt-4o-mini", input="hi", tools=[{"type": "web_search"}]) as stream:
+        stream.get_final_response()
+    client.responses.create(model="gpt-4o-mini", input="hi", tools=[{"type": "web_search"}])
+    streamed, plain = fake_provider.billing.lines[-2:]
+    assert streamed["usage"] == plain["usage"] and streamed["usage"].server_tool_calls == {"web_search": 1}
+    assert streamed["usd"] == plain["usd"] > 0
