@@ -71,6 +71,10 @@ def test_without_a_configured_region_the_adapter_reports_boto3s_own(monkeypatch)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
     monkeypatch.delenv("AWS_REGION", raising=False)
     assert BedrockProvider(Settings.from_env({})).region == "ap-southeast-2"
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    assert BedrockProvider(Settings.from_env({})).region is None  # no region anywhere: none claimed
 
 
 def test_byok_does_not_apply_to_bedrock():

@@ -117,10 +117,17 @@ class BedrockProvider:
             return regional
 
     @property
-    def region(self) -> str:
+    def region(self) -> str | None:
         """The AWS region this adapter calls: the configured one (a deployment's, else Settings.bedrock_region),
-        else boto3's own (the Lambda's AWS_REGION)."""
-        return self._settings.bedrock_region or self._client().meta.region_name
+        else boto3's own (the Lambda's AWS_REGION); None where boto3 has none either."""
+        if self._settings.bedrock_region:
+            return self._settings.bedrock_region
+        from botocore.exceptions import NoRegionError
+
+        try:
+            return self._client().meta.region_name
+        except NoRegionError:
+            return None
 
     def _client(self) -> Any:
         with self._lock:
