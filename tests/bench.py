@@ -95,6 +95,31 @@ def cold(module: str, env: dict[str, str], event_file: str | None = None, entry:
     return out
 
 
+# A warm gateway process: serves every event file ROUNDS times, both wire formats, streamed and not.
+_WARM_SCRIPT = """
+import json, resource, sys
+from local.lambda_context import LambdaContext
+from local import web_adapter
+import {module}
+web_adapter.start()
+for _ in range({rounds}):
+    for name in sys.argv[1:]:
+        response = web_adapter.invoke_buffered(json.load(open(name)), LambdaContext(function_name="gateway"))
+        assert response["statusCode"] == 200, response
+print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+WARM_ROUNDS = 10
+
+
+def warm_peak_mb(module: str, env: dict[str, str], event_files: list[str]) -> float:
+    """Peak RSS (MB) of a fresh process that imported `module` and served each event WARM_ROUNDS times: what
+    the gateway's memory size is set from (stacks/api_stack.py GATEWAY_MEMORY_MB)."""
+    code = _WARM_SCRIPT.format(module=module, rounds=WARM_ROUNDS)
+    out = subprocess.run([sys.executable, "-c", code, *event_files], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
 def main() -> None:
     os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
@@ -189,13 +214,21 @@ def main() -> None:
     # Cold starts, against the same emulated AWS and fake provider: a fresh process per run.
     cold_env = {**os.environ, **LAMBDA_ENV, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}"}
     cold_env.pop("POWERTOOLS_TRACE_DISABLED")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions", body, principal, {}, None, {},
-                              str(uuid.uuid4())), f)
+    messages = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": body["messages"]}
+    shapes = [("/v1/chat/completions", body), ("/v1/chat/completions", {**body, "stream": True}),
+              ("/v1/messages", messages), ("/v1/messages", {**messages, "stream": True})]
+    files = []
+    for path, payload in shapes:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(proxy_event("POST", path, path, payload, principal, {"anthropic-version": "2023-06-01"}, None,
+                                  {}, str(uuid.uuid4())), f)
+        files.append(f.name)
     try:
-        gateway_cold = cold(GATEWAY_MODULE, cold_env, f.name)
+        gateway_cold = cold(GATEWAY_MODULE, cold_env, files[0])
+        warm_mb = warm_peak_mb(GATEWAY_MODULE, cold_env, files)
     finally:
-        os.unlink(f.name)
+        for name in files:
+            os.unlink(name)
     authorizer_cold = cold(AUTHORIZER_MODULE, cold_env)
 
     fake.stop()
@@ -212,7 +245,9 @@ def main() -> None:
     print(f"cold starts (fresh interpreters as in Lambda, tracing on; median of {COLD_RUNS} pairs with the baseline)")
     print(f"  import {GATEWAY_MODULE:<27}{g_cold['import'] * 1000:8.1f} ms   ratio to baseline = {g_cold['import_ratio']:.2f}x")
     print(f"  its first request                 {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
-    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB   (sets the gateway's memory size)")
+    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB")
+    print(f"  peak RSS, warm ({WARM_ROUNDS}x chat+messages, streamed and not) {warm_mb:6.1f} MB   "
+          f"(sets the gateway's memory size: stacks/api_stack.py)")
     print(f"  import {AUTHORIZER_MODULE:<27}{a_cold['import'] * 1000:8.1f} ms   ratio to baseline = {a_cold['import_ratio']:.2f}x")
     print(f"  baseline: {BASELINE:<24}{g_cold['base'] * 1000:8.1f} ms")
     print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")
