@@ -25,10 +25,10 @@ from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
-# The gateway mostly waits on the provider, and Lambda bills memory x time. A fresh process that has served
-# its first request (openai SDK imported, ASGI app) peaks at ~105 MB RSS (`make bench`); with both provider
-# SDKs and the DynamoDB, SNS and KMS clients built, ~120 MB; the Web Adapter extension adds ~10 MB. 256 MB keeps
-# ~1.9x headroom at half the GB-seconds of 512 MB (-$2.00 per million requests, `make cost`). Lambda's CPU share
+# The gateway mostly waits on the provider, and Lambda bills memory x time. A warm gateway process (the ASGI
+# app, both provider SDKs, 10 rounds of chat completions and messages, streamed and not) peaks at 105-140 MB
+# RSS (`make bench`, "peak RSS, warm"); the Web Adapter extension adds ~10 MB. 256 MB keeps ~1.7x headroom at
+# half the GB-seconds of 512 MB (-$2.00 per million requests, `make cost`). Lambda's CPU share
 # halves too: its own work (~50 ms at 1024 MB) takes ~0.2 s, and a cold start's imports 4x what they take at
 # 1024 MB; the provider wait does not change (docs/design-decisions.md, issue 15).
 GATEWAY_MEMORY_MB = 256
