@@ -25,10 +25,13 @@ from stacks.runs_queue import RunsQueue
 from stacks.waf import TollgateWaf
 
 API_STACK_NAME = "TollgateApi"
-# The gateway mostly waits on the provider. A fresh process that has served its first request (provider
-# SDK imported) peaks at ~220 MB RSS (`make bench`), so 512 MB keeps 2x headroom at half the GB-seconds
-# of 1024 MB; its CPU share halves too, which its own work (~50 ms at 1024 MB) feels, the wait does not.
-GATEWAY_MEMORY_MB = 512
+# The gateway mostly waits on the provider, and Lambda bills memory x time. A warm gateway process (the ASGI
+# app, both provider SDKs, 10 rounds of chat completions and messages, streamed and not) peaks at 105-140 MB
+# RSS (`make bench`, "peak RSS, warm"); the Web Adapter extension adds ~10 MB. 256 MB keeps ~1.7x headroom at
+# half the GB-seconds of 512 MB (-$2.00 per million requests, `make cost`). Lambda's CPU share
+# halves too: its own work (~50 ms at 1024 MB) takes ~0.2 s, and a cold start's imports 4x what they take at
+# 1024 MB; the provider wait does not change (docs/design-decisions.md, issue 15).
+GATEWAY_MEMORY_MB = 256
 # X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
 # follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
 # request each second, then 5%) would trace almost every request, at $5 per million traces.

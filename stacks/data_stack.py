@@ -15,6 +15,7 @@ from constructs import Construct
 from tollgate import schema
 
 from stacks.nag import acknowledge
+from stacks.permissions import SNS_TOPIC_CONTEXT
 
 DATA_STACK_NAME = "TollgateData"
 JWT_SECRET_LENGTH = 64
@@ -37,11 +38,13 @@ class DataStack(Stack):
         self.budgets_table = self.tables[schema.BUDGETS.logical_id]
         self.provider_keys_table = self.tables[schema.PROVIDER_KEYS.logical_id]
 
-        # Envelope encryption of users' own provider keys. Retained with the provider-keys table:
+        # Envelope encryption of users' own provider keys, and of the alerts topic: one customer-managed key
+        # ($1 a month each, `make cost`), each use held to its own encryption context (BYOK: user and provider,
+        # stacks/permissions.py byok_key_use; SNS: aws:sns:topicArn). Retained with the provider-keys table:
         # without this key its ciphertexts cannot be decrypted.
         self.byok_key = kms.Key(
             self, "ByokKey",
-            description="Tollgate: envelope encryption of bring-your-own provider keys",
+            description="Tollgate: envelope encryption of bring-your-own provider keys, and the alerts topic",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -69,7 +72,7 @@ class DataStack(Stack):
                     "Provider API keys are issued by OpenAI and Anthropic; Secrets Manager has no rotation "
                     "function for them. Operators rotate them in the provider console and put the new value.")
 
-        self.alert_key = self._alert_key()
+        self.alert_key = self._allow_alarms(self.byok_key)
         self.alert_topic = sns.Topic(self, "AlertTopic", display_name="Tollgate alerts",
                                      master_key=self.alert_key, enforce_ssl=True)
         if alert_email:
@@ -107,18 +110,16 @@ class DataStack(Stack):
             )
         return table
 
-    def _alert_key(self) -> kms.Key:
-        # A customer-managed key, because CloudWatch alarms cannot publish to a topic encrypted with
-        # the AWS-managed SNS key: the key policy must let cloudwatch.amazonaws.com use it.
-        key = kms.Key(
-            self, "AlertsKey",
-            description="Tollgate: encryption of the alerts topic",
-            enable_key_rotation=True,
-        )
+    def _allow_alarms(self, key: kms.Key) -> kms.Key:
+        """`key`, usable by CloudWatch alarms to publish to the topic it encrypts. A customer-managed key,
+        because CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed SNS key: the key
+        policy must let cloudwatch.amazonaws.com use it; only under an SNS topic's encryption context, so
+        the grant opens no BYOK data key."""
         key.add_to_resource_policy(iam.PolicyStatement(
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"],
             resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            conditions={"StringEquals": {"aws:SourceAccount": self.account},
+                        "StringLike": {SNS_TOPIC_CONTEXT: f"arn:{self.partition}:sns:{self.region}:{self.account}:*"}},
         ))
         return key

@@ -81,11 +81,18 @@ def secret_read(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
 
 
+# The encryption context SNS gives KMS for a KMS-encrypted topic: the topic's ARN (Amazon SNS developer guide,
+# "Encryption at rest").
+SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"
+
+
 def topic_publish(topic: sns.ITopic, key: kms.IKey) -> list[iam.PolicyStatement]:
-    """Publishing to a KMS-encrypted topic needs a data key from the topic's key."""
+    """Publishing to a KMS-encrypted topic needs a data key from the topic's key; only under the topic's own
+    encryption context (the key also seals BYOK keys: stacks/data_stack.py)."""
     return [
         iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]),
-        key_use(key, ["kms:GenerateDataKey", "kms:Decrypt"]),
+        iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn],
+                            conditions={"StringEquals": {SNS_TOPIC_CONTEXT: topic.topic_arn}}),
     ]
 
 

@@ -1,5 +1,5 @@
 """The WAF web ACL in front of the REST API stage: per-IP rate limit, optional geo block, a body-size cap,
-AWS managed rules, and WAF logs with credentials redacted.
+AWS's core managed rule set, and WAF logs of what a rule blocked or counted, with credentials redacted.
 
 LLM requests are not ordinary web form posts: prompts routinely exceed 8 KB and contain code, HTML, file
 paths and questions about exploits. So the managed rules that inspect the *body* only count (visible in
@@ -7,6 +7,10 @@ metrics and WAF logs, never blocking); their header, URI and query-string rules 
 is capped by a rule of our own instead, on the Content-Length header: WAF inspects at most the first
 8-64 KB of an API Gateway request body, so it cannot measure a 1 MB body, but it can read the header
 that announces it.
+
+Each rule costs $1 a month (`make cost`), so a rule earns its place by what it protects: the Amazon IP
+reputation list and the known-bad-inputs group are not used (docs/design-decisions.md, issue 15). Every
+route needs a credential, unknown paths and methods end at API Gateway, and no Java runs behind it.
 """
 from __future__ import annotations
 
@@ -25,11 +29,8 @@ from stacks.functions import LOG_RETENTION
 RATE_LIMIT_RULE = "RateLimitPerIp"
 GEO_BLOCK_RULE = "GeoBlock"
 BODY_SIZE_RULE = "BodyTooLarge"
-IP_REPUTATION_RULES = "AWSManagedRulesAmazonIpReputationList"
 COMMON_RULES = "AWSManagedRulesCommonRuleSet"
-KNOWN_BAD_INPUTS_RULES = "AWSManagedRulesKnownBadInputsRuleSet"
-_PRIORITY = {RATE_LIMIT_RULE: 0, GEO_BLOCK_RULE: 1, BODY_SIZE_RULE: 2, IP_REPUTATION_RULES: 3, COMMON_RULES: 4,
-             KNOWN_BAD_INPUTS_RULES: 5}
+_PRIORITY = {RATE_LIMIT_RULE: 0, GEO_BLOCK_RULE: 1, BODY_SIZE_RULE: 2, COMMON_RULES: 3}
 
 # Managed rules that look at the request body: count only (see the module docstring).
 # SizeRestrictions_BODY blocks bodies over 8 KB, i.e. most real prompts.
@@ -40,8 +41,6 @@ COMMON_RULES_COUNT_ONLY = (
     "GenericRFI_BODY",
     "EC2MetaDataSSRF_BODY",
 )
-# Java exploits in the body: the gateway runs no Java, and a prompt about Log4Shell is a fair question.
-KNOWN_BAD_INPUTS_COUNT_ONLY = ("JavaDeserializationRCE_BODY", "Log4JRCE_BODY")
 
 # Bodies of MAX_BODY_BYTES or more are refused at the edge (413). A power of ten, so the rule is a regex on
 # the number of digits of Content-Length. 1 MB is ~250k tokens of text, more than any model's context
@@ -54,6 +53,10 @@ CONTENT_LENGTH_AT_LEAST_MAX = rf"^0*[1-9][0-9]{{{len(str(MAX_BODY_BYTES)) - 1},}
 # Request headers replaced by "REDACTED" in WAF logs: API keys, service tokens and SigV4 session tokens.
 REDACTED_HEADERS = ("authorization", "x-api-key", "x-amz-security-token")
 WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"  # WAF delivers only to log groups named so
+# WAF logs only the requests a rule blocked or counted (a count-only rule's match included: WAF's
+# EXCLUDED_AS_COUNT); allowed requests are in the API's access log already, and each WAF record
+# (~1.5 KB) would otherwise cost more to ingest than the request's own access log line.
+LOGGED_ACTIONS = ("BLOCK", "COUNT", "EXCLUDED_AS_COUNT")
 
 _RATE_LIMITED_BODY_KEY = "rate_limited"
 _TOO_LARGE_BODY_KEY = "body_too_large"
@@ -139,9 +142,7 @@ class TollgateWaf(Construct):
                     )),
                 visibility_config=_visibility(BODY_SIZE_RULE),
             ),
-            _managed(IP_REPUTATION_RULES),
             _managed(COMMON_RULES, count_only=COMMON_RULES_COUNT_ONLY),
-            _managed(KNOWN_BAD_INPUTS_RULES, count_only=KNOWN_BAD_INPUTS_COUNT_ONLY),
         ]
         if geo_block_countries:
             rules.append(wafv2.CfnWebACL.RuleProperty(
@@ -159,7 +160,7 @@ class TollgateWaf(Construct):
             self, "WebAcl",
             name=self.web_acl_name,
             scope="REGIONAL",
-            description="Tollgate API: rate limit per IP, geo block, body size, AWS managed rules",
+            description="Tollgate API: rate limit per IP, geo block, body size, AWS core rule set",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             custom_response_bodies={
                 key: wafv2.CfnWebACL.CustomResponseBodyProperty(content_type="APPLICATION_JSON",
@@ -189,5 +190,10 @@ class TollgateWaf(Construct):
                 wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
                 for header in REDACTED_HEADERS
             ],
+            logging_filter={
+                "DefaultBehavior": "DROP",
+                "Filters": [{"Behavior": "KEEP", "Requirement": "MEETS_ANY", "Conditions": [
+                    {"ActionCondition": {"Action": action}} for action in LOGGED_ACTIONS]}],
+            },
         )
         return log_group

@@ -10,7 +10,11 @@
   token of a paced stream (30 chunks, 200 ms apart) with each SDK, next to the stream's total time.
 
 Cold starts are measured as Lambda runs them: LAMBDA_TASK_ROOT is set (so the X-Ray SDK takes its Lambda
-path) and tracing is on, as in production. Each fresh interpreter is paired with one that runs the
+path) and tracing is on, as in production. Both sides of a pair import from bytecode: pip compiled the
+site-packages the baseline imports when it installed them, so our own modules (lambdas/) are compiled
+before measuring too; with PYTHONDONTWRITEBYTECODE set, the gateway would otherwise compile ~240 KB of
+source at every import while boto3 does not (in Lambda both are compiled unless the code and the layer
+ship bytecode). Each fresh interpreter is paired with one that runs the
 baseline `import boto3; boto3.client("dynamodb")` right after it, and the ratio is the median of the
 pairs' ratios, so a machine busy with other work slows both sides of a pair alike.
 
@@ -20,6 +24,7 @@ The last lines are `cold_import_ratio_gateway=R`, `cold_import_ratio_authorizer=
 """
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import statistics
@@ -93,6 +98,31 @@ def cold(module: str, env: dict[str, str], event_file: str | None = None, entry:
         out["first"] = statistics.median(r["first"] for r in runs)
         out["first_ratio"] = statistics.median(r["first"] / r["base"] for r in runs)
     return out
+
+
+# A warm gateway process: serves every event file ROUNDS times, both wire formats, streamed and not.
+_WARM_SCRIPT = """
+import json, resource, sys
+from local.lambda_context import LambdaContext
+from local import web_adapter
+import {module}
+web_adapter.start()
+for _ in range({rounds}):
+    for name in sys.argv[1:]:
+        response = web_adapter.invoke_buffered(json.load(open(name)), LambdaContext(function_name="gateway"))
+        assert response["statusCode"] == 200, response
+print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+WARM_ROUNDS = 10
+
+
+def warm_peak_mb(module: str, env: dict[str, str], event_files: list[str]) -> float:
+    """Peak RSS (MB) of a fresh process that imported `module` and served each event WARM_ROUNDS times: what
+    the gateway's memory size is set from (stacks/api_stack.py GATEWAY_MEMORY_MB)."""
+    code = _WARM_SCRIPT.format(module=module, rounds=WARM_ROUNDS)
+    out = subprocess.run([sys.executable, "-c", code, *event_files], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
 def main() -> None:
@@ -186,16 +216,25 @@ def main() -> None:
         ddb.transact_write_items(TransactItems=items)
         tx_times.append(time.perf_counter() - t)
 
-    # Cold starts, against the same emulated AWS and fake provider: a fresh process per run.
+    # Cold starts, against the same emulated AWS and fake provider: a fresh process per run, from bytecode.
+    compileall.compile_dir(str(ROOT / "lambdas"), quiet=1)
     cold_env = {**os.environ, **LAMBDA_ENV, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}"}
     cold_env.pop("POWERTOOLS_TRACE_DISABLED")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(proxy_event("POST", "/v1/chat/completions", "/v1/chat/completions", body, principal, {}, None, {},
-                              str(uuid.uuid4())), f)
+    messages = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": body["messages"]}
+    shapes = [("/v1/chat/completions", body), ("/v1/chat/completions", {**body, "stream": True}),
+              ("/v1/messages", messages), ("/v1/messages", {**messages, "stream": True})]
+    files = []
+    for path, payload in shapes:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(proxy_event("POST", path, path, payload, principal, {"anthropic-version": "2023-06-01"}, None,
+                                  {}, str(uuid.uuid4())), f)
+        files.append(f.name)
     try:
-        gateway_cold = cold(GATEWAY_MODULE, cold_env, f.name)
+        gateway_cold = cold(GATEWAY_MODULE, cold_env, files[0])
+        warm_mb = warm_peak_mb(GATEWAY_MODULE, cold_env, files)
     finally:
-        os.unlink(f.name)
+        for name in files:
+            os.unlink(name)
     authorizer_cold = cold(AUTHORIZER_MODULE, cold_env)
 
     fake.stop()
@@ -212,7 +251,9 @@ def main() -> None:
     print(f"cold starts (fresh interpreters as in Lambda, tracing on; median of {COLD_RUNS} pairs with the baseline)")
     print(f"  import {GATEWAY_MODULE:<27}{g_cold['import'] * 1000:8.1f} ms   ratio to baseline = {g_cold['import_ratio']:.2f}x")
     print(f"  its first request                 {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
-    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB   (sets the gateway's memory size)")
+    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB")
+    print(f"  peak RSS, warm ({WARM_ROUNDS}x chat+messages, streamed and not) {warm_mb:6.1f} MB   "
+          f"(sets the gateway's memory size: stacks/api_stack.py)")
     print(f"  import {AUTHORIZER_MODULE:<27}{a_cold['import'] * 1000:8.1f} ms   ratio to baseline = {a_cold['import_ratio']:.2f}x")
     print(f"  baseline: {BASELINE:<24}{g_cold['base'] * 1000:8.1f} ms")
     print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")

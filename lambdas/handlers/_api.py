@@ -1,23 +1,30 @@
 """What the HTTP handlers share: a Powertools resolver wired to the route table, the principal of the
 current request, the one place request input is checked (body, path ids, query values), and the one
-mapping of domain errors to provider-shaped responses."""
+mapping of domain errors to provider-shaped responses.
+
+Powertools' event handler is imported where a resolver is built (admin, runs), not at import: the gateway
+(an ASGI app) uses only the request helpers here, and its cold start does not pay for a resolver it never
+builds (`make bench`).
+"""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
-
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from tollgate import errors, requests, routes, wiring
 from tollgate.auth import iam
 from tollgate.auth.principal import Principal
 from tollgate.observability import logger
 from tollgate.requests import json_body as json_text
-from tollgate.requests.types import MAX_ID_CHARS, is_id
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 
 def resolver(function: str, implementations: dict[tuple[str, str], Callable[..., Any]]) -> APIGatewayRestResolver:
     """A resolver serving every route of the table assigned to `function`, each checked for its scope."""
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
     app = APIGatewayRestResolver()
     served = [r for r in routes.ROUTES if r.function == function]
     missing = {(r.method, r.path) for r in served} - set(implementations)
@@ -48,6 +55,8 @@ def resolver(function: str, implementations: dict[tuple[str, str], Callable[...,
 
 
 def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[..., Any]) -> Callable[..., Any]:
+    from tollgate.requests.types import is_id
+
     def call(**params: str) -> Any:
         for name, value in params.items():
             if not is_id(value):  # e.g. %00 or undecodable bytes: no such id can exist
@@ -122,12 +131,16 @@ def id_header(app: APIGatewayRestResolver, name: str) -> str | None:
 def usable_id(value: str | None, name: str) -> str | None:
     """`value` if absent or a usable id (1 to MAX_ID_CHARS printable characters), else InvalidRequest (400,
     param = `name`): ids end up in DynamoDB keys, which have length limits of their own."""
+    from tollgate.requests.types import MAX_ID_CHARS, is_id  # pydantic: imported with the first id checked
+
     if value is not None and not is_id(value):
         raise errors.InvalidRequest(f"'{name}' must be 1 to {MAX_ID_CHARS} printable characters.", param=name)
     return value
 
 
 def to_response(status: int, headers: dict[str, str], body: str | bytes) -> Response:
+    from aws_lambda_powertools.event_handler import Response
+
     content_type = headers.pop("content-type", "application/json")
     text = body.decode() if isinstance(body, bytes) else body
     return Response(status_code=status, content_type=content_type, body=text, headers=headers)

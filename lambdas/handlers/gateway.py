@@ -12,7 +12,6 @@ answer is iterated in one while the event loop forwards its chunks and watches f
 """
 from __future__ import annotations
 
-import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -190,6 +189,8 @@ def _json(status: int, payload: Any) -> Answer:
 
 async def app(scope: dict, receive: Receive, send: Send) -> None:
     """The ASGI application uvicorn serves (`handlers.gateway:app`)."""
+    import asyncio  # loaded by the server before it imports this module: not part of this module's import
+
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
@@ -271,6 +272,8 @@ async def _send_stream(result: Answer, send: Send, receive: Receive) -> None:
     (that is where the stream is settled); when the client goes away, the reply is cancelled, which closes
     the provider stream, and the answer ends only once the stream is settled: the function must not be
     frozen with a reservation held."""
+    import asyncio
+
     reply = result.stream
     assert reply is not None
     loop = asyncio.get_running_loop()

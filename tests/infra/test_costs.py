@@ -1,9 +1,13 @@
-"""The cost settings in the templates: traces sampled at the API stage."""
+"""The cost settings in the templates: traces sampled at the API stage, idle cost within its goal."""
 from __future__ import annotations
+
+from decimal import Decimal
 
 from stacks.api_stack import TRACE_SAMPLE_RATE
 
 from .cfn import resources
+
+IDLE_GOAL_USD = Decimal(25)  # a month, no traffic (issue 15)
 
 
 def test_api_traces_are_sampled_by_a_rule_that_matches_the_stage(api_template):
@@ -29,3 +33,16 @@ def test_make_cost_prices_every_resource_the_app_synthesises(synthesis):
     assert synthesis.error is None, synthesis.error
     lines = model.idle_lines(Templates.from_cdk_out(synthesis.outdir), price_file.load(), Assumptions())
     assert model.total(lines, model.IDLE) > 0
+
+
+def test_idle_cost_stays_within_the_goal(synthesis):
+    """Issue 15: a deployment with no traffic costs at most $25 a month at list prices (`make cost`): a
+    new billable resource must make room for itself."""
+    from tools.costing import model
+    from tools.costing import prices as price_file
+    from tools.costing.assumptions import Assumptions
+    from tools.costing.templates import Templates
+
+    lines = model.idle_lines(Templates.from_cdk_out(synthesis.outdir), price_file.load(), Assumptions())
+    assert model.total(lines, model.IDLE) <= IDLE_GOAL_USD, "\n".join(
+        f"{line.item}: {line.total:.2f}" for line in lines)

@@ -70,7 +70,7 @@ def test_api_keys_table_output_keeps_the_name_the_cli_reads(data_template):
 
 def test_every_kms_key_rotates(data_template):
     keys = resources(data_template, "AWS::KMS::Key")
-    assert len(keys) >= 2  # BYOK envelope key, alerts topic key
+    assert len(keys) == 1  # BYOK envelope key, also the alerts topic's ($1 a month each: issue 15)
     assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
 
 
@@ -99,10 +99,16 @@ def test_alert_topic_is_kms_encrypted_and_ssl_only(data_template):
     assert deny_insecure and local_refs(deny_insecure[0]["Resource"]) == {topic_id}
 
 
-def test_cloudwatch_alarms_may_use_the_alert_topic_key(data_template):
-    [(key_id, key)] = [(k, v) for k, v in resources(data_template, "AWS::KMS::Key").items() if k.startswith("AlertsKey")]
+def test_cloudwatch_alarms_may_use_the_alert_topic_key_only_for_sns_topics(data_template):
+    [(topic_id, topic)] = resources(data_template, "AWS::SNS::Topic").items()
+    [key_id] = local_refs(topic["Properties"]["KmsMasterKeyId"])
+    key = resources(data_template, "AWS::KMS::Key")[key_id]
     statements = key["Properties"]["KeyPolicy"]["Statement"]
-    assert any(s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"} for s in statements), json.dumps(statements)
+    [alarms] = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    # The key also seals BYOK keys: CloudWatch may use it only under an SNS topic's encryption context.
+    [(context, pattern)] = alarms["Condition"]["StringLike"].items()
+    assert context == "kms:EncryptionContext:aws:sns:topicArn"
+    assert ":sns:" in json.dumps(pattern) and json.dumps(pattern).endswith(':*"]]}')
 
 
 def test_platform_keys_secret_ships_only_empty_placeholders(data_template):

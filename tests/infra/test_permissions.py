@@ -11,6 +11,7 @@ import pytest
 from tollgate import schema
 
 from stacks import web_adapter
+from stacks.permissions import SNS_TOPIC_CONTEXT
 
 from .cfn import as_list, data_refs, function_id, resources, role_statements
 
@@ -109,14 +110,25 @@ def test_no_function_may_delete_or_reconfigure_a_table(statements, handler):
         assert not any(_allows(s, action) for s in statements[handler]), f"{handler} may {action}"
 
 
+def _byok_grants(statements: list[dict]) -> list[dict]:
+    return [st for st in statements if "ForAllValues:StringEquals" in (st.get("Condition") or {})]
+
+
+def _sns_grants(statements: list[dict]) -> list[dict]:
+    return [st for st in statements if SNS_TOPIC_CONTEXT in (st.get("Condition") or {}).get("StringEquals", {})]
+
+
 def test_gateway_decrypts_byok_keys_and_publishes_alerts(statements, data_template):
     byok = _data_id(data_template, "ByokKey")
     topic = _data_id(data_template, "AlertTopic")
     gateway = statements[GATEWAY]
-    assert _actions_on(gateway, data_template, byok) == {"kms:Decrypt"}
+    assert _actions_on(_byok_grants(gateway), data_template, byok) == {"kms:Decrypt"}
     assert _actions_on(gateway, data_template, topic) == {"sns:Publish"}
-    alerts_key = _data_id(data_template, "AlertsKey")
-    assert _actions_on(gateway, data_template, alerts_key) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    # The same key encrypts the alerts topic: a data key for it only under the topic's encryption context.
+    [sns_grant] = _sns_grants(gateway)
+    assert _actions_on([sns_grant], data_template, byok) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert data_refs(sns_grant["Condition"]["StringEquals"][SNS_TOPIC_CONTEXT], data_template) == {topic}
+    assert [st for st in gateway if _actions_on([st], data_template, byok)] == [*_byok_grants(gateway), sns_grant]
 
 
 def test_only_the_gateway_reads_the_platform_provider_keys(statements, data_template):
@@ -133,7 +145,8 @@ def test_admin_seals_byok_keys(statements, data_template):
 def test_byok_key_grants_require_the_owner_encryption_context(statements, data_template):
     byok = _data_id(data_template, "ByokKey")
     for handler in (GATEWAY, ADMIN):
-        grants = [st for st in statements[handler] if _actions_on([st], data_template, byok)]
+        grants = [st for st in statements[handler] if _actions_on([st], data_template, byok)
+                  and st not in _sns_grants(statements[handler])]  # the alerts topic's: its own context
         assert grants, handler
         for st in grants:
             assert st["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"] == ["provider", "user"]

@@ -46,7 +46,7 @@ def test_rules_in_order_and_unique_priorities(acl, rules):
     assert acl["DefaultAction"] == {"Allow": {}}
     # cdk.json: no geo block by default, so no geo rule at all.
     assert [r["Name"] for r in sorted(acl["Rules"], key=lambda r: r["Priority"])] == [
-        waf.RATE_LIMIT_RULE, waf.BODY_SIZE_RULE, waf.IP_REPUTATION_RULES, waf.COMMON_RULES, waf.KNOWN_BAD_INPUTS_RULES]
+        waf.RATE_LIMIT_RULE, waf.BODY_SIZE_RULE, waf.COMMON_RULES]
 
 
 def test_rate_limit_per_ip_from_cdk_json(rules, synthesis):
@@ -70,7 +70,7 @@ def test_blocked_requests_get_an_error_body_the_sdks_parse(acl, rules):
 
 
 def test_managed_rule_groups_with_body_rules_counting_only(rules):
-    for name in (waf.IP_REPUTATION_RULES, waf.COMMON_RULES, waf.KNOWN_BAD_INPUTS_RULES):
+    for name in (waf.COMMON_RULES,):
         statement = rules[name]["Statement"]["ManagedRuleGroupStatement"]
         assert (statement["VendorName"], statement["Name"]) == ("AWS", name)
         assert rules[name]["OverrideAction"] == {"None": {}}  # the group's own actions apply...
@@ -79,9 +79,6 @@ def test_managed_rule_groups_with_body_rules_counting_only(rules):
     assert common["SizeRestrictions_BODY"] == {"Count": {}}
     assert common == {name: {"Count": {}} for name in waf.COMMON_RULES_COUNT_ONLY}
     assert all(name.endswith("_BODY") for name in common)
-    bad_inputs = _overrides(rules[waf.KNOWN_BAD_INPUTS_RULES])
-    assert bad_inputs == {name: {"Count": {}} for name in waf.KNOWN_BAD_INPUTS_COUNT_ONLY}
-    assert all(name.endswith("_BODY") for name in bad_inputs)
 
 
 def test_bodies_of_a_megabyte_or_more_are_blocked_by_content_length(rules):
@@ -126,6 +123,16 @@ def test_waf_logs_go_to_an_aws_waf_logs_group_with_retention_and_no_credentials(
     assert parts[-1] == {"Ref": group_id} and parts[-2].endswith(":log-group:")
     redacted = {f["SingleHeader"]["Name"] for f in props["RedactedFields"]}
     assert {"authorization", "x-api-key"} <= redacted
+
+
+def test_waf_logs_only_what_a_rule_blocked_or_counted(api_template):
+    [config] = resources(api_template, "AWS::WAFv2::LoggingConfiguration").values()
+    logging_filter = config["Properties"]["LoggingFilter"]
+    assert logging_filter["DefaultBehavior"] == "DROP"  # allowed requests: the access log has them
+    [kept] = logging_filter["Filters"]
+    assert (kept["Behavior"], kept["Requirement"]) == ("KEEP", "MEETS_ANY")
+    actions = {c["ActionCondition"]["Action"] for c in kept["Conditions"]}
+    assert actions == {"BLOCK", "COUNT", "EXCLUDED_AS_COUNT"}  # count-only body rules' matches are kept
 
 
 def test_the_per_ip_rate_rule_does_not_count_the_agents_internal_calls(api_template):

@@ -131,6 +131,21 @@ def test_the_authorizer_runs_on_cache_misses_only():
     assert model.authorizer_share(Templates({"S": t}), one_a_second_per_key) == Decimal(1) / 31
 
 
+def test_waf_logs_every_request_unless_its_filter_keeps_only_blocked_and_counted_ones():
+    every = _template(Log=("AWS::WAFv2::LoggingConfiguration", {}))
+    [config] = Templates({"S": every}).resources("AWS::WAFv2::LoggingConfiguration")
+    assert model.waf_logged_share(config, A) == 1
+    kept = [{"ActionCondition": {"Action": a}} for a in ("BLOCK", "COUNT")]
+    filtered = _template(Log=("AWS::WAFv2::LoggingConfiguration", {"LoggingFilter": {
+        "DefaultBehavior": "DROP", "Filters": [{"Behavior": "KEEP", "Requirement": "MEETS_ANY", "Conditions": kept}]}}))
+    [config] = Templates({"S": filtered}).resources("AWS::WAFv2::LoggingConfiguration")
+    assert model.waf_logged_share(config, A) == A.waf_logged_share
+    lines = model.request_lines(Templates({"S": {"Resources": {**REQUEST_TEMPLATE["Resources"], **filtered["Resources"]}}}),
+                                PRICES, A, _measurement([2]), {})
+    [waf_logs] = [line for line in lines if line.item.strip().startswith("WAF log records")]
+    assert waf_logs.quantity == A.waf_logged_share * A.waf_log_bytes * 1_000_000 / model.GB
+
+
 # -- DynamoDB's unit rules -----------------------------------------------------------------------------------
 
 def test_item_size_follows_dynamodbs_rules():

@@ -32,6 +32,8 @@ class Assumptions:
     lambda_platform_log_bytes: int = 350
     authorizer_own_log_bytes: int = 250
     waf_log_bytes: int = 1500
+    # Share of requests a WAF rule blocks or counts: all that WAF logs when its logging filter drops the rest.
+    waf_logged_share: Decimal = Decimal("0.02")
     # The sweeper (scheduled): its run time, and the custom metrics it emits every run.
     sweeper_s: Decimal = Decimal("0.2")
     sweeper_log_bytes: int = 900

@@ -232,6 +232,15 @@ def traced_share(t: Templates, a: Assumptions) -> Decimal:
     return rate + (1 - rate) * min(per_s, reservoir) / per_s  # (reservoir + rate x the rest) / all
 
 
+def waf_logged_share(config: Resource, a: Assumptions) -> Decimal:
+    """Share of requests WAF logs: all of them, or with a logging filter that drops by default and keeps only
+    what a rule blocked or counted, assumptions.waf_logged_share."""
+    kept = {c.get("ActionCondition", {}).get("Action") for f in (config.properties.get("LoggingFilter") or {}).get(
+        "Filters", []) if f.get("Behavior") == "KEEP" for c in f.get("Conditions", [])}
+    drops = (config.properties.get("LoggingFilter") or {}).get("DefaultBehavior") == "DROP"
+    return a.waf_logged_share if drops and "ALLOW" not in kept else Decimal(1)
+
+
 def authorizer_share(t: Templates, a: Assumptions) -> Decimal:
     """Authorizer invocations per request: API Gateway caches an answer per key for the TTL, so with
     Poisson arrivals at rate r per key, 1 / (1 + r x TTL) of requests miss the cache."""
@@ -260,8 +269,10 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
             "cw_logs_ingest_gb")
     for _ in t.resources("AWS::WAFv2::WebACL"):
         add("WAF requests inspected, millions", n / MILLION, "waf_requests_million")
-    if any(True for _ in t.resources("AWS::WAFv2::LoggingConfiguration")):
-        add(f"  WAF log records, GB ({a.waf_log_bytes} bytes each)", n * a.waf_log_bytes / GB, "cw_vended_logs_gb")
+    for config in t.resources("AWS::WAFv2::LoggingConfiguration"):
+        share = waf_logged_share(config, a)
+        add(f"  WAF log records, GB ({a.waf_log_bytes} bytes each, {share:.0%} of requests logged)",
+            n * share * a.waf_log_bytes / GB, "cw_vended_logs_gb")
 
     gateway = t.function(GATEWAY_FUNCTION)
     memory = Decimal(gateway.properties.get("MemorySize", 128)) / 1024

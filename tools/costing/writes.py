@@ -258,11 +258,14 @@ def measure(templates: Templates, assumptions: Assumptions) -> Measurement:
     import boto3
 
     from local.aws import serialised_mock_aws
+    from local.emulator import ApiGatewayEmulator, HttpRequest
     from local.fake_provider import FakeProvider
     from local.tables import provision
-    from tests.integration.world import World
     from tollgate import wiring
-    from tollgate.schema import TABLES, USAGE, Env
+    from tollgate.auth import api_keys
+    from tollgate.clock import utc_now
+    from tollgate.schema import API_KEYS, TABLES, USAGE, Env
+    from tollgate.store.api_keys import ApiKeyStore
 
     tables = table_specs(templates)
     fake = FakeProvider()
@@ -278,26 +281,32 @@ def measure(templates: Templates, assumptions: Assumptions) -> Measurement:
                         Env.BCRYPT_ROUNDS: "4", Env.PROVIDER_MAX_RETRIES: "0"})
             os.environ.update(env)
             wiring.reset()
-            world = World(env=env, fake=fake)
-            raw, _ = world.create_key("costing-user")
-            principal = world.principal(raw)
+            raw, record = api_keys.issue("costing-user", name="costing", scopes=("ai:complete",), now=utc_now(),
+                                         rounds=4)
+            ApiKeyStore(env[API_KEYS.env_var], boto3.client("dynamodb")).put(record)
+            # The local API Gateway: the real authorizer (its answer cached for the key, as API Gateway caches
+            # it, so the measured request is the gateway's alone), then the real gateway app.
+            api = ApiGatewayEmulator(region=assumptions.region, quiet=True)
             names = {env[t.env_var]: t.logical_id for t in TABLES if t.logical_id in tables}
 
-            def request(i: int) -> dict:
+            def request(i: int) -> tuple[int, bytes]:
                 prompt = (f"request {i} " + "x" * assumptions.prompt_chars)[:assumptions.prompt_chars]
                 body = {"model": "gpt-4o-mini", "max_tokens": assumptions.max_tokens,
                         "messages": [{"role": "user", "content": prompt}]}
-                return world.call("POST", "/v1/chat/completions", body, principal=principal,
-                                  headers={"user-agent": "OpenAI/Python 1.99.0"})
+                answer = api.handle(HttpRequest("POST", "/v1/chat/completions", [
+                    ("authorization", f"Bearer {raw}"), ("content-type", "application/json"),
+                    ("user-agent", "OpenAI/Python 1.99.0")], json.dumps(body).encode()))
+                return answer.status, answer.body or b"".join(answer.chunks or ())
 
             with _captured_output() as out:
-                if request(0)["statusCode"] != 200:
-                    raise RuntimeError(f"the warm-up request failed:\n{out.getvalue()}")
+                status, answer = request(0)
+                if status != 200:
+                    raise RuntimeError(f"the warm-up request failed: {answer!r}\n{out.getvalue()}")
             capture = _Capture(wiring.dynamodb(), boto3.client("dynamodb"), tables, names)
             with _captured_output() as out:
-                response = request(1)
-            if response["statusCode"] != 200:
-                raise RuntimeError(f"the measured request failed: {response['body']}\n{out.getvalue()}")
+                status, answer = request(1)
+            if status != 200:
+                raise RuntimeError(f"the measured request failed: {answer!r}\n{out.getvalue()}")
             m = capture.m
             _read_logs(m, out.getvalue())
             usage = boto3.client("dynamodb").scan(TableName=env[USAGE.env_var])["Items"]

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from tollgate.errors import InvalidRequest
-from tollgate.requests.base import ProviderRequest
+
+if TYPE_CHECKING:  # pydantic is imported with the first schema (cold start: `make bench`)
+    from pydantic import BaseModel, ValidationError
 
 
 @cache
 def schema(name: str) -> type[BaseModel]:
     """The schema class named "<module>.<class>" (e.g. "openai.ChatCompletionRequest"). KeyError if none."""
+    from pydantic import BaseModel
+
     module, _, cls = name.rpartition(".")
     found = getattr(importlib.import_module(f"{__name__}.{module}"), cls, None)
     if not (isinstance(found, type) and issubclass(found, BaseModel)):
@@ -33,6 +35,10 @@ def validated(name: str, body: dict[str, Any]) -> dict[str, Any]:
     """`body` checked against the schema `name`. Raises InvalidRequest (400, code `invalid_request`) with
     `param` = the dotted location of the first problem (e.g. `tools.0.type`). A body that cannot be read
     at all is json_body's `invalid_request_body`."""
+    from pydantic import ValidationError
+
+    from tollgate.requests.base import ProviderRequest
+
     model = schema(name)
     try:
         parsed = model.model_validate(body)
