@@ -42,6 +42,7 @@ class UsageRecord:
     # Set when the provider reported more usage than the request allowed: the cost its figures come to
     # (USD), while `cost` is what was charged (at most the reserved worst case). The usage is as reported.
     reported_cost: Decimal | None = None
+    cached: bool = False  # answered from the response cache (tollgate.response_cache): no provider call, $0
 
     def item(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class UsageRecord:
             "serverToolCalls": dict(self.usage.server_tool_calls) or None, "serviceTier": self.usage.service_tier,
             USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
             **({"usageAnomaly": True, "reportedCostUsd": self.reported_cost} if self.reported_cost is not None else {}),
+            **({"cached": True} if self.cached else {}),
         }
 
 
@@ -79,4 +81,5 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "server_tool_calls": {k: int(v) for k, v in (item.get("serverToolCalls") or {}).items()},
         "service_tier": item.get("serviceTier"),
         **({"usage_anomaly": True, "reported_cost_usd": usd(item["reportedCostUsd"])} if item.get("usageAnomaly") else {}),
+        "cached": bool(item.get("cached", False)),
     }

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the service imports this module; the gateway is only passed
 log = logging.getLogger(__name__)
 
 COST_COMMENT = b": x-tollgate-cost-usd=%s\n\n"  # an SSE comment line: both SDKs skip it
+EVENT_STREAM = "text/event-stream"
 CUT_BY_CLIENT = "stream_cut_by_client"
 CUT_BY_PROVIDER = "stream_cut_by_provider"
 CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: before API Gateway and Lambda end it
@@ -42,6 +43,7 @@ CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: b
 PROVIDER_USAGE = "provider_usage"
 GENERATED_BOUND = "generated_bound"
 RESERVED_WORST_CASE = "reserved_worst_case"
+CACHED = "cached"  # not the rule's: a stored answer replayed as a stream, at $0 (tollgate.response_cache)
 
 # Request fields that make a model reason in tokens it bills but never streams (OpenAI reasoning models).
 _HIDDEN_REASONING_FIELDS = ("reasoning_effort", "reasoning")
@@ -157,18 +159,8 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
     if outcome == OK and res.plan.idempotency_pk is not None:
         replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
-    try:
-        gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
-                        replay=replay, reported_cost=reported_cost, response_id=response_id)
-    except Exception:
-        log.exception("settling a stream failed; retrying without the idempotent replay",
-                      extra={"request_id": req.request_id})
-        gateway._count(metric_names.SETTLE_FAILURES)
-        try:
-            gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True,
-                            model=model, reported_cost=reported_cost, response_id=response_id)
-        except Exception:
-            log.exception("settling a stream failed twice; usage not recorded", extra={"request_id": req.request_id})
+    gateway.settle_answered(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
+                            replay=replay, reported_cost=reported_cost, response_id=response_id)
     gateway._warn(req, res, cost)
     gateway._alert_anomaly(req, price, model, usage, cost, reported_cost)
     gateway._count(metric_names.REQUESTS)
