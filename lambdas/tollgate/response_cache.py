@@ -10,10 +10,12 @@ delivered (`stream`, `stream_options`), and the headers forwarded to the provide
 (anthropic-version, anthropic-beta). Scoped to the user: the stored item's key names the user, so one user's
 answer is never served to another (tollgate.store.response_cache).
 
-What is stored: a successful (HTTP 200) plain answer, exactly as the provider sent it, up to MAX_BODY_BYTES.
-Errors, streams (cut or whole), and answers whose max_tokens the budget lowered are never stored. A hit
-asked for as a stream is replayed in the route's own event format (`as_stream`): chat completions chunks,
-Anthropic messages events, Responses API events — each as its provider documents it
+What is stored: a successful (HTTP 200) answer as the plain answer document of its route, up to
+MAX_BODY_BYTES: a plain answer exactly as the provider sent it, a stream that ended normally assembled into
+the document its events describe (`from_stream`). Errors, cut streams, and answers whose max_tokens the
+budget lowered are never stored. A hit asked for as a stream is replayed in the route's own event format
+(`as_stream`): chat completions chunks, Anthropic messages events, Responses API events — each as its
+provider documents it
 (https://platform.openai.com/docs/api-reference/chat-streaming,
 https://docs.anthropic.com/en/docs/build-with-claude/streaming,
 https://platform.openai.com/docs/api-reference/responses-streaming).
@@ -26,7 +28,9 @@ from typing import Any, Iterator
 
 from tollgate import idempotency
 from tollgate.errors import InvalidRequest
-from tollgate.providers.base import CHAT, MESSAGES, RESPONSES
+from tollgate.providers._common import json_or_none, sse_events
+from tollgate.providers.base import CHAT, MESSAGES, RESPONSES, Usage
+from tollgate.translate.openai_anthropic import openai_usage
 from tollgate.store.response_cache import Answer
 
 HEADER = "x-tollgate-cache"  # on a request: the policy; on an answer of a cached request: "hit" or "miss"
@@ -181,3 +185,83 @@ def _response_events(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {"type": "response.output_item.added", "output_index": out, "item": item}
         yield {"type": "response.output_item.done", "output_index": out, "item": item}
     yield {"type": "response.completed", "response": doc}
+
+
+def from_stream(operation: str, events: bytes, usage: Usage) -> bytes | None:
+    """The plain answer document a whole stream's SSE events describe (JSON bytes), for storing; None when
+    the events do not make one (a route that does not stream, an event this does not know how to fold).
+    `usage`: the stream's final usage as metered, for a chat stream whose client did not ask for it."""
+    parsed = [(name, json_or_none(data)) for _, name, data in sse_events(events) if data and data != "[DONE]"]
+    docs = [d for _, d in parsed if isinstance(d, dict)]
+    if len(docs) != len(parsed):
+        return None
+    try:
+        if operation == CHAT:
+            doc = _chat_document(docs, usage)
+        elif operation == MESSAGES:
+            doc = _message_document(docs)
+        elif operation == RESPONSES:
+            doc = next((d["response"] for d in docs if d.get("type") == "response.completed"), None)
+        else:
+            doc = None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    return json.dumps(doc).encode() if isinstance(doc, dict) else None
+
+
+def _chat_document(chunks: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
+    choices: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for part in chunk.get("choices") or []:
+            choice = choices.setdefault(part["index"], {"index": part["index"], "message": {"role": "assistant",
+                                                                                         "content": None},
+                                                        "logprobs": None, "finish_reason": None})
+            message, delta = choice["message"], part.get("delta") or {}
+            for name in ("content", "refusal"):
+                if delta.get(name) is not None:
+                    message[name] = (message.get(name) or "") + delta[name]
+            for call in delta.get("tool_calls") or []:
+                calls = message.setdefault("tool_calls", [])
+                while len(calls) <= call["index"]:
+                    calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                into = calls[call["index"]]
+                into["id"] = call.get("id") or into["id"]
+                for name in ("name", "arguments"):
+                    into["function"][name] += (call.get("function") or {}).get(name) or ""
+            choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+    last = chunks[-1]
+    reported = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
+    return {"id": last["id"], "object": "chat.completion", "created": last.get("created"), "model": last.get("model"),
+            "system_fingerprint": last.get("system_fingerprint"),
+            "choices": [choices[i] for i in sorted(choices)], "usage": reported or openai_usage(usage)}
+
+
+def _message_document(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    message: dict[str, Any] | None = None
+    partial: dict[int, str] = {}
+    for event in events:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = {**event["message"], "content": []}
+        elif kind == "content_block_start":
+            message["content"].append(dict(event["content_block"]))
+        elif kind == "content_block_delta":
+            block, delta = message["content"][event["index"]], event["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] = block.get("text", "") + delta["text"]
+            elif delta["type"] == "input_json_delta":
+                partial[event["index"]] = partial.get(event["index"], "") + delta["partial_json"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "citations_delta":
+                block.setdefault("citations", []).append(delta["citation"])
+            else:
+                return None
+        elif kind == "content_block_stop" and event["index"] in partial:
+            message["content"][event["index"]]["input"] = json.loads(partial.pop(event["index"]) or "{}")
+        elif kind == "message_delta":
+            message.update(event.get("delta") or {})
+            message["usage"] = {**message.get("usage", {}), **(event.get("usage") or {})}
+    return message

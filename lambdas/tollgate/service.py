@@ -250,15 +250,30 @@ class MeteredGateway:
                                             basis=streaming.CACHED)
         return Reply(found.status, body, content_type, headers, cost=Decimal(0))
 
-    def _cache_put(self, req: MeteredRequest, cache: response_cache.Policy | None, res: Reservation, result: Any,
-                   model: str, lowered_from: int | None) -> dict[str, Any] | None:
+    def _cache_put(self, req: MeteredRequest, cache: response_cache.Policy | None, res: Reservation, status: int,
+                   body: bytes, content_type: str, model: str, lowered_from: int | None) -> dict[str, Any] | None:
         """The settle transaction's write storing a plain answer in the cache, or None when it is not stored
         (not cached, an error, too big, or shortened because the budget lowered max_tokens)."""
-        if cache is None or self.cache is None or lowered_from is not None \
-                or not response_cache.storable(result.status, result.body):
+        if cache is None or self.cache is None or lowered_from is not None or not response_cache.storable(status, body):
             return None
-        answer = Answer(result.status, result.body, result.content_type, model, req.request_id)
+        answer = Answer(status, body, content_type, model, req.request_id)
         return answer_put(self.ledger.budgets, req.principal.user, cache.key, answer, res.plan.started_at, cache.ttl_s)
+
+    def _stream_cache_put(self, req: MeteredRequest, operation: str, cache: response_cache.Policy | None,
+                          res: Reservation, lowered_from: int | None) -> streaming.CachePut | None:
+        """For a streamed request that may be stored: (the stream's SSE bytes, its usage, model) -> the settle
+        write storing the plain answer the events describe, or None when they describe none."""
+        if cache is None or self.cache is None or lowered_from is not None:
+            return None
+
+        def put(events: bytes, usage: Usage, model: str) -> dict[str, Any] | None:
+            try:  # never in the way of settling the stream
+                doc = response_cache.from_stream(operation, events, usage)
+                return doc and self._cache_put(req, cache, res, 200, doc, "application/json", model, None)
+            except Exception:
+                log.exception("streamed answer not stored in the response cache", extra={"request_id": req.request_id})
+                return None
+        return put
 
     # -- provider call and settlement ------------------------------------------------------------
     def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
@@ -294,7 +309,8 @@ class MeteredGateway:
                         "request_id": req.request_id, "deployment": deployment.name, "error_code": exc.code})
             served_by = {"x-tollgate-deployment": deployment.name, **({response_cache.HEADER: "miss"} if cache else {})}
             if stream:
-                reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started)
+                reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started,
+                                         self._stream_cache_put(req, operation, cache, res, lowered_from))
                 reply.headers.update(served_by)
                 return reply
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
@@ -318,7 +334,8 @@ class MeteredGateway:
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
         self.settle_answered(req, price, res, usage, cost, started, byok, stream=stream, model=result.model or price.id,
                              replay=replay, reported_cost=reported_cost, response_id=result.response_id,
-                             cache_put=self._cache_put(req, cache, res, result, result.model or price.id, lowered_from))
+                             cache_put=self._cache_put(req, cache, res, result.status, result.body, result.content_type,
+                                                       result.model or price.id, lowered_from))
         self._warn(req, res, cost)
         self._alert_anomaly(req, price, result.model or price.id, usage, cost, reported_cost)
         if self.metrics:

@@ -48,6 +48,9 @@ CACHED = "cached"  # not the rule's: a stored answer replayed as a stream, at $0
 # Request fields that make a model reason in tokens it bills but never streams (OpenAI reasoning models).
 _HIDDEN_REASONING_FIELDS = ("reasoning_effort", "reasoning")
 
+# (a whole stream's SSE bytes, its usage, the model) -> the settle write storing it in the response cache, or None
+CachePut = Callable[[bytes, Usage, str], dict[str, Any] | None]
+
 
 @dataclass
 class StreamingReply:
@@ -94,22 +97,23 @@ def charged_usage(meter: Any, bound: estimate.Bound, body: dict[str, Any]) -> tu
 
 def stream(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation,
            upstream: Any, body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None, byok: bool,
-           started: float) -> StreamingReply:
+           started: float, cache_put: CachePut | None = None) -> StreamingReply:
     """Wrap an open provider stream (tollgate.providers._common.ProviderStream) as a StreamingReply. The
     headers are the metered answer's (request id, rate limits, budget state with the worst case still held);
-    the cost is not known yet, so it goes out at the end of the stream instead."""
+    the cost is not known yet, so it goes out at the end of the stream instead. `cache_put`: given when the
+    answer may be stored in the response cache, which happens only if the stream ends normally."""
     headers = gateway._headers(req, res, res.plan.cost, lowered_from, bound)
     headers.pop("x-tollgate-cost-usd", None)
     reply = StreamingReply(upstream.status, upstream.content_type, headers, iter(()), abort=upstream.abort)
-    reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply)
+    reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply, cache_put)
     return reply
 
 
 def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
             body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float,
-            reply: StreamingReply) -> Iterator[bytes]:
-    sent: list[bytes] = []  # kept for an idempotent replay only (the ledger caps what it stores)
-    keep = res.plan.idempotency_pk is not None
+            reply: StreamingReply, cache_put: CachePut | None) -> Iterator[bytes]:
+    sent: list[bytes] = []  # kept for an idempotent replay or the response cache only (both cap what they store)
+    keep = res.plan.idempotency_pk is not None or cache_put is not None
     outcome = CUT_BY_CLIENT  # until the loop below proves otherwise
     first = True
     try:
@@ -134,14 +138,15 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
                 outcome = OK if meter.complete and not meter.error and not upstream.dropped else CUT_BY_PROVIDER
     finally:
         upstream.close()
-        comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent)
+        comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent,
+                          cache_put)
     if outcome != CUT_BY_CLIENT:
         yield comment
 
 
 def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
             body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float, reply: StreamingReply,
-            outcome: str, sent: list[bytes]) -> bytes:
+            outcome: str, sent: list[bytes], cache_put: CachePut | None) -> bytes:
     """Settle the stream once; returns the closing cost comment. A failing settle is logged, never raised:
     the provider has answered and billed, and the client already has the answer."""
     meter = upstream.meter
@@ -159,8 +164,9 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
     if outcome == OK and res.plan.idempotency_pk is not None:
         replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
+    stored = cache_put(b"".join(sent), usage, model) if cache_put and outcome == OK and upstream.status == 200 else None
     gateway.settle_answered(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
-                            replay=replay, reported_cost=reported_cost, response_id=response_id)
+                            replay=replay, reported_cost=reported_cost, response_id=response_id, cache_put=stored)
     gateway._warn(req, res, cost)
     gateway._alert_anomaly(req, price, model, usage, cost, reported_cost)
     gateway._count(metric_names.REQUESTS)

@@ -127,3 +127,25 @@ def test_a_malformed_cache_header_is_a_clear_400(local_stack, keys):
         _oai(local_stack, keys[OTHER]).chat.completions.create(
             model="gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": "hi"}],
             extra_headers={"x-tollgate-cache": "forever"})
+
+
+def test_a_whole_stream_is_stored_and_answers_a_plain_repeat(local_stack, keys):
+    client = _oai(local_stack, keys[OPT_IN])
+    marker = uuid.uuid4().hex
+    ask = dict(model="gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": marker}])
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True)
+                       if c.choices)
+    plain = client.chat.completions.with_raw_response.create(**ask)
+    assert plain.headers["x-tollgate-cache"] == "hit"
+    answer = plain.parse()
+    assert answer.choices[0].message.content == streamed and answer.usage.total_tokens > 0
+    responses_marker = uuid.uuid4().hex
+    request = dict(model="gpt-4o-mini", max_output_tokens=16, input=responses_marker)
+    first = "".join(e.delta for e in client.responses.create(**request, stream=True)
+                    if e.type == "response.output_text.delta")
+    again = client.responses.with_raw_response.create(**request)
+    assert again.headers["x-tollgate-cache"] == "hit" and again.parse().output_text == first
+    replayed = [e for e in client.responses.create(**request, stream=True)]
+    assert replayed[-1].type == "response.completed" and replayed[-1].response.output_text == first
+    assert len(_calls_with(local_stack, "/v1/chat/completions", marker)) == 1
+    assert len(_calls_with(local_stack, "/v1/responses", responses_marker)) == 1
