@@ -41,6 +41,9 @@ MAX_TTL_S = 7 * 86_400  # the longest an answer is kept (seconds)
 # transaction may carry the idempotent replay of the same answer.
 MAX_BODY_BYTES = 100_000
 _DELIVERY_FIELDS = ("stream", "stream_options")  # how the answer travels, not what it says
+# A Responses API stream's last event when it ended normally (response.failed is an error: never stored)
+_RESPONSE_ENDS = ("response.completed", "response.incomplete")
+_CHAT_EXTRAS = ("system_fingerprint", "service_tier")  # top-level fields of a chat answer and of each chunk
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 def _chat_chunks(doc: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     base = {"id": doc.get("id"), "object": "chat.completion.chunk", "created": doc.get("created"),
-            "model": doc.get("model"), "system_fingerprint": doc.get("system_fingerprint"),
+            "model": doc.get("model"), **{k: doc[k] for k in _CHAT_EXTRAS if k in doc},
             **({"usage": None} if include_usage else {})}
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -123,6 +126,8 @@ def _chat_chunks(doc: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
             yield chunk(index, {"content": message["content"]})
         if message.get("refusal"):
             yield chunk(index, {"refusal": message["refusal"]})
+        if message.get("annotations"):
+            yield chunk(index, {"annotations": message["annotations"]})
         for i, call in enumerate(message.get("tool_calls") or []):
             yield chunk(index, {"tool_calls": [{"index": i, **call}]})
         yield chunk(index, {}, choice.get("finish_reason"))
@@ -184,7 +189,8 @@ def _response_events(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
         else:
             yield {"type": "response.output_item.added", "output_index": out, "item": item}
         yield {"type": "response.output_item.done", "output_index": out, "item": item}
-    yield {"type": "response.completed", "response": doc}
+    yield {"type": "response.incomplete" if doc.get("status") == "incomplete" else "response.completed",
+           "response": doc}
 
 
 def from_stream(operation: str, events: bytes, usage: Usage) -> bytes | None:
@@ -201,7 +207,7 @@ def from_stream(operation: str, events: bytes, usage: Usage) -> bytes | None:
         elif operation == MESSAGES:
             doc = _message_document(docs)
         elif operation == RESPONSES:
-            doc = next((d["response"] for d in docs if d.get("type") == "response.completed"), None)
+            doc = next((d["response"] for d in docs if d.get("type") in _RESPONSE_ENDS), None)
         else:
             doc = None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
@@ -213,13 +219,14 @@ def _chat_document(chunks: list[dict[str, Any]], usage: Usage) -> dict[str, Any]
     choices: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
         for part in chunk.get("choices") or []:
-            choice = choices.setdefault(part["index"], {"index": part["index"], "message": {"role": "assistant",
-                                                                                         "content": None},
-                                                        "logprobs": None, "finish_reason": None})
+            choice = choices.setdefault(part["index"], {
+                "index": part["index"], "message": {"role": "assistant", "content": None, "refusal": None,
+                                                    "annotations": []}, "logprobs": None, "finish_reason": None})
             message, delta = choice["message"], part.get("delta") or {}
             for name in ("content", "refusal"):
                 if delta.get(name) is not None:
                     message[name] = (message.get(name) or "") + delta[name]
+            message["annotations"] += delta.get("annotations") or []
             for call in delta.get("tool_calls") or []:
                 calls = message.setdefault("tool_calls", [])
                 while len(calls) <= call["index"]:
@@ -232,7 +239,7 @@ def _chat_document(chunks: list[dict[str, Any]], usage: Usage) -> dict[str, Any]
     last = chunks[-1]
     reported = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
     return {"id": last["id"], "object": "chat.completion", "created": last.get("created"), "model": last.get("model"),
-            "system_fingerprint": last.get("system_fingerprint"),
+            **{k: last[k] for k in _CHAT_EXTRAS if k in last},
             "choices": [choices[i] for i in sorted(choices)], "usage": reported or openai_usage(usage)}
 
 
