@@ -35,6 +35,13 @@ def _count(value: Any, name: str) -> int | None:
     return value
 
 
+def _cache_ttl(value: Any) -> int | None:
+    """A response cache TTL setting (tollgate.response_cache): seconds, 0 (off) to MAX_TTL_S, or None (unset)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CACHE_TTL_S):
+        raise InvalidRequest(f"'cache_ttl_s' must be 0 to {MAX_CACHE_TTL_S} seconds.", param="cache_ttl_s")
+    return value
+
+
 class Admin:
     def __init__(self, settings: Settings, keys: Any, limits: Any, usage: Any, clock: Clock = utc_now,
                  loops: Any = None, daily: Any = None):
@@ -65,7 +72,8 @@ class Admin:
             rounds=self.settings.bcrypt_rounds, expires_at=expires_at,
             rpm=_count(body.get("rpm"), "rpm"), tpm=_count(body.get("tpm"), "tpm"),
             monthly_budget_usd=_money(body.get("monthly_budget_usd"), "monthly_budget_usd"),
-            hourly_budget_usd=_money(body.get("hourly_budget_usd"), "hourly_budget_usd"))
+            hourly_budget_usd=_money(body.get("hourly_budget_usd"), "hourly_budget_usd"),
+            cache_ttl_s=_cache_ttl(body.get("cache_ttl_s")))
         self.keys.put(record)
         return {"key": raw, **record.public()}
 
@@ -87,7 +95,7 @@ class Admin:
         raw, record = api_keys.issue(
             old.user_id, name=old.name, scopes=old.scopes, now=now, rounds=self.settings.bcrypt_rounds,
             expires_at=parse_iso(old.expires_at) if old.expires_at else None, rpm=old.rpm, tpm=old.tpm,
-            monthly_budget_usd=old.monthly_budget_usd, hourly_budget_usd=old.hourly_budget_usd,
+            monthly_budget_usd=old.monthly_budget_usd, hourly_budget_usd=old.hourly_budget_usd, cache_ttl_s=old.cache_ttl_s,
             lineage=old.lineage or old.key_id)
         self.keys.put(record)
         grace_end = now + timedelta(seconds=grace)
@@ -130,8 +138,7 @@ class Admin:
             raise InvalidRequest(f"Settable: {', '.join(sorted(setters))}.", param=next(iter(unknown), None))
         for name, value in body.items():
             if name == "cache_ttl_s":
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CACHE_TTL_S:
-                    raise InvalidRequest(f"'cache_ttl_s' must be 0 to {MAX_CACHE_TTL_S} seconds.", param=name)
+                _cache_ttl(value)
             elif not isinstance(value, bool):
                 raise InvalidRequest(f"'{name}' must be true or false.", param=name)
             setters[name](user, value)

@@ -144,3 +144,22 @@ def test_the_user_setting_reaches_the_principal_through_the_authorizer_context(w
     assert who.cache_ttl_s == 900
     assert type(who).from_context(who.to_context()).cache_ttl_s == 900
     assert wiring.admin().user_settings("tess")["cache_ttl_s"] == 900
+
+
+def test_a_keys_own_setting_wins_over_its_users_and_survives_rotation(world):
+    from tollgate import wiring
+    from tollgate.errors import InvalidRequest
+
+    admin = wiring.admin()
+    admin.set_user_settings("kim", {"cache_ttl_s": 900})
+    off = admin.create_key({"user": "kim", "cache_ttl_s": 0})
+    longer = admin.create_key({"user": "kim", "cache_ttl_s": 3600})
+    inherits = admin.create_key({"user": "kim"})
+    assert [world.principal(k["key"]).cache_ttl_s for k in (off, longer, inherits)] == [0, 3600, 900]
+    rotated = admin.rotate_key(longer["key_id"], {})
+    assert rotated["cache_ttl_s"] == 3600 and world.principal(rotated["key"]).cache_ttl_s == 3600
+    for bad in (-1, True, "60", response_cache.MAX_TTL_S + 1):
+        with pytest.raises(InvalidRequest, match="cache_ttl_s"):
+            admin.create_key({"user": "kim", "cache_ttl_s": bad})
+        with pytest.raises(InvalidRequest, match="cache_ttl_s"):
+            admin.set_user_settings("kim", {"cache_ttl_s": bad})

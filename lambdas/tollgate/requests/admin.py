@@ -26,6 +26,7 @@ class CreateKey(TollgateRequest):
     tpm: Count | None = None
     monthly_budget_usd: Usd | None = None
     hourly_budget_usd: Usd | None = None
+    cache_ttl_s: Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)] | None = None  # 0: off; None: the user's
 
 
 class RotateKey(TollgateRequest):
