@@ -30,7 +30,6 @@ from tollgate import idempotency
 from tollgate.errors import InvalidRequest
 from tollgate.providers._common import json_or_none, sse_events
 from tollgate.providers.base import CHAT, MESSAGES, RESPONSES, Usage
-from tollgate.translate.openai_anthropic import openai_usage
 from tollgate.store.response_cache import Answer
 
 HEADER = "x-tollgate-cache"  # on a request: the policy; on an answer of a cached request: "hit" or "miss"
@@ -236,6 +235,8 @@ def _chat_document(chunks: list[dict[str, Any]], usage: Usage) -> dict[str, Any]
                 for name in ("name", "arguments"):
                     into["function"][name] += (call.get("function") or {}).get(name) or ""
             choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+    from tollgate.translate.openai_anthropic import openai_usage  # only when a chat stream is stored
+
     last = chunks[-1]
     reported = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
     return {"id": last["id"], "object": "chat.completion", "created": last.get("created"), "model": last.get("model"),
