@@ -376,8 +376,8 @@ class MeteredGateway:
                         response_id: str | None = None, cached: bool = False,
                         cache_put: dict[str, Any] | None = None) -> None:
         """Settle a request that was answered (plain, streamed — also cut — or from the cache). Never raises:
-        the provider has answered and billed, so the client gets its answer rather than an error it would
-        retry (and pay for again). A failing settle is tried once more without the stored idempotent replay
+        the answer exists (the provider has answered and billed, or the cache has), so the client gets it
+        rather than an error it would retry (and pay for again). A failing settle is tried once more without the stored idempotent replay
         and cache entry (the likeliest cause is their size); if that fails too, it is logged and the
         reservation stays held until the sweeper releases it."""
         try:
