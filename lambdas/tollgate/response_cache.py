@@ -1,8 +1,8 @@
 """The response cache (issue 17 item 1): a repeated request answered from an earlier answer, at $0.
 
-Opt-in: a user's setting (`cache_ttl_s`, through the admin API and `tollgate users set --cache-ttl`, carried
-in the authorizer's context with the user's other settings, so a request of a user without caching costs no
-extra read) or a request's `x-tollgate-cache` header: `ttl=<seconds>` (look up, and store a miss for that
+Opt-in: a key's or user's setting (`cache_ttl_s`, through the admin API, `tollgate keys create --cache-ttl`
+and `tollgate users set --cache-ttl`; the key's wins), carried in the authorizer's context with the key's and
+user's other settings, so a request without caching costs no extra read, or a request's `x-tollgate-cache` header: `ttl=<seconds>` (look up, and store a miss for that
 long) or `no-store` (neither look up nor store, whatever the user's setting).
 
 Exact match: the key is a SHA-256 of the route's operation, the whole request body but for how it is
@@ -23,6 +23,7 @@ https://platform.openai.com/docs/api-reference/responses-streaming).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -61,16 +62,16 @@ def ttl_from_header(value: str | None) -> int | None:
     text = value.strip().lower()
     if text == NO_STORE:
         return 0
-    name, _, seconds = text.partition("=")
-    if name.strip() == "ttl" and seconds.strip().isdigit() and 1 <= int(seconds) <= MAX_TTL_S:
-        return int(seconds)
+    asked = re.fullmatch(r"ttl\s*=\s*(\d{1,7})", text, re.ASCII)
+    if asked and 1 <= int(asked[1]) <= MAX_TTL_S:
+        return int(asked[1])
     raise InvalidRequest(f"The {HEADER} header must be 'ttl=<seconds>' (1 to {MAX_TTL_S}) or '{NO_STORE}'.")
 
 
 def policy(operation: str, body: dict[str, Any], forwarded_headers: dict[str, str], header: str | None,
            user_ttl_s: int) -> Policy | None:
     """The cache policy of one request, or None when it is not cached (no setting, no header, `no-store`).
-    The header wins over the user's setting. Raises InvalidRequest for a malformed header."""
+    The header wins over the key's or user's setting (`user_ttl_s`, Principal.cache_ttl_s). Raises InvalidRequest for a malformed header."""
     asked = ttl_from_header(header)
     ttl = asked if asked is not None else min(max(user_ttl_s, 0), MAX_TTL_S)
     if not ttl:

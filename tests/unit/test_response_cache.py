@@ -34,7 +34,8 @@ def test_policy_header_wins_over_the_users_setting(header, user_ttl, expected):
     assert (policy.ttl_s if policy else None) == expected
 
 
-@pytest.mark.parametrize("header", ["ttl=0", "ttl=-1", f"ttl={rc.MAX_TTL_S + 1}", "ttl=abc", "forever", ""])
+@pytest.mark.parametrize("header", ["ttl=0", "ttl=-1", f"ttl={rc.MAX_TTL_S + 1}", "ttl=abc", "forever", "",
+                                    "ttl=\u00b2", "ttl=99999999999999999999"])
 def test_a_malformed_header_is_a_clear_400(header):
     with pytest.raises(InvalidRequest, match="x-tollgate-cache"):
         rc.policy(CHAT, CHAT_BODY, {}, header, 0)
