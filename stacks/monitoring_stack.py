@@ -352,6 +352,11 @@ class MonitoringStack(Stack):
                 per_provider(mn.RECONCILIATION_MISSING, "Provider bills missing (daily)", period=ONE_DAY,
                              total=False, width=12),
             ],
+            [
+                # tollgate.response_cache: requests answered from the cache at $0, and cacheable ones it missed.
+                cw.GraphWidget(title="Response cache hits and misses (per 5 min)", width=24, height=6, left=[
+                    all_providers(mn.CACHE_HITS, label="hits"), all_providers(mn.CACHE_MISSES, label="misses")]),
+            ],
         ]
 
     def _infrastructure_widgets(self, api: ApiStack, geo_block: bool, ecs_service: ecs.BaseService | None,

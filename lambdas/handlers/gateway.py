@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from handlers._api import principal_for, usable_id, validated_body
-from tollgate import anthropic_api, errors, metric_names, model_list, routes, scopes, wiring
+from tollgate import anthropic_api, errors, metric_names, model_list, response_cache, routes, scopes, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.deployments import Deployments
 from tollgate.observability import logger, metrics
@@ -74,7 +74,7 @@ def _metered(request: Request, principal: Principal) -> Answer:
         request_id=request.request_id, path=request.path, principal=principal, body=body,
         user_agent=request.headers.get("user-agent") or "",
         idempotency_key=request.headers.get("idempotency-key"), run_id=_run_id(request, principal),
-        provider_headers=_anthropic_headers(request)))
+        provider_headers=_anthropic_headers(request), cache=request.headers.get(response_cache.HEADER)))
     headers = {"content-type": reply.content_type, **reply.headers}
     if isinstance(reply, StreamingReply):
         return Answer(reply.status, {**headers, "cache-control": "no-cache"}, stream=reply,

@@ -9,6 +9,7 @@ from tollgate import budgets, metering, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
 from tollgate.errors import InvalidRequest, KeyRevoked, NotFound
+from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
 from tollgate.settings import Settings
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
@@ -31,6 +32,13 @@ def _count(value: Any, name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def _cache_ttl(value: Any) -> int | None:
+    """A response cache TTL setting (tollgate.response_cache): seconds, 0 (off) to MAX_TTL_S, or None (unset)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CACHE_TTL_S):
+        raise InvalidRequest(f"'cache_ttl_s' must be 0 to {MAX_CACHE_TTL_S} seconds.", param="cache_ttl_s")
     return value
 
 
@@ -64,7 +72,8 @@ class Admin:
             rounds=self.settings.bcrypt_rounds, expires_at=expires_at,
             rpm=_count(body.get("rpm"), "rpm"), tpm=_count(body.get("tpm"), "tpm"),
             monthly_budget_usd=_money(body.get("monthly_budget_usd"), "monthly_budget_usd"),
-            hourly_budget_usd=_money(body.get("hourly_budget_usd"), "hourly_budget_usd"))
+            hourly_budget_usd=_money(body.get("hourly_budget_usd"), "hourly_budget_usd"),
+            cache_ttl_s=_cache_ttl(body.get("cache_ttl_s")))
         self.keys.put(record)
         return {"key": raw, **record.public()}
 
@@ -86,7 +95,7 @@ class Admin:
         raw, record = api_keys.issue(
             old.user_id, name=old.name, scopes=old.scopes, now=now, rounds=self.settings.bcrypt_rounds,
             expires_at=parse_iso(old.expires_at) if old.expires_at else None, rpm=old.rpm, tpm=old.tpm,
-            monthly_budget_usd=old.monthly_budget_usd, hourly_budget_usd=old.hourly_budget_usd,
+            monthly_budget_usd=old.monthly_budget_usd, hourly_budget_usd=old.hourly_budget_usd, cache_ttl_s=old.cache_ttl_s,
             lineage=old.lineage or old.key_id)
         self.keys.put(record)
         grace_end = now + timedelta(seconds=grace)
@@ -117,15 +126,20 @@ class Admin:
         monthly = limits.get("monthlyUsd")
         return {"user": user, "monthly_usd": usd(monthly) if monthly is not None else None,
                 "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
-                "log_prompts": bool(limits.get("logPrompts"))}
+                "log_prompts": bool(limits.get("logPrompts")), "cache_ttl_s": int(limits.get("cacheTtlS") or 0)}
 
     def set_user_settings(self, user: str, body: dict[str, Any]) -> dict[str, Any]:
-        setters = {"log_prompts": self.limits.set_log_prompts, "byok_budget_exempt": self.limits.set_byok_budget_exempt}
+        """Change a user's settings: log_prompts, byok_budget_exempt (true/false), cache_ttl_s (seconds the
+        response cache keeps the user's answers, 0 to tollgate.response_cache.MAX_TTL_S; 0 turns it off)."""
+        setters = {"log_prompts": self.limits.set_log_prompts, "byok_budget_exempt": self.limits.set_byok_budget_exempt,
+                   "cache_ttl_s": self.limits.set_cache_ttl_s}
         unknown = set(body) - set(setters)
         if unknown or not body:
             raise InvalidRequest(f"Settable: {', '.join(sorted(setters))}.", param=next(iter(unknown), None))
         for name, value in body.items():
-            if not isinstance(value, bool):
+            if name == "cache_ttl_s":
+                _cache_ttl(value)
+            elif not isinstance(value, bool):
                 raise InvalidRequest(f"'{name}' must be true or false.", param=name)
             setters[name](user, value)
         return self.user_settings(user)

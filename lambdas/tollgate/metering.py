@@ -43,6 +43,7 @@ class UsageRecord:
     # (USD), while `cost` is what was charged (at most the reserved worst case). The usage is as reported.
     reported_cost: Decimal | None = None
     deployment: str | None = None  # which deployment answered (tollgate.deployments.Deployment.label)
+    cached: bool = False  # answered from the response cache (tollgate.response_cache): no provider call, $0
 
     def item(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class UsageRecord:
             USAGE.ttl_attribute: int(self.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
             **({"usageAnomaly": True, "reportedCostUsd": self.reported_cost} if self.reported_cost is not None else {}),
             **({"deployment": self.deployment} if self.deployment else {}),
+            **({"cached": True} if self.cached else {}),
         }
 
 
@@ -82,4 +84,5 @@ def public(item: dict[str, Any]) -> dict[str, Any]:
         "service_tier": item.get("serviceTier"),
         **({"usage_anomaly": True, "reported_cost_usd": usd(item["reportedCostUsd"])} if item.get("usageAnomaly") else {}),
         "deployment": item.get("deployment"),
+        "cached": bool(item.get("cached", False)),
     }

@@ -16,6 +16,8 @@ PROVIDER_LATENCY_MS = "ProviderLatency"
 TIME_TO_FIRST_TOKEN_MS = "TimeToFirstToken"  # streamed answers: from sending the request to the first event
 RESERVATIONS_RELEASED = "ReservationsReleased"
 SETTLE_FAILURES = "SettleFailures"
+CACHE_HITS = "CacheHits"  # response cache (tollgate.response_cache): requests answered from it
+CACHE_MISSES = "CacheMisses"  # cacheable requests it could not answer (sent to the provider)
 
 # Low cardinality only: never user, key or request ids.
 DIM_SERVICE = "service"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from tollgate import budgets, estimate, idempotency, loopguard, metric_names, streaming
+from tollgate import budgets, estimate, idempotency, loopguard, metric_names, response_cache, streaming
 from tollgate import responses as responses_api
 from tollgate.auth.principal import IAM, Principal
 from tollgate.clock import Clock, utc_now
@@ -27,6 +27,7 @@ from tollgate.ratelimits import headers as rate_headers
 from tollgate.ratelimits import window_for
 from tollgate.settings import Settings
 from tollgate.store.ledger import IdempotentReplay, Ledger, Plan, Replay, Reservation
+from tollgate.store.response_cache import Answer, answer_put
 from tollgate.store.responses import owner_put
 from tollgate.money import text as usd
 
@@ -56,6 +57,7 @@ class MeteredRequest:
     provider_headers: dict[str, str] = field(default_factory=dict)
     # Set once a deployment has answered: the usage record names it (tollgate.deployments.Deployment.label).
     deployment: str | None = None
+    cache: str | None = None  # the x-tollgate-cache header as sent (tollgate.response_cache)
 
 
 @dataclass
@@ -73,7 +75,8 @@ KeyResolver = Callable[[Principal, str], tuple[str, bool]]  # (principal, provid
 
 class MeteredGateway:
     def __init__(self, settings: Settings, catalogue: Catalogue, ledger: Ledger, providers: Any,
-                 keys: KeyResolver, metrics: Any = None, clock: Clock = utc_now, alerts: Any = None):
+                 keys: KeyResolver, metrics: Any = None, clock: Clock = utc_now, alerts: Any = None,
+                 cache: Any = None):
         self.settings = settings
         self.catalogue = catalogue
         self.ledger = ledger
@@ -82,6 +85,7 @@ class MeteredGateway:
         self.metrics = metrics
         self.clock = clock
         self.alerts = alerts
+        self.cache = cache  # tollgate.store.response_cache.ResponseCache; None: no response cache
 
     def handle(self, req: MeteredRequest) -> Reply | streaming.StreamingReply:
         """A metered answer: a Reply, or for a streamed request (`stream: true`) a StreamingReply whose events
@@ -103,6 +107,10 @@ class MeteredGateway:
         plan = self._plan(req, held, bound, self.clock())
         if operation == RESPONSES:
             plan = replace(plan, checks=responses_api.chain_checks(self.ledger.budgets, req.principal, req.body))
+        cache = response_cache.policy(operation, req.body, req.provider_headers, req.cache, req.principal.cache_ttl_s)
+        hit = self._cached(req, operation, cache)
+        if hit is not None:  # still a request for the rate limits and the loop guard; $0 and no provider tokens
+            plan = replace(plan, cost=Decimal(0), tokens=0, loop=plan.loop and replace(plan.loop, cost=Decimal(0)))
         try:
             res, bound, lowered_from = self._reserve(plan, held, bound)
         except IdempotentReplay as replay:
@@ -121,10 +129,12 @@ class MeteredGateway:
                 self.alerts.loop_detected(principal=req.principal.id, user=req.principal.user, loop=plan.loop,
                                           hits=hits, spent_usd=spent)
             raise loopguard.refusal(plan.loop, req.principal.user, hits, spent) from None
+        if hit is not None:
+            return self._answer_from_cache(req, price, res, bound, *hit)
         body = req.body
         if bound.defaulted or lowered_from is not None:
             body = estimate.with_max_tokens(req.body, bound, bound.max_tokens)
-        return self._call_and_settle(req, operation, price, res, body, bound, lowered_from, deployments)
+        return self._call_and_settle(req, operation, price, res, body, bound, lowered_from, deployments, cache)
 
     # -- routing ---------------------------------------------------------------------------------
     def _deployments(self, operation: str, model: str, price: ModelPrice) -> tuple[Any, ...]:
@@ -203,10 +213,75 @@ class MeteredGateway:
             return None
         return affordable
 
+    # -- response cache (tollgate.response_cache) -------------------------------------------------
+    def _cached(self, req: MeteredRequest, operation: str,
+                cache: response_cache.Policy | None) -> tuple[Answer, bytes, str] | None:
+        """(stored answer, the body to send, its content type) when the cache answers this request, else None.
+        One GetItem, only for a request whose policy caches it; a stored answer that cannot be replayed in
+        the form asked for is a miss."""
+        if cache is None or self.cache is None:
+            return None
+        found = self.cache.get(req.principal.user, cache.key, self.clock())
+        hit = None
+        if found is not None and not req.body.get("stream"):
+            hit = (found, found.body, found.content_type)
+        elif found is not None:
+            try:
+                events = response_cache.as_stream(operation, found, req.body)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("stored answer cannot be streamed; calling the provider",
+                            extra={"request_id": req.request_id, "cached_from": found.origin_request_id})
+            else:
+                cost_comment = streaming.COST_COMMENT % usd(Decimal(0)).encode()
+                hit = (found, b"".join(events) + cost_comment, streaming.EVENT_STREAM)
+        self._count(metric_names.CACHE_HITS if hit else metric_names.CACHE_MISSES)
+        return hit
+
+    def _answer_from_cache(self, req: MeteredRequest, price: ModelPrice, res: Reservation, bound: estimate.Bound,
+                           found: Answer, body: bytes, content_type: str) -> Reply | streaming.StreamingReply:
+        """Answer from the cache: settle the $0 reservation (usage record `cached: true`, no provider tokens;
+        the reservation item is deleted, nothing is spent), then send the stored answer, as a stream if asked."""
+        started = time.monotonic()
+        stream = bool(req.body.get("stream"))
+        headers = {**self._headers(req, res, Decimal(0), None, bound, tokens=0), response_cache.HEADER: "hit"}
+        self.settle_answered(req, price, res, Usage(), Decimal(0), started, False, stream=stream, model=found.model,
+                             replay=Replay(found.status, body.decode(), content_type, headers), cached=True)
+        self._count(metric_names.REQUESTS)
+        if stream:
+            return streaming.StreamingReply(found.status, content_type, headers, iter((body,)), cost=Decimal(0),
+                                            basis=streaming.CACHED)
+        return Reply(found.status, body, content_type, headers, cost=Decimal(0))
+
+    def _cache_put(self, req: MeteredRequest, cache: response_cache.Policy | None, res: Reservation, status: int,
+                   body: bytes, content_type: str, model: str, lowered_from: int | None) -> dict[str, Any] | None:
+        """The settle transaction's write storing a plain answer in the cache, or None when it is not stored
+        (not cached, an error, too big, or shortened because the budget lowered max_tokens)."""
+        if cache is None or self.cache is None or lowered_from is not None or not response_cache.storable(status, body):
+            return None
+        answer = Answer(status, body, content_type, model, req.request_id)
+        return answer_put(self.ledger.budgets, req.principal.user, cache.key, answer, res.plan.started_at, cache.ttl_s)
+
+    def _stream_cache_put(self, req: MeteredRequest, operation: str, cache: response_cache.Policy | None,
+                          res: Reservation, lowered_from: int | None) -> streaming.CachePut | None:
+        """For a streamed request that may be stored: (the stream's SSE bytes, its usage, model) -> the settle
+        write storing the plain answer the events describe, or None when they describe none."""
+        if cache is None or self.cache is None or lowered_from is not None:
+            return None
+
+        def put(events: bytes, usage: Usage, model: str) -> dict[str, Any] | None:
+            try:  # never in the way of settling the stream
+                doc = response_cache.from_stream(operation, events, usage)
+                return doc and self._cache_put(req, cache, res, 200, doc, "application/json", model, None)
+            except Exception:
+                log.exception("streamed answer not stored in the response cache", extra={"request_id": req.request_id})
+                return None
+        return put
+
     # -- provider call and settlement ------------------------------------------------------------
     def _call_and_settle(self, req: MeteredRequest, operation: str, price: ModelPrice, res: Reservation,
                          body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None,
-                         deployments: tuple[Any, ...] = ()) -> Reply | streaming.StreamingReply:
+                         deployments: tuple[Any, ...] = (),
+                         cache: response_cache.Policy | None = None) -> Reply | streaming.StreamingReply:
         stream = bool(body.get("stream"))
         started = time.monotonic()
         requested = body
@@ -234,10 +309,11 @@ class MeteredGateway:
                         raise
                     log.warning("deployment failed before answering; trying the next", extra={
                         "request_id": req.request_id, "deployment": deployment.name, "error_code": exc.code})
-            served_by = {"x-tollgate-deployment": deployment.name}
+            served_by = {"x-tollgate-deployment": deployment.name, **({response_cache.HEADER: "miss"} if cache else {})}
             req = replace(req, deployment=deployment.label(getattr(provider, "region", None)))
             if stream:
-                reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started)
+                reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started,
+                                         self._stream_cache_put(req, operation, cache, res, lowered_from))
                 reply.headers.update(served_by)
                 return reply
         except BaseException as exc:  # release the reservation whatever went wrong, then re-raise
@@ -259,23 +335,10 @@ class MeteredGateway:
         headers = {**self._headers(req, res, cost, lowered_from, bound,
                                    tokens=_window_tokens(price, res, usage, reported_cost)), **served_by}
         replay = Replay(result.status, result.body.decode(), result.content_type, headers)
-        try:
-            self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                         model=result.model or price.id, replay=replay, reported_cost=reported_cost,
-                         response_id=result.response_id)
-        except Exception:
-            # The provider has answered and billed: give the client its answer rather than an error it
-            # would retry (and pay for again). Settle once more without the stored replay (the likeliest
-            # cause is its size); if that fails too, the reservation stays held until the sweeper.
-            log.exception("settle failed; retrying without the idempotent replay",
-                          extra={"request_id": req.request_id})
-            self._count(metric_names.SETTLE_FAILURES)
-            try:
-                self._settle(req, price, res, usage, cost, started, byok, OK, None, stream=stream,
-                             model=result.model or price.id, reported_cost=reported_cost,
-                             response_id=result.response_id)
-            except Exception:
-                log.exception("settle failed twice; usage not recorded", extra={"request_id": req.request_id})
+        self.settle_answered(req, price, res, usage, cost, started, byok, stream=stream, model=result.model or price.id,
+                             replay=replay, reported_cost=reported_cost, response_id=result.response_id,
+                             cache_put=self._cache_put(req, cache, res, result.status, result.body, result.content_type,
+                                                       result.model or price.id, lowered_from))
         self._warn(req, res, cost)
         self._alert_anomaly(req, price, result.model or price.id, usage, cost, reported_cost)
         if self.metrics:
@@ -310,12 +373,39 @@ class MeteredGateway:
                                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                                       reported_cost=reported_cost, charged=cost)
 
+    def settle_answered(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
+                        started: float, byok: bool, status: str = OK, error_code: str | None = None, *, stream: bool,
+                        model: str, replay: Replay | None, reported_cost: Decimal | None = None,
+                        response_id: str | None = None, cached: bool = False,
+                        cache_put: dict[str, Any] | None = None) -> None:
+        """Settle a request that was answered (plain, streamed — also cut — or from the cache). Never raises:
+        the answer exists (the provider has answered and billed, or the cache has), so the client gets it
+        rather than an error it would retry (and pay for again). A failing settle is tried once more without the stored idempotent replay
+        and cache entry (the likeliest cause is their size); if that fails too, it is logged and the
+        reservation stays held until the sweeper releases it."""
+        try:
+            self._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=stream, model=model,
+                         replay=replay, reported_cost=reported_cost, response_id=response_id, cached=cached,
+                         cache_put=cache_put)
+        except Exception:
+            log.exception("settle failed; retrying without the idempotent replay and cache entry",
+                          extra={"request_id": req.request_id, "stream": stream})
+            self._count(metric_names.SETTLE_FAILURES)
+            try:
+                self._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=stream,
+                             model=model, reported_cost=reported_cost, response_id=response_id, cached=cached)
+            except Exception:
+                log.exception("settle failed twice; usage not recorded",
+                              extra={"request_id": req.request_id, "stream": stream})
+
     def _settle(self, req: MeteredRequest, price: ModelPrice, res: Reservation, usage: Usage, cost: Decimal,
                 started: float, byok: bool, status: str, error_code: str | None, *, stream: bool,
                 model: str | None = None, replay: Replay | None = None,
-                reported_cost: Decimal | None = None, response_id: str | None = None) -> None:
+                reported_cost: Decimal | None = None, response_id: str | None = None, cached: bool = False,
+                cache_put: dict[str, Any] | None = None) -> None:
         """Record the usage and settle the reservation (tollgate.store.ledger). A stored Responses API answer
-        (`response_id`, unless the request said `store: false`) has its owner recorded in the same transaction."""
+        (`response_id`, unless the request said `store: false`) has its owner recorded in the same transaction,
+        and so has an answer stored in the response cache (`cache_put`)."""
         record = UsageRecord(
             user=req.principal.user, request_id=req.request_id, started_at=res.plan.started_at,
             principal=req.principal.id, key_id=req.principal.key_id, provider=price.provider,
@@ -323,11 +413,12 @@ class MeteredGateway:
             request_type="agent" if req.run_id else ("embedding" if price.kind == "embedding" else "completion"),
             endpoint=req.path, user_agent=req.user_agent, duration_ms=int((time.monotonic() - started) * 1000),
             byok=byok, status=status, stream=stream, error_code=error_code, run_id=req.run_id,
-            reported_cost=reported_cost, deployment=req.deployment)
-        owner = {}
+            reported_cost=reported_cost, deployment=req.deployment, cached=cached)
+        extra = (cache_put,) if cache_put else ()
         if response_id and req.body.get("store") is not False:
-            owner = {"extra": (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)}
-        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay, **owner)
+            extra += (owner_put(self.ledger.budgets, response_id, req.principal.user, res.plan.started_at),)
+        self.ledger.settle(res, record.item(), cost, _window_tokens(price, res, usage, reported_cost), replay,
+                           **({"extra": extra} if extra else {}))
 
     def _warn(self, req: MeteredRequest, res: Reservation, cost: Decimal) -> None:
         if not self.alerts:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the service imports this module; the gateway is only passed
 log = logging.getLogger(__name__)
 
 COST_COMMENT = b": x-tollgate-cost-usd=%s\n\n"  # an SSE comment line: both SDKs skip it
+EVENT_STREAM = "text/event-stream"
 CUT_BY_CLIENT = "stream_cut_by_client"
 CUT_BY_PROVIDER = "stream_cut_by_provider"
 CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: before API Gateway and Lambda end it
@@ -42,9 +43,13 @@ CUT_BY_TIME_LIMIT = "stream_cut_by_time_limit"  # Settings.provider_timeout_s: b
 PROVIDER_USAGE = "provider_usage"
 GENERATED_BOUND = "generated_bound"
 RESERVED_WORST_CASE = "reserved_worst_case"
+CACHED = "cached"  # not the rule's: a stored answer replayed as a stream, at $0 (tollgate.response_cache)
 
 # Request fields that make a model reason in tokens it bills but never streams (OpenAI reasoning models).
 _HIDDEN_REASONING_FIELDS = ("reasoning_effort", "reasoning")
+
+# (a whole stream's SSE bytes, its usage, the model) -> the settle write storing it in the response cache, or None
+CachePut = Callable[[bytes, Usage, str], dict[str, Any] | None]
 
 
 @dataclass
@@ -92,22 +97,23 @@ def charged_usage(meter: Any, bound: estimate.Bound, body: dict[str, Any]) -> tu
 
 def stream(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation,
            upstream: Any, body: dict[str, Any], bound: estimate.Bound, lowered_from: int | None, byok: bool,
-           started: float) -> StreamingReply:
+           started: float, cache_put: CachePut | None = None) -> StreamingReply:
     """Wrap an open provider stream (tollgate.providers._common.ProviderStream) as a StreamingReply. The
     headers are the metered answer's (request id, rate limits, budget state with the worst case still held);
-    the cost is not known yet, so it goes out at the end of the stream instead."""
+    the cost is not known yet, so it goes out at the end of the stream instead. `cache_put`: given when the
+    answer may be stored in the response cache, which happens only if the stream ends normally."""
     headers = gateway._headers(req, res, res.plan.cost, lowered_from, bound)
     headers.pop("x-tollgate-cost-usd", None)
     reply = StreamingReply(upstream.status, upstream.content_type, headers, iter(()), abort=upstream.abort)
-    reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply)
+    reply.events = _events(gateway, req, price, res, upstream, body, bound, byok, started, reply, cache_put)
     return reply
 
 
 def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
             body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float,
-            reply: StreamingReply) -> Iterator[bytes]:
-    sent: list[bytes] = []  # kept for an idempotent replay only (the ledger caps what it stores)
-    keep = res.plan.idempotency_pk is not None
+            reply: StreamingReply, cache_put: CachePut | None) -> Iterator[bytes]:
+    sent: list[bytes] = []  # kept for an idempotent replay or the response cache only (both cap what they store)
+    keep = res.plan.idempotency_pk is not None or cache_put is not None
     outcome = CUT_BY_CLIENT  # until the loop below proves otherwise
     first = True
     try:
@@ -127,19 +133,27 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
                 outcome = CUT_BY_TIME_LIMIT
                 break
         else:
-            meter = upstream.meter
             if not reply.cancelled:
-                outcome = OK if meter.complete and not meter.error and not upstream.dropped else CUT_BY_PROVIDER
+                outcome = OK if _ended_normally(upstream) else CUT_BY_PROVIDER
     finally:
         upstream.close()
-        comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent)
+        if outcome == CUT_BY_CLIENT and _ended_normally(upstream):
+            outcome = OK  # the client hung up after the provider's last event: the answer was whole
+        comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent,
+                          cache_put)
     if outcome != CUT_BY_CLIENT:
         yield comment
 
 
+def _ended_normally(upstream: Any) -> bool:
+    """True when the provider's stream reached its own end event without an error or a dropped connection."""
+    meter = upstream.meter
+    return bool(meter.complete and not meter.error and not upstream.dropped)
+
+
 def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice, res: Reservation, upstream: Any,
             body: dict[str, Any], bound: estimate.Bound, byok: bool, started: float, reply: StreamingReply,
-            outcome: str, sent: list[bytes]) -> bytes:
+            outcome: str, sent: list[bytes], cache_put: CachePut | None) -> bytes:
     """Settle the stream once; returns the closing cost comment. A failing settle is logged, never raised:
     the provider has answered and billed, and the client already has the answer."""
     meter = upstream.meter
@@ -157,18 +171,9 @@ def _settle(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
     if outcome == OK and res.plan.idempotency_pk is not None:
         replay_headers = {**reply.headers, "x-tollgate-cost-usd": usd(cost)}
         replay = Replay(upstream.status, (b"".join(sent) + comment).decode(), upstream.content_type, replay_headers)
-    try:
-        gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
-                        replay=replay, reported_cost=reported_cost, response_id=response_id)
-    except Exception:
-        log.exception("settling a stream failed; retrying without the idempotent replay",
-                      extra={"request_id": req.request_id})
-        gateway._count(metric_names.SETTLE_FAILURES)
-        try:
-            gateway._settle(req, price, res, usage, cost, started, byok, status, error_code, stream=True,
-                            model=model, reported_cost=reported_cost, response_id=response_id)
-        except Exception:
-            log.exception("settling a stream failed twice; usage not recorded", extra={"request_id": req.request_id})
+    stored = cache_put(b"".join(sent), usage, model) if cache_put and outcome == OK and upstream.status == 200 else None
+    gateway.settle_answered(req, price, res, usage, cost, started, byok, status, error_code, stream=True, model=model,
+                            replay=replay, reported_cost=reported_cost, response_id=response_id, cache_put=stored)
     gateway._warn(req, res, cost)
     gateway._alert_anomaly(req, price, model, usage, cost, reported_cost)
     gateway._count(metric_names.REQUESTS)

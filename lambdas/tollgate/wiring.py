@@ -64,7 +64,8 @@ def user_context(user: str) -> dict[str, Any]:
     """What the authorizer adds about a user: their monthly limit and which providers they bring keys for."""
     limits = limits_store().user_limits(user)
     return {"user_monthly_usd": limits.get("monthlyUsd"), "byok_budget_exempt": bool(limits.get("byokBudgetExempt")),
-            "log_prompts": bool(limits.get("logPrompts")), "byok": provider_key_store().providers_of(user)}
+            "log_prompts": bool(limits.get("logPrompts")), "cache_ttl_s": int(limits.get("cacheTtlS") or 0),
+            "byok": provider_key_store().providers_of(user)}
 
 
 _USER_CONTEXT_TTL_S = 30.0  # as long as the authorizer's answers are cached
@@ -142,9 +143,10 @@ def alerts() -> Any:
 def gateway() -> Any:
     from tollgate.observability import metrics
     from tollgate.service import MeteredGateway
+    from tollgate.store.response_cache import ResponseCache
 
     return MeteredGateway(settings(), catalogue(), ledger(), providers(), provider_key, metrics=metrics,
-                          alerts=alerts())
+                          alerts=alerts(), cache=ResponseCache(settings().budgets_table, dynamodb()))
 
 
 @lru_cache(maxsize=1)

@@ -45,4 +45,5 @@ def test_a_revoked_key_stops_once_the_authorizer_cache_expires(local_stack):
 def test_per_user_settings_from_the_cli(local_stack):
     assert tollgate(local_stack, "users", "show", "--user", "e2e-debug")["log_prompts"] is False
     changed = tollgate(local_stack, "users", "set", "--user", "e2e-debug", "--log-prompts", "on")
-    assert changed == {"user": "e2e-debug", "monthly_usd": None, "byok_budget_exempt": False, "log_prompts": True}
+    assert changed == {"user": "e2e-debug", "monthly_usd": None, "byok_budget_exempt": False, "log_prompts": True,
+                       "cache_ttl_s": 0}

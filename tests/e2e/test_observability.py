@@ -21,6 +21,7 @@ from tests.infra.dashboards import referenced_metrics
 ALL_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS,
                mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED, mn.TIME_TO_FIRST_TOKEN_MS}
 ALL_METRICS |= {mn.RECONCILIATION_DRIFT_PCT, mn.RECONCILIATION_MISSING}  # issue 17: the daily reconciliation
+ALL_METRICS |= {mn.CACHE_HITS, mn.CACHE_MISSES}  # issue 17 item 1: the response cache
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "bedrock": "us.amazon.nova-lite-v1:0"}
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "bedrock": "/v1/chat/completions"}
 
@@ -42,8 +43,9 @@ class Client:
         assert r.status_code == 201, r.text
         return r.json()["key"]
 
-    def call(self, key: str, provider: str, content: str, **extra) -> requests.Response:
-        return requests.post(f"{self.url}{PATHS[provider]}", timeout=60, headers={"Authorization": f"Bearer {key}"},
+    def call(self, key: str, provider: str, content: str, headers: dict | None = None, **extra) -> requests.Response:
+        return requests.post(f"{self.url}{PATHS[provider]}", timeout=60,
+                             headers={"Authorization": f"Bearer {key}", **(headers or {})},
                              json={"model": MODELS[provider], "max_tokens": 16,
                                    "messages": [{"role": "user", "content": content}], **extra})
 
@@ -71,6 +73,9 @@ def _every_kind_of_request(client: Client) -> None:
         assert ok.status_code == 200, ok.text
         streamed = client.call(alice, provider, f"stream {provider}", stream=True)
         assert streamed.status_code == 200 and streamed.text.rstrip().split("\n")[-1].startswith(": x-tollgate-cost")
+        for expected in ("miss", "hit"):  # the response cache, asked for by the request
+            cached = client.call(alice, provider, f"cache {provider} {run}", headers={"x-tollgate-cache": "ttl=60"})
+            assert cached.headers.get("x-tollgate-cache") == expected, cached.text
         failed = client.call(alice, provider, "[[fake:status=500]] [[fake:retry_after_ms=1]]")
         assert failed.status_code >= 500, failed.text
         refused = client.call(broke, provider, "over budget")

@@ -26,6 +26,7 @@ ALL_TOLLGATE_METRICS = {mn.REQUESTS, mn.TOKENS, mn.COST_USD, mn.ERRORS, mn.BUDGE
                         mn.LOOP_DETECTIONS, mn.PROVIDER_LATENCY_MS, mn.RESERVATIONS_RELEASED,
                         mn.TIME_TO_FIRST_TOKEN_MS}
 ALL_TOLLGATE_METRICS |= {mn.RECONCILIATION_DRIFT_PCT, mn.RECONCILIATION_MISSING}  # tollgate.reconcile (issue 17)
+ALL_TOLLGATE_METRICS |= {mn.CACHE_HITS, mn.CACHE_MISSES}  # tollgate.response_cache (issue 17)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +258,14 @@ def test_business_dashboard_requests_tokens_cost_per_hour_and_refusals(monitorin
     [refusal_graph] = refusals
     drawn = {x for row in refusal_graph["properties"]["metrics"] for x in row if isinstance(x, str)}
     assert {mn.BUDGET_REFUSALS, mn.RATE_LIMIT_REFUSALS, mn.LOOP_DETECTIONS} <= drawn
+
+
+def test_business_dashboard_shows_response_cache_hits_and_misses_over_every_provider(monitoring_template):
+    [graph] = [w for w in widgets(monitoring_template) if "Response cache" in w["properties"].get("title", "")]
+    rows = graph["properties"]["metrics"]
+    for name in (mn.CACHE_HITS, mn.CACHE_MISSES):
+        providers = {r[r.index(mn.DIM_PROVIDER) + 1] for r in rows if name in r}
+        assert providers == set(mn.PROVIDERS), name
 
 
 def test_tollgate_metrics_have_only_low_cardinality_dimensions(monitoring_template):

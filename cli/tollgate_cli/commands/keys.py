@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--hourly-budget-usd", type=parsing.usd, metavar="USD", help="this key's hourly budget")
     p.add_argument("--rpm", type=parsing.positive_int, help="requests per minute limit")
     p.add_argument("--tpm", type=parsing.positive_int, help="tokens per minute limit")
+    p.add_argument("--cache-ttl", type=int, metavar="SECONDS", dest="cache_ttl_s",
+                   help="keep this key's answers in the response cache this long and answer repeats from it at $0 "
+                        "(0: off; default: the user's setting)")
     p.set_defaults(handler=create, parser=p)
 
     p = sub.add_parser("list", parents=[common], help="list API keys", description="List API keys.")
@@ -68,7 +71,7 @@ def create(ctx: Context) -> None:
         body["scopes"] = list(dict.fromkeys(a.scopes))
     if a.expires_in is not None:
         body["expires_at"] = iso(datetime.now(timezone.utc) + a.expires_in)
-    for field in ("monthly_budget_usd", "hourly_budget_usd", "rpm", "tpm"):
+    for field in ("monthly_budget_usd", "hourly_budget_usd", "rpm", "tpm", "cache_ttl_s"):
         if getattr(a, field) is not None:
             body[field] = getattr(a, field)
     key = ctx.client().post("/admin/keys", body)
@@ -167,4 +170,6 @@ def _details(key: dict) -> str:
         ("hourly budget", money(key.get("hourly_budget_usd"), none="default")),
         ("rpm", key.get("rpm") if key.get("rpm") is not None else "default"),
         ("tpm", key.get("tpm") if key.get("tpm") is not None else "default"),
+        ("response cache", "the user's" if key.get("cache_ttl_s") is None
+         else f"{key['cache_ttl_s']} s" if key["cache_ttl_s"] else "off"),
     ])

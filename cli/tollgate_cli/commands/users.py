@@ -1,4 +1,4 @@
-"""`tollgate users show | set`: per-user settings (prompt logging, BYOK budget exemption)."""
+"""`tollgate users show | set`: per-user settings (prompt logging, BYOK budget exemption, response cache)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--log-prompts", choices=sorted(_ON_OFF), help="log this user's prompts (off by default)")
     p.add_argument("--byok-budget-exempt", choices=sorted(_ON_OFF),
                    help="let calls made with the user's own provider keys bypass the budgets (off by default)")
+    p.add_argument("--cache-ttl", type=int, metavar="SECONDS",
+                   help="keep this user's answers in the response cache this long and answer repeats from it at $0 "
+                        "(0: off, the default)")
     p.set_defaults(handler=set_settings, parser=p)
 
 
@@ -36,8 +39,10 @@ def set_settings(ctx: Context) -> None:
     a = ctx.args
     body = {name: _ON_OFF[value] for name, value in (("log_prompts", a.log_prompts),
                                                       ("byok_budget_exempt", a.byok_budget_exempt)) if value}
+    if a.cache_ttl is not None:
+        body["cache_ttl_s"] = a.cache_ttl
     if not body:
-        raise UsageError("nothing to set: give --log-prompts and/or --byok-budget-exempt")
+        raise UsageError("nothing to set: give --log-prompts, --byok-budget-exempt and/or --cache-ttl")
     _render(ctx, ctx.client().put(f"/admin/users/{path_param(a.user)}", body))
 
 
@@ -46,4 +51,5 @@ def _render(ctx: Context, settings: dict) -> None:
         ctx.print_json(settings)
         return
     ctx.print(fields([("user", settings.get("user")), ("log prompts", "on" if settings.get("log_prompts") else "off"),
-                      ("byok budget exempt", "on" if settings.get("byok_budget_exempt") else "off")]))
+                      ("byok budget exempt", "on" if settings.get("byok_budget_exempt") else "off"),
+                      ("response cache", f"{settings['cache_ttl_s']} s" if settings.get("cache_ttl_s") else "off")]))

@@ -49,6 +49,7 @@ class ApiKeyRecord:
     monthly_budget_usd: Decimal | None = None
     hourly_budget_usd: Decimal | None = None
     lineage: str | None = None  # set on a rotated key: the id of the first key of its line
+    cache_ttl_s: int | None = None  # response cache TTL for this key's answers (seconds, 0: off); None: the user's
 
     def public(self) -> dict:
         """What an operator may see: everything but the hash."""
@@ -58,7 +59,7 @@ class ApiKeyRecord:
             "last_used": self.last_used, "rpm": self.rpm, "tpm": self.tpm,
             "monthly_budget_usd": None if self.monthly_budget_usd is None else usd(self.monthly_budget_usd),
             "hourly_budget_usd": None if self.hourly_budget_usd is None else usd(self.hourly_budget_usd),
-            "lineage": self.lineage,
+            "lineage": self.lineage, "cache_ttl_s": self.cache_ttl_s,
         }
         return out
 
@@ -86,7 +87,7 @@ def generate() -> str:
 def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, rounds: int = 12,
           expires_at: datetime | None = None, rpm: int | None = None, tpm: int | None = None,
           monthly_budget_usd: Decimal | None = None, hourly_budget_usd: Decimal | None = None,
-          lineage: str | None = None) -> tuple[str, ApiKeyRecord]:
+          lineage: str | None = None, cache_ttl_s: int | None = None) -> tuple[str, ApiKeyRecord]:
     """A new key: (raw key, to be shown once; the record to store)."""
     import bcrypt
 
@@ -96,7 +97,7 @@ def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, ro
         key_hash=bcrypt.hashpw(raw.encode(), bcrypt.gensalt(rounds)).decode(),
         created_at=iso(now), expires_at=iso(expires_at) if expires_at else None,
         rpm=rpm, tpm=tpm, monthly_budget_usd=monthly_budget_usd, hourly_budget_usd=hourly_budget_usd,
-        lineage=lineage,
+        lineage=lineage, cache_ttl_s=cache_ttl_s,
     )
     return raw, record
 

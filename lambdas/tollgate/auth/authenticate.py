@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from tollgate.auth import api_keys
@@ -63,12 +64,15 @@ class Authenticator:
                 raise _fail("wrong secret", key_id)
             self._remember(key_id, raw, record.key_hash)
         self._touch(key_id, now)
-        return Principal(
+        principal = Principal(
             kind=API_KEY, id=key_id, user=record.user_id, scopes=frozenset(record.scopes),
             limits=Limits(rpm=record.rpm, tpm=record.tpm, key_monthly_usd=record.monthly_budget_usd,
                           key_hourly_usd=record.hourly_budget_usd),
             lineage=record.lineage,
         ).with_user_settings(self.user_context(record.user_id))
+        if record.cache_ttl_s is not None:  # the key's own response cache setting wins over its user's
+            principal = replace(principal, cache_ttl_s=record.cache_ttl_s)
+        return principal
 
     def _recently_verified(self, key_id: str, raw: str, key_hash: str) -> bool:
         seen = self._verified.get(key_id)

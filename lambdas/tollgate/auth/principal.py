@@ -38,6 +38,7 @@ class Principal:
     lineage: str | None = None  # a rotated key keeps the first key's id here: budgets and limits follow it
     byok_budget_exempt: bool = False  # an operator let this user's own-key calls bypass the budgets
     log_prompts: bool = False  # an operator turned prompt logging on for this user (off by default)
+    cache_ttl_s: int = 0  # seconds this user's answers are kept in the response cache; 0: off (tollgate.response_cache)
 
     @property
     def key_id(self) -> str | None:
@@ -50,11 +51,11 @@ class Principal:
 
     def with_user_settings(self, user: Mapping[str, Any]) -> "Principal":
         """This principal with its user's settings (tollgate.wiring.user_context): monthly limit, own
-        provider keys, BYOK exemption, prompt logging."""
+        provider keys, BYOK exemption, prompt logging, response cache TTL."""
         return replace(self, limits=replace(self.limits, user_monthly_usd=user.get("user_monthly_usd")),
                        byok_providers=frozenset(user.get("byok", ())),
                        byok_budget_exempt=bool(user.get("byok_budget_exempt")),
-                       log_prompts=bool(user.get("log_prompts")))
+                       log_prompts=bool(user.get("log_prompts")), cache_ttl_s=int(user.get("cache_ttl_s") or 0))
 
     def require(self, scope: str | None) -> None:
         if scope and scope not in self.scopes:
@@ -74,6 +75,8 @@ class Principal:
             ctx["byok_budget_exempt"] = "true"
         if self.log_prompts:
             ctx["log_prompts"] = "true"
+        if self.cache_ttl_s:
+            ctx["cache_ttl_s"] = str(self.cache_ttl_s)
         for name in ("rpm", "tpm", "key_monthly_usd", "key_hourly_usd", "user_monthly_usd"):
             value = getattr(self.limits, name)
             if value is not None:
@@ -102,4 +105,5 @@ class Principal:
             lineage=str(ctx["lineage"]) if ctx.get("lineage") else None,
             byok_budget_exempt=str(ctx.get("byok_budget_exempt", "")).lower() == "true",
             log_prompts=str(ctx.get("log_prompts", "")).lower() == "true",
+            cache_ttl_s=opt("cache_ttl_s", int) or 0,
         )

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from tollgate.requests.base import TollgateRequest
+from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
 from tollgate.requests.types import Count, Id, Name, StrictBool, Text, Usd
 
 Scopes = Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length=32)]
@@ -25,6 +26,7 @@ class CreateKey(TollgateRequest):
     tpm: Count | None = None
     monthly_budget_usd: Usd | None = None
     hourly_budget_usd: Usd | None = None
+    cache_ttl_s: Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)] | None = None  # 0: off; None: the user's
 
 
 class RotateKey(TollgateRequest):
@@ -57,6 +59,7 @@ class UserSettings(TollgateRequest):
 
     log_prompts: StrictBool | None = None
     byok_budget_exempt: StrictBool | None = None
+    cache_ttl_s: Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)] | None = None  # 0: off
 
 
 class InvoiceQuery(TollgateRequest):

@@ -15,7 +15,7 @@ _FIELDS = {  # record attribute -> table attribute
     "key_id": "keyId", "user_id": "userId", "name": "name", "scopes": "scopes", "key_hash": "keyHash",
     "created_at": "createdAt", "status": "status", "expires_at": "expiresAt", "last_used": "lastUsed",
     "rpm": "rpm", "tpm": "tpm", "monthly_budget_usd": "monthlyBudgetUsd", "hourly_budget_usd": "hourlyBudgetUsd",
-    "lineage": "lineage",
+    "lineage": "lineage", "cache_ttl_s": "cacheTtlS",
 }
 
 
@@ -23,7 +23,7 @@ def _to_record(item: dict[str, Any]) -> ApiKeyRecord:
     data = from_item(item)
     kwargs = {field: data.get(attr) for field, attr in _FIELDS.items() if attr in data}
     kwargs["scopes"] = tuple(sorted(kwargs.get("scopes") or ()))
-    for name in ("rpm", "tpm"):
+    for name in ("rpm", "tpm", "cache_ttl_s"):
         if kwargs.get(name) is not None:
             kwargs[name] = int(kwargs[name])
     return ApiKeyRecord(**kwargs)

@@ -40,6 +40,10 @@ class LimitsStore:
     def set_log_prompts(self, user: str, enabled: bool) -> None:
         self._set_user_field(user, "logPrompts", enabled)
 
+    def set_cache_ttl_s(self, user: str, seconds: int) -> None:
+        """The response cache's TTL for this user's answers (tollgate.response_cache); 0: off."""
+        self._set_user_field(user, "cacheTtlS", seconds)
+
     def _set_user_field(self, user: str, name: str, value: Any) -> None:
         self.client.update_item(TableName=self.table, Key=to_item({"pk": user_limits_pk(user), "sk": LIMITS_SK}),
                                 UpdateExpression="SET #f = :v", ExpressionAttributeNames={"#f": name},
