@@ -36,6 +36,7 @@ from typing import Any
 
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
+from tollgate.store import escrow
 from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
@@ -46,6 +47,10 @@ PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
+_SHARDED_TRIES = 8  # attempts of an escrow reservation (a borrow, a drain and conflicts each take one)
+# CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
+# ThrottlingError: an item over its partition's throughput)
+_RETRYABLE = ("TransactionConflict", "ThrottlingError")
 _EXACT_TRIES = 2  # wrong expectations of one counter before its condition falls back to the plain limit
 _PLAIN_FOR = 8  # reservations a counter that fell back is then held by the plain limit, without guessing
 _SEEN_MAX = 4096  # counter items whose values one container remembers
@@ -97,6 +102,13 @@ class Reservation:
     # level kind -> USD remaining as a failed attempt of this reservation saw it (a contended level near its
     # warning floor): good enough to warn, not exact enough to report
     seen_remaining: dict[str, Decimal] = field(default_factory=dict)
+    # counter index (levels, then the window) -> (pk, sk) of the item reserved on, where it is not the
+    # counter's own item (a slice of an escrow-sharded counter: tollgate.store.escrow)
+    slices: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def key(self, i: int) -> tuple[str, str]:
+        """The item counter i was reserved on (settle and release write there)."""
+        return self.slices.get(i) or _counter_keys(self.plan)[i]
 
     @property
     def all_budgets_known(self) -> bool:
@@ -209,15 +221,22 @@ class _Cancelled(Exception):
 
     @property
     def conflict(self) -> bool:
-        return any(r.get("Code") == "TransactionConflict" for r in self.reasons)
+        """Cancelled for contention, not for a condition: worth the same transaction again after a backoff."""
+        return any(r.get("Code") in _RETRYABLE for r in self.reasons) and not any(
+            r.get("Code") == "ConditionalCheckFailed" for r in self.reasons)
 
 
 class Ledger:
-    def __init__(self, budgets_table: str, usage_table: str, client: Any):
+    def __init__(self, budgets_table: str, usage_table: str, client: Any, shards: int | None = None):
+        """`shards`: a fixed number of escrow slices for every budget level and rate window (1: never
+        sharded); None (production): per counter, from the contention this container observes
+        (tollgate.store.escrow.Shards)."""
         self.budgets = budgets_table
         self.usage = usage_table
         self.client = client
         self._seen = _Seen()
+        self._shards = escrow.Shards(shards)
+        self._drained: OrderedDict[tuple[str, str], None] = OrderedDict()  # counters seen drained (this period)
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
@@ -241,6 +260,11 @@ class Ledger:
                               code="requests_exceed_limit", headers={"x-should-retry": "false"})
         keys = _counter_keys(plan)
         n_levels = len(plan.levels)
+        hot = _hot(plan)
+        sliced = {i for i, h in hot.items()
+                  if self._shards.get(_scope(plan, i)) > 1 and (h.pk, h.sk) not in self._drained}
+        if sliced:
+            return self._reserve_sharded(plan, hot, sliced, set())
         # Each counter is held one of three ways: by its expected value (exact); a budget level contended
         # by other containers by its limit plus its warning floor ("floor": proves it is clear of the
         # warning zone), and failing that, or for a run's budget or a rate window, by its limit alone.
@@ -254,8 +278,13 @@ class Ledger:
         for attempt in range(3 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
             expect = {i: self._seen.get(key) for i, key in keys.items() if i not in plain and i not in floor}
             try:
-                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}")
+                if self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}"):
+                    self._contended(plan, hot)
             except _Cancelled as c:
+                escrowed = self._escrowed(plan, hot, c.reasons)
+                if escrowed is not None:  # the counter is sharded (or drained) by others: hold it in escrow
+                    sliced, drain = escrowed
+                    return self._reserve_sharded(plan, hot, sliced, drain)
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
@@ -279,6 +308,159 @@ class Ledger:
             res.clear_of_warning = {plan.levels[i].kind for i in floor}
             res.seen_remaining = seen_remaining
             return res
+        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    # -- escrow-sharded counters (tollgate.store.escrow) -------------------------------------------
+    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot]) -> None:
+        """A transaction of this plan met TransactionConflict: spread its counters over more slices."""
+        for i in hot:
+            self._shards.grow(_scope(plan, i))
+
+    def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot],
+                  reasons: list[dict[str, Any]]) -> tuple[set[int], set[int]] | None:
+        """For a single-item reservation that failed on a counter others hold in escrow: (the counters to
+        hold on slices, those to drain first); None when no failure came from escrow."""
+        sliced, drain = set(), set()
+        for i, h in hot.items():
+            if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
+                continue
+            old = from_item(reasons[i].get("Item") or {})
+            if old.get(escrow.SHARDED):
+                self._shards.grow(_scope(plan, i))
+                sliced.add(i)
+            elif old.get(escrow.DRAINED) and any(old.get(a, 0) < n for a, n in h.need.items()):
+                drain.add(i)  # refunds may have settled on its closed slices since
+        if not sliced and not drain:
+            return None
+        return sliced, drain
+
+    def _reserve_sharded(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int],
+                         drain: set[int]) -> Reservation:
+        """Reserve with the counters in `sliced` held on one slice each (borrowing from their pool when the
+        slice is short), after draining those in `drain`; every other counter is held on its own item by
+        its limit (a budget level first with its warning floor left over). Two calls (one transaction)
+        while no slice runs short; a borrow adds one, a drain two (a read and its transaction)."""
+        n_levels = len(plan.levels)
+        keys = _counter_keys(plan)
+        floor: set[int] = set()
+        plain: set[int] = set()
+        for i in keys:
+            if i not in sliced:
+                self._fall_back(plan, i, plain, floor)
+        pick = {i: random.randint(1, max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
+        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}
+        drained: set[int] = set()  # counters this reservation drained
+        seen_remaining: dict[str, Decimal] = {}
+        for attempt in range(_SHARDED_TRIES):
+            for i in sorted(drain):
+                self._drain(plan, hot[i], seen_remaining)
+                drain.discard(i)
+                drained.add(i)
+                sliced.discard(i)
+                self._fall_back(plan, i, plain, floor)
+            at = {i: (escrow.slice_pk(hot[i].pk, pick[i]), hot[i].sk) for i in sliced}
+            items = self._reserve_items(plan, {}, floor, at=at)
+            lends: list[int] = []
+            for i in sliced:
+                items[i] = escrow.slice_reserve(self.budgets, hot[i], pick[i], take[i])
+                if take[i]:
+                    lends.append(i)
+                    items.append(escrow.pool_lend(self.budgets, hot[i], take[i]))
+            base = len(items) - len(lends)
+            try:
+                if self._transact(items, token=f"{plan.request_id}/e{attempt}"):
+                    self._contended(plan, {i: hot[i] for i in sliced})
+            except _Cancelled as c:
+                reasons = list(c.reasons) + [{}] * (len(items) - len(c.reasons))
+                handled: set[int] = set()
+                for n, i in enumerate(lends):  # the pool could not lend that much above its floor
+                    r = reasons[base + n]
+                    if r.get("Code") != "ConditionalCheckFailed":
+                        continue
+                    h, pool = hot[i], from_item(r.get("Item") or {})
+                    spare = {a: pool.get(a, h.start[a]) - h.floor.get(a, 0) for a in h.need}
+                    if pool.get(escrow.DRAINED):
+                        self._forget_slices(h)
+                        sliced.discard(i)
+                        self._fall_back(plan, i, plain, floor)
+                    elif all(spare[a] >= n_ for a, n_ in h.need.items()):
+                        take[i] = {a: min(spare[a], c) for a, c in h.chunk(self._shards.get(_scope(plan, i)), spare).items()}
+                    else:
+                        drain.add(i)
+                    handled.add(i)
+                for i, r in enumerate(reasons[:base]):
+                    if r.get("Code") != "ConditionalCheckFailed" or i in handled:
+                        continue
+                    old = from_item(r.get("Item") or {})
+                    if i in sliced:  # short (borrow next time) or closed (the counter was drained)
+                        if old.get(escrow.CLOSED):
+                            self._forget_slices(hot[i])
+                            sliced.discard(i)
+                            self._fall_back(plan, i, plain, floor)
+                        else:
+                            take[i] = hot[i].chunk(self._shards.get(_scope(plan, i)))
+                        handled.add(i)
+                    elif i in hot and old.get(escrow.SHARDED):  # keeps its floor while slices are open
+                        drain.add(i)
+                        handled.add(i)
+                    elif i in hot and i not in drained and old.get(escrow.DRAINED) and any(
+                            old.get(a, 0) < n_ for a, n_ in hot[i].need.items()):
+                        drain.add(i)
+                        handled.add(i)
+                    elif i in floor and i < n_levels:
+                        lvl = plan.levels[i]
+                        left = Decimal(old.get("remainingUsd", lvl.limit))
+                        if left >= plan.cost:  # inside its warning zone: say so, then hold it by its limit
+                            seen_remaining[lvl.kind] = left - plan.cost
+                            floor.discard(i)
+                            plain.add(i)
+                            handled.add(i)
+                rest = [{} if i in handled else r for i, r in enumerate(reasons[:base])]
+                self._check_hard_limits(plan, rest)
+                if not handled:
+                    log.warning("sharded reservation cancelled for no known limit",
+                                extra={"codes": [r.get("Code") for r in c.reasons]})
+                    raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
+                continue
+            res = Reservation(plan, slices=at)
+            res.clear_of_warning = {plan.levels[i].kind for i in floor | sliced if i < n_levels}
+            res.seen_remaining = seen_remaining
+            return res
+        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    def _forget_slices(self, h: escrow.Hot) -> None:
+        """Counter h is drained for the rest of its period: this container holds it on its pool."""
+        self._drained[(h.pk, h.sk)] = None
+        while len(self._drained) > _SEEN_MAX:
+            self._drained.popitem(last=False)
+
+    def _drain(self, plan: Plan, h: escrow.Hot, seen_remaining: dict[str, Decimal]) -> None:
+        """Move counter h's slices back into its pool and close them (one read, one transaction, each
+        item conditioned on the value read; re-read if another writer got in between). Raises the
+        refusal when even the counter's total cannot fit this request."""
+        for attempt in range(_SHARDED_TRIES):
+            snap = escrow.read(self.client, self.budgets, h)
+            total = snap.total(h)
+            if h.index < len(plan.levels):
+                lvl = plan.levels[h.index]
+                if total["remainingUsd"] < plan.cost:
+                    limit = Decimal((snap.pool or {}).get("limitUsd", lvl.limit))
+                    raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
+                seen_remaining[lvl.kind] = total["remainingUsd"] - plan.cost
+            elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
+                self._check_hard_limits(plan, [{}] * h.index + [{
+                    "Code": "ConditionalCheckFailed", "Item": to_item(total)}])
+            self._forget_slices(h)
+            if not any(any(s.get(a, 0) for a in h.need) for s in snap.slices.values()) and (
+                    snap.pool is None or snap.pool.get(escrow.DRAINED) or not snap.pool.get(escrow.SHARDED)):
+                return  # nothing to move
+            pool, slices = escrow.drain(self.budgets, replace(h, need={a: 0 * n for a, n in h.need.items()},
+                                                               book=False), snap)
+            try:
+                self._transact([pool, *slices], token=f"{plan.request_id}/d{h.index}/{attempt}")
+                return
+            except _Cancelled:
+                continue
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
@@ -326,10 +508,13 @@ class Ledger:
         if item and from_item(item).get("state") == "done":
             raise IdempotentReplay(_replay(from_item(item)))
 
-    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int]) -> list[dict[str, Any]]:
+    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int],
+                       at: dict[int, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """The reservation transaction. A counter whose index is in `expect` must hold exactly the expected
         values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
-        others must only fit."""
+        others must only fit. A counter held in escrow by others (its item `sharded`) is never held by an
+        expected value, and keeps its warning floor (tollgate.store.escrow). `at`: counters reserved on
+        another item than their own (a slice), for the reservation item."""
         items = []
         for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
@@ -344,9 +529,12 @@ class Ledger:
                 vals["need"] = plan.cost + lvl.warning_floor
             elif i not in expect:
                 condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :cost" if lvl.must_exist
-                             else "attribute_not_exists(remainingUsd) OR remainingUsd >= :cost")
+                             else f"attribute_not_exists(remainingUsd) OR (remainingUsd >= :cost AND "
+                                  f"(attribute_not_exists({escrow.SHARDED}) OR remainingUsd >= :guard))")
+                if not lvl.must_exist:
+                    vals["guard"] = plan.cost + lvl.warning_floor
             elif "remainingUsd" in expect[i]:
-                condition = "remainingUsd = :expected AND remainingUsd >= :cost"
+                condition = f"remainingUsd = :expected AND remainingUsd >= :cost AND attribute_not_exists({escrow.SHARDED})"
                 vals["expected"] = expect[i]["remainingUsd"]
             else:
                 condition = "attribute_not_exists(remainingUsd)"  # and the limit covers the cost (checked above)
@@ -372,7 +560,7 @@ class Ledger:
                              "(remainingRequests >= :one AND remainingTokens >= :tokens)")
             elif "remainingRequests" in window_expected:
                 condition = ("remainingRequests = :erequests AND remainingTokens = :etokens AND "
-                             "remainingRequests >= :one AND remainingTokens >= :tokens")
+                             f"remainingRequests >= :one AND remainingTokens >= :tokens AND attribute_not_exists({escrow.SHARDED})")
                 vals.update(erequests=window_expected["remainingRequests"],
                             etokens=window_expected.get("remainingTokens", w.tpm))
             else:
@@ -417,8 +605,8 @@ class Ledger:
             "Item": to_item({
                 "pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK, "user": plan.user,
                 "principal": plan.principal_id, "costUsd": plan.cost, "tokens": plan.tokens,
-                "levels": [{"pk": lvl.pk, "sk": lvl.sk} for lvl in plan.levels],
-                "window": {"pk": w.pk, "sk": w.sk} if w else None,
+                "levels": [dict(zip(("pk", "sk"), (at or {}).get(i, (lvl.pk, lvl.sk)))) for i, lvl in enumerate(plan.levels)],
+                "window": dict(zip(("pk", "sk"), (at or {}).get(len(plan.levels), (w.pk, w.sk)))) if w else None,
                 "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk, "idempotencyPk": plan.idempotency_pk,
                 "pendingShard": pending_shard(plan.request_id), "expiresAt": iso(plan.expires_at),
             }),
@@ -490,15 +678,15 @@ class Ledger:
                         "ConditionExpression": "attribute_exists(pk)"}},
             self._usage_put(usage_item),
         ]
-        for lvl in plan.levels:
+        for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
-                "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
+                "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
                 "UpdateExpression": ("SET reservedUsd = reservedUsd - :cost, spentUsd = spentUsd + :actual, "
                                      "remainingUsd = remainingUsd + :refund"),
                 "ExpressionAttributeValues": values(cost=plan.cost, actual=actual_cost, refund=refund),
             }})
         if plan.window and plan.tokens != actual_tokens:
-            items.append(self._token_refund(plan.window, plan.tokens - actual_tokens))
+            items.append(self._token_refund(res.key(len(plan.levels)), plan.tokens - actual_tokens))
         if plan.idempotency_pk:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         if plan.loop and usage_item.get("status") == FAILED:
@@ -515,19 +703,20 @@ class Ledger:
                             extra={"request_id": plan.request_id})
                 for key in _counter_keys(plan).values():  # the sweeper changed them: no longer known
                     self._seen.forget(key)
-                return self._settle_without_reservation(plan, usage_item, actual_cost)
+                return self._settle_without_reservation(res, usage_item, actual_cost)
             raise
-        for lvl in plan.levels:  # this container's own change to values it knows
-            self._seen.add((lvl.pk, lvl.sk), "remainingUsd", refund)
+        for i in range(len(plan.levels)):  # this container's own change to values it knows
+            self._seen.add(res.key(i), "remainingUsd", refund)
         if plan.window and plan.tokens != actual_tokens:
-            self._seen.add((plan.window.pk, plan.window.sk), "remainingTokens", plan.tokens - actual_tokens)
+            self._seen.add(res.key(len(plan.levels)), "remainingTokens", plan.tokens - actual_tokens)
         return True
 
-    def _settle_without_reservation(self, plan: Plan, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+    def _settle_without_reservation(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+        plan = res.plan
         items = [self._usage_put(usage_item)]
-        for lvl in plan.levels:
+        for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
-                "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
+                "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
                 "UpdateExpression": ("SET spentUsd = if_not_exists(spentUsd, :zero) + :actual, "
                                      "remainingUsd = if_not_exists(remainingUsd, :limit) - :actual"),
                 "ExpressionAttributeValues": values(actual=actual_cost, zero=ZERO, limit=lvl.limit),
@@ -563,8 +752,8 @@ class Ledger:
         return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
                         "ConditionExpression": "attribute_not_exists(pk)"}}
 
-    def _token_refund(self, window: Window, tokens: int) -> dict[str, Any]:
-        return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": window.pk, "sk": window.sk}),
+    def _token_refund(self, key: tuple[str, str], tokens: int) -> dict[str, Any]:
+        return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": key[0], "sk": key[1]}),
                            "UpdateExpression": "ADD remainingTokens :t",
                            "ExpressionAttributeValues": values(t=tokens)}}
 
@@ -600,11 +789,13 @@ class Ledger:
             return False
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _transact(self, items: list[dict[str, Any]], token: str) -> None:
+    def _transact(self, items: list[dict[str, Any]], token: str) -> int:
+        """One transaction, retried with backoff on TransactionConflict (and a throttled item). Returns the
+        number of such retries it took (the contention it met)."""
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(token, str(attempt)))
-                return
+                return attempt
             except self.client.exceptions.TransactionCanceledException as e:
                 cancelled = _Cancelled(e.response.get("CancellationReasons") or [])
                 if not cancelled.conflict or attempt == _CONFLICT_RETRIES - 1:
@@ -616,6 +807,26 @@ class Ledger:
 
 
 _COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
+
+
+def _scope(plan: Plan, i: int) -> tuple[str, str]:
+    """What a container's shard count is kept by: the counter's pool pk and kind (across its periods)."""
+    if i < len(plan.levels):
+        return plan.levels[i].pk, plan.levels[i].kind
+    return plan.window.pk, "window"  # type: ignore[union-attr]
+
+
+def _hot(plan: Plan) -> dict[int, escrow.Hot]:
+    """The plan's counters that may be held in escrow: budget levels (not a run's) and the rate window."""
+    out = {i: escrow.Hot(i, lvl.pk, lvl.sk, {"remainingUsd": plan.cost}, {"remainingUsd": lvl.limit},
+                         {"remainingUsd": lvl.warning_floor}, lvl.expires, True)
+           for i, lvl in enumerate(plan.levels) if not lvl.must_exist}
+    if plan.window:
+        w = plan.window
+        out[len(plan.levels)] = escrow.Hot(len(plan.levels), w.pk, w.sk,
+                                           {"remainingRequests": 1, "remainingTokens": plan.tokens},
+                                           {"remainingRequests": w.rpm, "remainingTokens": w.tpm}, {}, w.expires, False)
+    return out
 
 
 def _counter_keys(plan: Plan) -> dict[int, tuple[str, str]]:
