@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tollgate.store.dynamo import to_item, values
+from tollgate.store.dynamo import from_item, to_item, values
 
 MAX_SHARDS = 32  # slices per counter; a drain reads them in one BatchGetItem (at most 100 keys)
 FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doubles on each further signal
 SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
 SHARDED = "sharded"  # on a pool: slices may hold part of its value (it keeps its warning floor meanwhile)
+SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
 DRAINED = "drained"  # on a pool: its slices were drained and closed; it is the counter's one open item
 CLOSED = "closed"  # on a slice: drained; it takes refunds but no reservation
 
@@ -112,11 +113,11 @@ def slice_reserve(table: str, h: Hot, k: int, take: dict[str, Any] | None) -> di
     return _update(table, slice_pk(h.pk, k), h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
 
 
-def pool_lend(table: str, h: Hot, take: dict[str, Any]) -> dict[str, Any]:
+def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int) -> dict[str, Any]:
     """Take `take` from the pool for a slice, on the condition that the pool keeps its floor; marks it
-    sharded. A pool never written starts at the counter's allowance."""
-    vals: dict[str, Any] = {"yes": True}
-    sets, cond = [f"{SHARDED} = :yes"], [f"attribute_not_exists({DRAINED})"]
+    sharded over `shards` slices. A pool never written starts at the counter's allowance."""
+    vals: dict[str, Any] = {"yes": True, "shards": shards}
+    sets, cond = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"], [f"attribute_not_exists({DRAINED})"]
     for n, (a, amount) in enumerate(take.items()):
         vals.update({f"s{n}": h.start[a], f"t{n}": amount, f"k{n}": amount + h.floor.get(a, 0)})
         sets.append(f"{a} = if_not_exists({a}, :s{n}) - :t{n}")
@@ -137,6 +138,10 @@ class Snapshot:
     pool: dict[str, Any] | None
     slices: dict[int, dict[str, Any]]
 
+    def sum(self, attribute: str) -> Decimal:
+        """An attribute summed over the pool and the slices (0 where absent)."""
+        return sum((Decimal(i.get(attribute, 0)) for i in [self.pool or {}, *self.slices.values()]), Decimal(0))
+
     def total(self, h: Hot) -> dict[str, Any]:
         """The counter's remaining value per attribute: the pool's (its allowance if absent) plus the slices'."""
         out = {}
@@ -148,9 +153,13 @@ class Snapshot:
 
 def read(client: Any, table: str, h: Hot) -> Snapshot:
     """One BatchGetItem (strongly consistent) of the pool and every possible slice of a counter."""
-    keys = [{"pk": h.pk, "sk": h.sk}] + [{"pk": slice_pk(h.pk, k), "sk": h.sk} for k in range(1, MAX_SHARDS + 1)]
-    from tollgate.store.dynamo import from_item
+    return read_counter(client, table, h.pk, h.sk)
 
+
+def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
+    """The items of the counter whose pool is (pk, sk): one strongly consistent BatchGetItem."""
+    h = Hot(0, pk, sk, {}, {}, {}, None, False)
+    keys = [{"pk": h.pk, "sk": h.sk}] + [{"pk": slice_pk(h.pk, k), "sk": h.sk} for k in range(1, MAX_SHARDS + 1)]
     found: list[dict[str, Any]] = []
     request = {table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
     while request:
@@ -211,6 +220,19 @@ class Shards:
         self._clock = clock
         self._lock = threading.Lock()
         self._n: dict[tuple[str, str], tuple[int, float]] = {}
+
+    @property
+    def may_grow(self) -> bool:
+        return self.forced is None or self.forced > 1
+
+    def at_least(self, scope: tuple[str, str], n: int) -> None:
+        """Spread the counter over at least n slices (learnt from its pool: what others use)."""
+        if self.forced is not None:
+            return
+        with self._lock:
+            have, until = self._n.get(scope, (1, 0.0))
+            have = have if self._clock() < until else 1
+            self._n[scope] = (min(MAX_SHARDS, max(have, n, 2)), self._clock() + SHARD_MEMORY_S)
 
     def get(self, scope: tuple[str, str]) -> int:
         if self.forced is not None:

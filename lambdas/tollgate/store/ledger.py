@@ -47,6 +47,7 @@ PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
+_SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
 _SHARDED_TRIES = 8  # attempts of an escrow reservation (a borrow, a drain and conflicts each take one)
 # CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
 # ThrottlingError: an item over its partition's throughput)
@@ -236,7 +237,8 @@ class Ledger:
         self.client = client
         self._seen = _Seen()
         self._shards = escrow.Shards(shards)
-        self._drained: OrderedDict[tuple[str, str], None] = OrderedDict()  # counters seen drained (this period)
+        # counters seen drained (this period) -> their remaining values as last seen (None: not known)
+        self._drained: OrderedDict[tuple[str, str], dict[str, Any] | None] = OrderedDict()
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
@@ -261,6 +263,8 @@ class Ledger:
         keys = _counter_keys(plan)
         n_levels = len(plan.levels)
         hot = _hot(plan)
+        for h in hot.values():
+            self._refuse_if_short(plan, h)
         sliced = {i for i, h in hot.items()
                   if self._shards.get(_scope(plan, i)) > 1 and (h.pk, h.sk) not in self._drained}
         if sliced:
@@ -278,13 +282,20 @@ class Ledger:
         for attempt in range(3 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
             expect = {i: self._seen.get(key) for i, key in keys.items() if i not in plain and i not in floor}
             try:
-                if self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}"):
-                    self._contended(plan, hot)
+                # A container that may shard takes the first conflict as the signal to (tollgate.store.escrow)
+                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}",
+                               retries=1 if hot and self._shards.may_grow else _CONFLICT_RETRIES)
             except _Cancelled as c:
                 escrowed = self._escrowed(plan, hot, c.reasons)
                 if escrowed is not None:  # the counter is sharded (or drained) by others: hold it in escrow
                     sliced, drain = escrowed
                     return self._reserve_sharded(plan, hot, sliced, drain)
+                if c.conflict:  # another transaction holds a counter: spread the counters over slices
+                    self._contended(plan, hot)
+                    sliced = {i for i, h in hot.items()
+                              if self._shards.get(_scope(plan, i)) > 1 and (h.pk, h.sk) not in self._drained}
+                    if sliced:
+                        return self._reserve_sharded(plan, hot, sliced, set())
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
@@ -326,7 +337,7 @@ class Ledger:
                 continue
             old = from_item(reasons[i].get("Item") or {})
             if old.get(escrow.SHARDED):
-                self._shards.grow(_scope(plan, i))
+                self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
                 sliced.add(i)
             elif old.get(escrow.DRAINED) and any(old.get(a, 0) < n for a, n in h.need.items()):
                 drain.add(i)  # refunds may have settled on its closed slices since
@@ -347,7 +358,7 @@ class Ledger:
         for i in keys:
             if i not in sliced:
                 self._fall_back(plan, i, plain, floor)
-        pick = {i: random.randint(1, max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
+        pick = self._pick(plan, sliced)
         take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}
         drained: set[int] = set()  # counters this reservation drained
         seen_remaining: dict[str, Decimal] = {}
@@ -365,12 +376,17 @@ class Ledger:
                 items[i] = escrow.slice_reserve(self.budgets, hot[i], pick[i], take[i])
                 if take[i]:
                     lends.append(i)
-                    items.append(escrow.pool_lend(self.budgets, hot[i], take[i]))
+                    items.append(escrow.pool_lend(self.budgets, hot[i], take[i], self._shards.get(_scope(plan, i))))
             base = len(items) - len(lends)
             try:
-                if self._transact(items, token=f"{plan.request_id}/e{attempt}"):
-                    self._contended(plan, {i: hot[i] for i in sliced})
+                self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
+                if c.conflict:  # contended even so: more slices, another pick, after a backoff
+                    self._contended(plan, {i: hot[i] for i in sliced})
+                    pick = self._pick(plan, sliced)
+                    take = {i: None for i in sliced}
+                    self._backoff(0)
+                    continue
                 reasons = list(c.reasons) + [{}] * (len(items) - len(c.reasons))
                 handled: set[int] = set()
                 for n, i in enumerate(lends):  # the pool could not lend that much above its floor
@@ -380,7 +396,7 @@ class Ledger:
                     h, pool = hot[i], from_item(r.get("Item") or {})
                     spare = {a: pool.get(a, h.start[a]) - h.floor.get(a, 0) for a in h.need}
                     if pool.get(escrow.DRAINED):
-                        self._forget_slices(h)
+                        self._forget_slices(h, pool)
                         sliced.discard(i)
                         self._fall_back(plan, i, plain, floor)
                     elif all(spare[a] >= n_ for a, n_ in h.need.items()):
@@ -394,7 +410,7 @@ class Ledger:
                     old = from_item(r.get("Item") or {})
                     if i in sliced:  # short (borrow next time) or closed (the counter was drained)
                         if old.get(escrow.CLOSED):
-                            self._forget_slices(hot[i])
+                            self._forget_slices(hot[i], None)
                             sliced.discard(i)
                             self._fall_back(plan, i, plain, floor)
                         else:
@@ -405,6 +421,7 @@ class Ledger:
                         handled.add(i)
                     elif i in hot and i not in drained and old.get(escrow.DRAINED) and any(
                             old.get(a, 0) < n_ for a, n_ in hot[i].need.items()):
+                        self._forget_slices(hot[i], old)
                         drain.add(i)
                         handled.add(i)
                     elif i in floor and i < n_levels:
@@ -428,11 +445,39 @@ class Ledger:
             return res
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
-    def _forget_slices(self, h: escrow.Hot) -> None:
-        """Counter h is drained for the rest of its period: this container holds it on its pool."""
-        self._drained[(h.pk, h.sk)] = None
+    def _pick(self, plan: Plan, sliced: set[int]) -> dict[int, int]:
+        """The slice of each counter: one draw for the request, so its transaction touches the k-th slice of
+        each (the requests on one slice conflict with each other only, not with a product of choices)."""
+        u = random.random()
+        return {i: 1 + int(u * max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
+
+    def _forget_slices(self, h: escrow.Hot, left: dict[str, Any] | None) -> None:
+        """Counter h is drained for the rest of its period: this container holds it on its pool. `left`:
+        its remaining values as just seen (None: not known)."""
+        self._drained[(h.pk, h.sk)] = {a: left[a] for a in h.need if a in left} if left else None
+        self._drained.move_to_end((h.pk, h.sk))
         while len(self._drained) > _SEEN_MAX:
             self._drained.popitem(last=False)
+
+    def _refuse_if_short(self, plan: Plan, h: escrow.Hot) -> None:
+        """A drained counter this container last saw short of this request: read its items (one strongly
+        consistent read, no transaction on the hot pool) and refuse if their total is short too."""
+        left = self._drained.get((h.pk, h.sk))
+        if not left or all(left.get(a, n) >= n for a, n in h.need.items()):
+            return
+        total = escrow.read(self.client, self.budgets, h)
+        self._short(plan, h, total.total(h), total.pool)
+        self._forget_slices(h, total.total(h))
+
+    def _short(self, plan: Plan, h: escrow.Hot, total: dict[str, Any], pool: dict[str, Any] | None) -> None:
+        """Raise the refusal when counter h's `total` remaining cannot fit this request."""
+        if h.index < len(plan.levels):
+            lvl = plan.levels[h.index]
+            if total["remainingUsd"] < plan.cost:
+                limit = Decimal((pool or {}).get("limitUsd", lvl.limit))
+                raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
+        elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
+            self._check_hard_limits(plan, [{}] * h.index + [{"Code": "ConditionalCheckFailed", "Item": to_item(total)}])
 
     def _drain(self, plan: Plan, h: escrow.Hot, seen_remaining: dict[str, Decimal]) -> None:
         """Move counter h's slices back into its pool and close them (one read, one transaction, each
@@ -441,16 +486,10 @@ class Ledger:
         for attempt in range(_SHARDED_TRIES):
             snap = escrow.read(self.client, self.budgets, h)
             total = snap.total(h)
+            self._short(plan, h, total, snap.pool)
             if h.index < len(plan.levels):
-                lvl = plan.levels[h.index]
-                if total["remainingUsd"] < plan.cost:
-                    limit = Decimal((snap.pool or {}).get("limitUsd", lvl.limit))
-                    raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
-                seen_remaining[lvl.kind] = total["remainingUsd"] - plan.cost
-            elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
-                self._check_hard_limits(plan, [{}] * h.index + [{
-                    "Code": "ConditionalCheckFailed", "Item": to_item(total)}])
-            self._forget_slices(h)
+                seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
+            self._forget_slices(h, total)
             if not any(any(s.get(a, 0) for a in h.need) for s in snap.slices.values()) and (
                     snap.pool is None or snap.pool.get(escrow.DRAINED) or not snap.pool.get(escrow.SHARDED)):
                 return  # nothing to move
@@ -693,7 +732,7 @@ class Ledger:
             items.append(self._loop_give_back(plan.loop))
         items += extra
         try:
-            self._transact(items, token=f"{plan.request_id}/s")
+            self._transact(items, token=f"{plan.request_id}/s", retries=_SETTLE_RETRIES)
         except _Cancelled as c:
             codes = [r.get("Code") for r in c.reasons]
             if codes[1] == "ConditionalCheckFailed":
@@ -789,21 +828,26 @@ class Ledger:
             return False
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _transact(self, items: list[dict[str, Any]], token: str) -> int:
-        """One transaction, retried with backoff on TransactionConflict (and a throttled item). Returns the
-        number of such retries it took (the contention it met)."""
-        for attempt in range(_CONFLICT_RETRIES):
+    def _transact(self, items: list[dict[str, Any]], token: str, retries: int = _CONFLICT_RETRIES) -> None:
+        """One transaction, tried up to `retries` times with backoff on TransactionConflict (and a throttled
+        item); raises _Cancelled."""
+        for attempt in range(retries):
             try:
                 self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(token, str(attempt)))
-                return attempt
+                return
             except self.client.exceptions.TransactionCanceledException as e:
                 cancelled = _Cancelled(e.response.get("CancellationReasons") or [])
-                if not cancelled.conflict or attempt == _CONFLICT_RETRIES - 1:
+                if not cancelled.conflict or attempt == retries - 1:
                     raise cancelled from None
             except self.client.exceptions.IdempotentParameterMismatchException:
                 raise Conflict("A request with this id was already reserved differently.",
                                code="duplicate_request") from None
-            time.sleep(random.uniform(0.005, 0.03) * (2 ** attempt))
+            self._backoff(attempt)
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        """Exponential backoff with full jitter (Developer Guide, "Error retries and exponential backoff")."""
+        time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
 
 
 _COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
