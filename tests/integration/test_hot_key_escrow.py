@@ -112,7 +112,7 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
 def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monkeypatch):
     ledger = _ledger(world)
     picks = iter(range(10_000))
-    monkeypatch.setattr(ledger_module.random, "randint", lambda a, b: 1 + next(picks) % (b - 1))  # never slice 8
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (next(picks) % (SHARDS - 1) + 0.5) / SHARDS)  # never slice 8
     for _ in range(12):
         res = ledger.reserve(_plan("last", Decimal("0.03"), window=False))
         _settle(ledger, res, Decimal("0.02"))
@@ -122,7 +122,7 @@ def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monk
     assert left == LIMIT - 12 * Decimal("0.02")
     assert max(Decimal(i.get("remainingUsd", 0)) for i in items) < left  # no single item holds it all
 
-    monkeypatch.setattr(ledger_module.random, "randint", lambda a, b: b)  # slice 8, empty
+    monkeypatch.setattr(ledger_module.random, "random", lambda: 0.99)  # slice 8, empty
     with pytest.raises(BudgetExceeded) as refused:
         ledger.reserve(_plan("last", left + Decimal("0.0000001"), window=False))
     assert refused.value.remaining == left  # refused with the level's total, not the slice's

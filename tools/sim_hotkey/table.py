@@ -178,6 +178,9 @@ class Tables:
         """Apply every action or none. Returns None on success, else CancellationReasons (wire format)."""
         planned: list[tuple[tuple[str, ...], dict[str, Any] | None]] = []
         reasons, failed = [], False
+        keys = [self.key(b["TableName"], b.get("Key") or b["Item"]) for e in actions for b in e.values()]
+        if len(set(keys)) != len(keys):
+            raise ValueError("Transaction request cannot include multiple operations on one item")
         for entry in actions:
             (kind, body), = entry.items()
             table = body["TableName"]

@@ -35,14 +35,13 @@ from typing import Any
 
 from tollgate.store.dynamo import from_item, to_item, values
 
-MAX_SHARDS = 32  # slices per counter; a drain reads them in one BatchGetItem (at most 100 keys)
+MAX_SHARDS = 32  # slices per counter; a rebalance reads them in one BatchGetItem (at most 100 keys)
 FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doubles on each further signal
 SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
-SHARDED = "sharded"  # on a pool: slices may hold part of its value (it keeps its warning floor meanwhile)
+SHARDED = "sharded"  # on a pool: slices may hold part of its value
 SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
-DRAINED = "drained"  # on a pool: its slices were drained and closed; it is the counter's one open item
-CLOSED = "closed"  # on a slice: drained; it takes refunds but no reservation
+WARNED = "warned"  # on a pool: the counter was found in its warning zone; it now lends to its last cent
 
 
 def slice_pk(pk: str, k: int) -> str:
@@ -53,8 +52,8 @@ def slice_pk(pk: str, k: int) -> str:
 class Hot:
     """One counter of a reservation held in escrow. Amounts per attribute: `need` is what this request
     takes (USD, or requests and tokens), `start` the allowance of a counter never written (its limit),
-    `floor` what the pool keeps while slices are open (a budget's warning floor; 0 for a rate window).
-    `book`: a budget level (keeps reservedUsd and spentUsd beside its remaining value)."""
+    `floor` what the pool keeps until the counter is warned (a budget's warning floor; 0 for a rate
+    window). `book`: a budget level (keeps reservedUsd and spentUsd beside its remaining value)."""
 
     index: int
     pk: str
@@ -67,13 +66,26 @@ class Hot:
 
     def chunk(self, shards: int, spare: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a short slice borrows: REFILL_REQUESTS requests' worth, but no more than its share of what the
-        pool can lend (`spare`, else the counter's allowance, less the floor), and never less than `need`."""
+        pool can lend (`spare`, else the counter's allowance less the floor), and never less than `need`."""
         out = {}
         for a, n in self.need.items():
             lendable = (spare or {}).get(a, self.start[a] - self.floor.get(a, 0))
             share = lendable / shards if isinstance(lendable, Decimal) else lendable // shards
             out[a] = max(n, min(n * REFILL_REQUESTS, share))
         return out
+
+    def keep(self, warned: bool) -> dict[str, Any]:
+        """What the pool must keep: its floor until the counter is warned, then nothing."""
+        return {a: 0 * n if warned else self.floor.get(a, 0 * n) for a, n in self.need.items()}
+
+
+@dataclass
+class State:
+    """What a container knows of one escrow counter: whether it is warned, and its remaining values when
+    last read (None: not known)."""
+
+    warned: bool = False
+    left: dict[str, Any] | None = None
 
 
 def _ttl_set(h: Hot, vals: dict[str, Any]) -> str:
@@ -99,30 +111,51 @@ def _update(table: str, pk: str, sk: str, update: str, condition: str, vals: dic
 
 
 def slice_reserve(table: str, h: Hot, k: int, take: dict[str, Any] | None) -> dict[str, Any]:
-    """Reserve `need` on slice k; with `take`, the slice first receives it from the pool (pool_lend in the
-    same transaction). A closed slice refuses; without `take`, so does one holding too little."""
+    """Reserve `need` on slice k. With `take`, the slice first receives that much (from the pool or other
+    slices, given in the same transaction: pool_lend, slice_give); without, it must hold enough."""
     vals: dict[str, Any] = {"nothing": 0}
-    sets, cond = [], [f"attribute_not_exists({CLOSED})"]
+    sets, cond = [], []
     for n, (a, need) in enumerate(h.need.items()):
+        got = (take or {}).get(a, 0 * need)
         vals[f"n{n}"] = need
-        vals[f"t{n}"] = (take or {}).get(a, 0)
+        vals[f"t{n}"] = got
         sets.append(f"{a} = if_not_exists({a}, :nothing) + :t{n} - :n{n}")
-        if not take:
-            cond.append(f"{a} >= :n{n}")
+        if need > got:  # the slice itself must hold the rest
+            vals[f"m{n}"] = need - got
+            cond.append(f"{a} >= :m{n}")
     update = "SET " + ", ".join(sets) + _book(h, vals) + _ttl_set(h, vals)
-    return _update(table, slice_pk(h.pk, k), h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+    item = _update(table, slice_pk(h.pk, k), h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+    if not cond:  # it receives at least `need` in this transaction
+        del item["Update"]["ConditionExpression"], item["Update"]["ReturnValuesOnConditionCheckFailure"]
+    return item
 
 
-def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int) -> dict[str, Any]:
-    """Take `take` from the pool for a slice, on the condition that the pool keeps its floor; marks it
-    sharded over `shards` slices. A pool never written starts at the counter's allowance."""
+def slice_give(table: str, h: Hot, k: int, give: dict[str, Any]) -> dict[str, Any]:
+    """Take `give` out of slice k (for another slice, in the same transaction), on the condition it holds it."""
+    vals: dict[str, Any] = {}
+    sets, cond = [], []
+    for n, (a, amount) in enumerate(give.items()):
+        vals[f"g{n}"] = amount
+        sets.append(f"{a} = {a} - :g{n}")
+        cond.append(f"{a} >= :g{n}")
+    return _update(table, slice_pk(h.pk, k), h.sk, "SET " + ", ".join(sets), " AND ".join(cond), vals, False)
+
+
+def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int, warned: bool, warn: bool = False) -> dict[str, Any]:
+    """Take `take` from the pool for a slice: unless the counter is warned, on the condition that the pool
+    keeps its floor and is not warned (so, until a counter is warned, its pool holds at least its floor and
+    the counter, the pool plus its slices, is clear of its warning zone); once warned, down to its last
+    cent. `warn`: mark it warned now (a read found it in its warning zone). Marks the pool sharded over
+    `shards` slices. A pool never written starts at the counter's allowance."""
     vals: dict[str, Any] = {"yes": True, "shards": shards}
-    sets, cond = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"], [f"attribute_not_exists({DRAINED})"]
+    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"] + ([f"{WARNED} = :yes"] if warn else [])
+    cond = [] if warn else [f"attribute_exists({WARNED})" if warned else f"attribute_not_exists({WARNED})"]
+    keep = h.keep(warned or warn)
     for n, (a, amount) in enumerate(take.items()):
-        vals.update({f"s{n}": h.start[a], f"t{n}": amount, f"k{n}": amount + h.floor.get(a, 0)})
+        vals.update({f"s{n}": h.start[a], f"t{n}": amount, f"k{n}": amount + keep[a]})
         sets.append(f"{a} = if_not_exists({a}, :s{n}) - :t{n}")
-        fits_fresh = h.start[a] >= amount + h.floor.get(a, 0)
-        cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fits_fresh else f"{a} >= :k{n}")
+        fresh = h.start[a] >= amount + keep[a]
+        cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fresh else f"{a} >= :k{n}")
     if h.book:
         vals.update(zero=Decimal(0), limit=h.start["remainingUsd"])
         sets.append("reservedUsd = if_not_exists(reservedUsd, :zero), spentUsd = if_not_exists(spentUsd, :zero), "
@@ -144,11 +177,35 @@ class Snapshot:
 
     def total(self, h: Hot) -> dict[str, Any]:
         """The counter's remaining value per attribute: the pool's (its allowance if absent) plus the slices'."""
-        out = {}
-        for a in h.need:
-            pool = (self.pool or {}).get(a, h.start[a])
-            out[a] = pool + sum((s.get(a, 0) for s in self.slices.values()), type(pool)(0))
-        return out
+        return {a: self.pool_value(h)[a] + sum((s.get(a, 0 * n) for s in self.slices.values()), 0 * n)
+                for a, n in h.need.items()}
+
+    def pool_value(self, h: Hot) -> dict[str, Any]:
+        return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
+
+    def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
+        """How a request that found slice k and the pool short gets `need` from this snapshot: (the slice to
+        reserve on, what that slice receives, what each giving slice gives, the pool as slice 0). A slice
+        holding enough on its own is used as it is; otherwise slices give, richest first, then the pool
+        what it may lend. Assumes the total fits."""
+        holds = {j: s for j, s in self.slices.items() if all(s.get(a, 0 * n) >= n for a, n in h.need.items())}
+        if holds:
+            return max(holds, key=lambda j: tuple(holds[j].get(a, 0) for a in h.need)), None, {}
+        own = self.slices.get(k, {})
+        want = {a: n - max(own.get(a, 0 * n), 0 * n) for a, n in h.need.items()}
+        gives: dict[int, dict[str, Any]] = {}
+        others = ((j, s) for j, s in self.slices.items() if j != k)
+        for j, s in sorted(others, key=lambda js: tuple(js[1].get(a, 0) for a in h.need), reverse=True):
+            if all(w <= 0 for w in want.values()):
+                break
+            give = {a: min(max(s.get(a, 0 * n), 0 * n), max(want[a], 0 * n)) for a, n in h.need.items()}
+            if any(give.values()):
+                gives[j] = give
+                want = {a: want[a] - give[a] for a in want}
+        if any(w > 0 for w in want.values()):  # the rest from the pool (pool_lend's condition keeps its floor)
+            gives[0] = {a: max(w, 0 * w) for a, w in want.items()}
+        received = {a: sum((g.get(a, 0 * n) for g in gives.values()), 0 * n) for a, n in h.need.items()}
+        return k, received, gives
 
 
 def read(client: Any, table: str, h: Hot) -> Snapshot:
@@ -158,53 +215,16 @@ def read(client: Any, table: str, h: Hot) -> Snapshot:
 
 def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     """The items of the counter whose pool is (pk, sk): one strongly consistent BatchGetItem."""
-    h = Hot(0, pk, sk, {}, {}, {}, None, False)
-    keys = [{"pk": h.pk, "sk": h.sk}] + [{"pk": slice_pk(h.pk, k), "sk": h.sk} for k in range(1, MAX_SHARDS + 1)]
+    keys = [{"pk": pk, "sk": sk}] + [{"pk": slice_pk(pk, k), "sk": sk} for k in range(1, MAX_SHARDS + 1)]
     found: list[dict[str, Any]] = []
     request = {table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
     while request:
         got = client.batch_get_item(RequestItems=request)
         found += [from_item(i) for i in got.get("Responses", {}).get(table, [])]
         request = got.get("UnprocessedKeys") or {}
-    pool = next((i for i in found if i["pk"] == h.pk), None)
-    slices = {int(i["pk"].split("#", 2)[1]): i for i in found if i["pk"] != h.pk}
+    pool = next((i for i in found if i["pk"] == pk), None)
+    slices = {int(i["pk"].split("#", 2)[1]): i for i in found if i["pk"] != pk}
     return Snapshot(pool, slices)
-
-
-def drain(table: str, h: Hot, snap: Snapshot) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(the pool's update, the slices' updates) of one transaction that moves every slice's value into the
-    pool, closes the slices, marks the pool drained and reserves `need` on it, each item conditioned on
-    the value `snap` saw (so success proves the counter's total)."""
-    vals: dict[str, Any] = {"yes": True}
-    sets, cond = [f"{DRAINED} = :yes"], []
-    slice_items = []
-    for n, (a, need) in enumerate(h.need.items()):
-        moved = sum((s.get(a, 0) for s in snap.slices.values()), type(need)(0))
-        vals.update({f"n{n}": need, f"m{n}": moved, f"s{n}": h.start[a]})
-        sets.append(f"{a} = if_not_exists({a}, :s{n}) + :m{n} - :n{n}")
-        if snap.pool is None or a not in snap.pool:
-            cond.append(f"attribute_not_exists({a})")
-        else:
-            vals[f"e{n}"] = snap.pool[a]
-            cond.append(f"{a} = :e{n}")
-    if h.book:
-        vals["limit"] = h.start["remainingUsd"]
-        sets.append("limitUsd = if_not_exists(limitUsd, :limit)")
-    pool = _update(table, h.pk, h.sk, "SET " + ", ".join(sets) + _book(h, vals) + _ttl_set(h, vals) + f" REMOVE {SHARDED}",
-                   " AND ".join(cond), vals, h.ttl is not None)
-    for k, item in sorted(snap.slices.items()):
-        svals: dict[str, Any] = {"yes": True}
-        ssets, scond = [f"{CLOSED} = :yes"], []
-        for n, a in enumerate(h.need):
-            if a in item:
-                svals[f"e{n}"] = item[a]
-                ssets.append(f"{a} = {a} - :e{n}")
-                scond.append(f"{a} = :e{n}")
-            else:
-                scond.append(f"attribute_not_exists({a})")
-        slice_items.append(_update(table, slice_pk(h.pk, k), h.sk, "SET " + ", ".join(ssets), " AND ".join(scond),
-                                   svals, False))
-    return pool, slice_items
 
 
 class Shards:

@@ -48,7 +48,7 @@ RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
-_SHARDED_TRIES = 8  # attempts of an escrow reservation (a borrow, a drain and conflicts each take one)
+_SHARDED_TRIES = 16  # attempts of an escrow reservation (a borrow, a drain and conflicts each take one)
 # CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
 # ThrottlingError: an item over its partition's throughput)
 _RETRYABLE = ("TransactionConflict", "ThrottlingError")
@@ -237,8 +237,7 @@ class Ledger:
         self.client = client
         self._seen = _Seen()
         self._shards = escrow.Shards(shards)
-        # counters seen drained (this period) -> their remaining values as last seen (None: not known)
-        self._drained: OrderedDict[tuple[str, str], dict[str, Any] | None] = OrderedDict()
+        self._escrow: OrderedDict[tuple[str, str], escrow.State] = OrderedDict()  # by counter item (pk, sk)
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
@@ -265,8 +264,7 @@ class Ledger:
         hot = _hot(plan)
         for h in hot.values():
             self._refuse_if_short(plan, h)
-        sliced = {i for i, h in hot.items()
-                  if self._shards.get(_scope(plan, i)) > 1 and (h.pk, h.sk) not in self._drained}
+        sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
         if sliced:
             return self._reserve_sharded(plan, hot, sliced, set())
         # Each counter is held one of three ways: by its expected value (exact); a budget level contended
@@ -292,8 +290,7 @@ class Ledger:
                     return self._reserve_sharded(plan, hot, sliced, drain)
                 if c.conflict:  # another transaction holds a counter: spread the counters over slices
                     self._contended(plan, hot)
-                    sliced = {i for i, h in hot.items()
-                              if self._shards.get(_scope(plan, i)) > 1 and (h.pk, h.sk) not in self._drained}
+                    sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
                     if sliced:
                         return self._reserve_sharded(plan, hot, sliced, set())
                 self._learn(keys, c.reasons)
@@ -329,28 +326,37 @@ class Ledger:
 
     def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot],
                   reasons: list[dict[str, Any]]) -> tuple[set[int], set[int]] | None:
-        """For a single-item reservation that failed on a counter others hold in escrow: (the counters to
-        hold on slices, those to drain first); None when no failure came from escrow."""
-        sliced, drain = set(), set()
+        """For a single-item reservation that failed on a counter others hold in escrow (its pool
+        `sharded`): (the counters to hold on slices, those to drain first); None when none did."""
+        sliced: set[int] = set()
         for i, h in hot.items():
             if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
                 continue
             old = from_item(reasons[i].get("Item") or {})
             if old.get(escrow.SHARDED):
                 self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
+                self._state(h).warned |= bool(old.get(escrow.WARNED))
                 sliced.add(i)
-            elif old.get(escrow.DRAINED) and any(old.get(a, 0) < n for a, n in h.need.items()):
-                drain.add(i)  # refunds may have settled on its closed slices since
-        if not sliced and not drain:
-            return None
-        return sliced, drain
+        return (sliced, set()) if sliced else None
+
+    def _state(self, h: escrow.Hot) -> escrow.State:
+        key = (h.pk, h.sk)
+        st = self._escrow.get(key)
+        if st is None:
+            st = self._escrow[key] = escrow.State()
+            while len(self._escrow) > _SEEN_MAX:
+                self._escrow.popitem(last=False)
+        return st
 
     def _reserve_sharded(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int],
-                         drain: set[int]) -> Reservation:
-        """Reserve with the counters in `sliced` held on one slice each (borrowing from their pool when the
-        slice is short), after draining those in `drain`; every other counter is held on its own item by
-        its limit (a budget level first with its warning floor left over). Two calls (one transaction)
-        while no slice runs short; a borrow adds one, a drain two (a read and its transaction)."""
+                         rebalance: set[int]) -> Reservation:
+        """Reserve with the counters in `sliced` held on one slice each: as it is while the slice holds
+        enough; else borrowing from the pool in the same transaction; else, when the pool cannot lend,
+        REBALANCED from one read of the counter: onto a slice that holds enough, or with other slices (and
+        the pool) giving to this one in the same transaction, or refused when the counter's total cannot
+        fit. Every other counter is held on its own item by its limit (a budget level first with its
+        warning floor left over). Two calls (one transaction) while the slice holds enough or the pool
+        lends; a borrow the pool refuses adds one, a rebalance two (a read, a transaction)."""
         n_levels = len(plan.levels)
         keys = _counter_keys(plan)
         floor: set[int] = set()
@@ -359,91 +365,120 @@ class Ledger:
             if i not in sliced:
                 self._fall_back(plan, i, plain, floor)
         pick = self._pick(plan, sliced)
-        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}
-        drained: set[int] = set()  # counters this reservation drained
+        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}  # what the slice receives
+        gives: dict[int, dict[int, dict[str, Any]]] = {}  # counter -> giver (0: the pool) -> amounts
+        warn: set[int] = set()  # counters this reservation marks warned
         seen_remaining: dict[str, Decimal] = {}
         for attempt in range(_SHARDED_TRIES):
-            for i in sorted(drain):
-                self._drain(plan, hot[i], seen_remaining)
-                drain.discard(i)
-                drained.add(i)
-                sliced.discard(i)
-                self._fall_back(plan, i, plain, floor)
+            for i in sorted(rebalance):  # gives[i] set (maybe empty): chosen by a rebalance
+                pick[i], take[i], gives[i], flip = self._rebalance(plan, hot[i], pick[i], seen_remaining)
+                if flip:
+                    warn.add(i)
+            rebalance.clear()
             at = {i: (escrow.slice_pk(hot[i].pk, pick[i]), hot[i].sk) for i in sliced}
             items = self._reserve_items(plan, {}, floor, at=at)
-            lends: list[int] = []
+            extras: list[tuple[int, int]] = []  # (counter, giver) of each item after the plan's own
+            lent_clear: set[int] = set()  # counters an unwarned pool lent to: proved clear of the warning zone
             for i in sliced:
-                items[i] = escrow.slice_reserve(self.budgets, hot[i], pick[i], take[i])
-                if take[i]:
-                    lends.append(i)
-                    items.append(escrow.pool_lend(self.budgets, hot[i], take[i], self._shards.get(_scope(plan, i))))
-            base = len(items) - len(lends)
+                h, st = hot[i], self._state(hot[i])
+                items[i] = escrow.slice_reserve(self.budgets, h, pick[i], take[i])
+                givers = gives[i] if i in gives else ({0: take[i]} if take[i] else {})
+                if i in warn and 0 not in givers:
+                    givers = {**givers, 0: {a: 0 * n for a, n in h.need.items()}}
+                for j, amounts in sorted(givers.items()):
+                    extras.append((i, j))
+                    if j:
+                        items.append(escrow.slice_give(self.budgets, h, j, amounts))
+                    else:
+                        items.append(escrow.pool_lend(self.budgets, h, amounts, self._shards.get(_scope(plan, i)),
+                                                      st.warned, warn=i in warn))
+                        if not st.warned and i not in warn:
+                            lent_clear.add(i)
+            base = len(items) - len(extras)
             try:
                 self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
                 if c.conflict:  # contended even so: more slices, another pick, after a backoff
                     self._contended(plan, {i: hot[i] for i in sliced})
                     pick = self._pick(plan, sliced)
-                    take = {i: None for i in sliced}
+                    take, gives = {i: None for i in sliced}, {}
                     self._backoff(0)
                     continue
                 reasons = list(c.reasons) + [{}] * (len(items) - len(c.reasons))
-                handled: set[int] = set()
-                for n, i in enumerate(lends):  # the pool could not lend that much above its floor
-                    r = reasons[base + n]
-                    if r.get("Code") != "ConditionalCheckFailed":
-                        continue
-                    h, pool = hot[i], from_item(r.get("Item") or {})
-                    spare = {a: pool.get(a, h.start[a]) - h.floor.get(a, 0) for a in h.need}
-                    if pool.get(escrow.DRAINED):
-                        self._forget_slices(h, pool)
-                        sliced.discard(i)
-                        self._fall_back(plan, i, plain, floor)
-                    elif all(spare[a] >= n_ for a, n_ in h.need.items()):
-                        take[i] = {a: min(spare[a], c) for a, c in h.chunk(self._shards.get(_scope(plan, i)), spare).items()}
-                    else:
-                        drain.add(i)
-                    handled.add(i)
+                handled = self._escrow_failed(plan, hot, sliced, extras, base, reasons, take, gives, rebalance)
                 for i, r in enumerate(reasons[:base]):
-                    if r.get("Code") != "ConditionalCheckFailed" or i in handled:
-                        continue
-                    old = from_item(r.get("Item") or {})
-                    if i in sliced:  # short (borrow next time) or closed (the counter was drained)
-                        if old.get(escrow.CLOSED):
-                            self._forget_slices(hot[i], None)
-                            sliced.discard(i)
-                            self._fall_back(plan, i, plain, floor)
-                        else:
-                            take[i] = hot[i].chunk(self._shards.get(_scope(plan, i)))
-                        handled.add(i)
-                    elif i in hot and old.get(escrow.SHARDED):  # keeps its floor while slices are open
-                        drain.add(i)
-                        handled.add(i)
-                    elif i in hot and i not in drained and old.get(escrow.DRAINED) and any(
-                            old.get(a, 0) < n_ for a, n_ in hot[i].need.items()):
-                        self._forget_slices(hot[i], old)
-                        drain.add(i)
-                        handled.add(i)
-                    elif i in floor and i < n_levels:
+                    if i in floor and r.get("Code") == "ConditionalCheckFailed" and i < n_levels:
                         lvl = plan.levels[i]
-                        left = Decimal(old.get("remainingUsd", lvl.limit))
+                        left = Decimal(from_item(r.get("Item") or {}).get("remainingUsd", lvl.limit))
                         if left >= plan.cost:  # inside its warning zone: say so, then hold it by its limit
                             seen_remaining[lvl.kind] = left - plan.cost
                             floor.discard(i)
                             plain.add(i)
                             handled.add(i)
-                rest = [{} if i in handled else r for i, r in enumerate(reasons[:base])]
-                self._check_hard_limits(plan, rest)
+                self._check_hard_limits(plan, [{} if i in handled else r for i, r in enumerate(reasons[:base])])
                 if not handled:
                     log.warning("sharded reservation cancelled for no known limit",
                                 extra={"codes": [r.get("Code") for r in c.reasons]})
                     raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
                 continue
+            for i in warn:
+                self._state(hot[i]).warned = True
             res = Reservation(plan, slices=at)
-            res.clear_of_warning = {plan.levels[i].kind for i in floor | sliced if i < n_levels}
+            res.clear_of_warning = {plan.levels[i].kind for i in floor | lent_clear if i < n_levels}
             res.seen_remaining = seen_remaining
             return res
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    def _escrow_failed(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int], extras: list[tuple[int, int]],
+                       base: int, reasons: list[dict[str, Any]], take: dict[int, dict[str, Any] | None],
+                       gives: dict[int, dict[int, dict[str, Any]]], rebalance: set[int]) -> set[int]:
+        """Learn from a cancelled escrow reservation and choose each failed counter's next step: borrow (its
+        slice was short), borrow less or as a warned counter (the pool could not lend that much), or
+        rebalance (a rebalance's giver had changed, or the pool cannot lend). Returns the counters handled."""
+        handled: set[int] = set()
+        for n, (i, j) in enumerate(extras):
+            r = reasons[base + n]
+            if r.get("Code") != "ConditionalCheckFailed" or i in handled:
+                continue
+            handled.add(i)
+            h, st, old = hot[i], self._state(hot[i]), from_item(r.get("Item") or {})
+            if i in gives:  # a rebalance met a change: read again
+                rebalance.add(i)
+                continue
+            was = st.warned
+            st.warned |= bool(old.get(escrow.WARNED))
+            if st.warned != was:
+                continue  # borrow again, as a warned counter
+            spare = {a: old.get(a, h.start[a]) - k for a, k in h.keep(st.warned).items()}
+            if all(spare[a] >= n_ for a, n_ in h.need.items()):
+                take[i] = {a: min(spare[a], c) for a, c in h.chunk(self._shards.get(_scope(plan, i)), spare).items()}
+            else:
+                rebalance.add(i)
+        for i in sliced - handled:
+            if reasons[i].get("Code") == "ConditionalCheckFailed":  # the slice is short: borrow
+                handled.add(i)
+                if i in gives:  # it was chosen by a rebalance (the pool could not lend): rebalance again
+                    rebalance.add(i)
+                    continue
+                take[i] = hot[i].chunk(self._shards.get(_scope(plan, i)))
+        return handled
+
+    def _rebalance(self, plan: Plan, h: escrow.Hot, k: int, seen_remaining: dict[str, Decimal]
+                   ) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]], bool]:
+        """Read counter h (one strongly consistent read) and plan how this request gets its `need` from it:
+        (the slice to reserve on, what it receives, who gives it, whether to mark the counter warned now).
+        Raises the refusal when the counter's total cannot fit this request."""
+        snap = escrow.read(self.client, self.budgets, h)
+        total = snap.total(h)
+        st = self._state(h)
+        st.left = total
+        st.warned |= bool((snap.pool or {}).get(escrow.WARNED))
+        self._short(plan, h, total, snap.pool)
+        if h.index < len(plan.levels):
+            seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
+        flip = not st.warned and any(total[a] - n < h.floor.get(a, 0 * n) for a, n in h.need.items())
+        slice_k, receives, givers = snap.plan(h, k)
+        return slice_k, receives, givers, flip
 
     def _pick(self, plan: Plan, sliced: set[int]) -> dict[int, int]:
         """The slice of each counter: one draw for the request, so its transaction touches the k-th slice of
@@ -451,23 +486,15 @@ class Ledger:
         u = random.random()
         return {i: 1 + int(u * max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
 
-    def _forget_slices(self, h: escrow.Hot, left: dict[str, Any] | None) -> None:
-        """Counter h is drained for the rest of its period: this container holds it on its pool. `left`:
-        its remaining values as just seen (None: not known)."""
-        self._drained[(h.pk, h.sk)] = {a: left[a] for a in h.need if a in left} if left else None
-        self._drained.move_to_end((h.pk, h.sk))
-        while len(self._drained) > _SEEN_MAX:
-            self._drained.popitem(last=False)
-
     def _refuse_if_short(self, plan: Plan, h: escrow.Hot) -> None:
-        """A drained counter this container last saw short of this request: read its items (one strongly
+        """A counter this container last saw short of this request: read its items (one strongly
         consistent read, no transaction on the hot pool) and refuse if their total is short too."""
-        left = self._drained.get((h.pk, h.sk))
-        if not left or all(left.get(a, n) >= n for a, n in h.need.items()):
+        st = self._escrow.get((h.pk, h.sk))
+        if st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items()):
             return
-        total = escrow.read(self.client, self.budgets, h)
-        self._short(plan, h, total.total(h), total.pool)
-        self._forget_slices(h, total.total(h))
+        snap = escrow.read(self.client, self.budgets, h)
+        st.left = snap.total(h)
+        self._short(plan, h, st.left, snap.pool)
 
     def _short(self, plan: Plan, h: escrow.Hot, total: dict[str, Any], pool: dict[str, Any] | None) -> None:
         """Raise the refusal when counter h's `total` remaining cannot fit this request."""
@@ -478,29 +505,6 @@ class Ledger:
                 raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
         elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
             self._check_hard_limits(plan, [{}] * h.index + [{"Code": "ConditionalCheckFailed", "Item": to_item(total)}])
-
-    def _drain(self, plan: Plan, h: escrow.Hot, seen_remaining: dict[str, Decimal]) -> None:
-        """Move counter h's slices back into its pool and close them (one read, one transaction, each
-        item conditioned on the value read; re-read if another writer got in between). Raises the
-        refusal when even the counter's total cannot fit this request."""
-        for attempt in range(_SHARDED_TRIES):
-            snap = escrow.read(self.client, self.budgets, h)
-            total = snap.total(h)
-            self._short(plan, h, total, snap.pool)
-            if h.index < len(plan.levels):
-                seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
-            self._forget_slices(h, total)
-            if not any(any(s.get(a, 0) for a in h.need) for s in snap.slices.values()) and (
-                    snap.pool is None or snap.pool.get(escrow.DRAINED) or not snap.pool.get(escrow.SHARDED)):
-                return  # nothing to move
-            pool, slices = escrow.drain(self.budgets, replace(h, need={a: 0 * n for a, n in h.need.items()},
-                                                               book=False), snap)
-            try:
-                self._transact([pool, *slices], token=f"{plan.request_id}/d{h.index}/{attempt}")
-                return
-            except _Cancelled:
-                continue
-        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
         """The exact values a successful reservation proved (those it held by their expected value)."""
@@ -569,7 +573,8 @@ class Ledger:
             elif i not in expect:
                 condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :cost" if lvl.must_exist
                              else f"attribute_not_exists(remainingUsd) OR (remainingUsd >= :cost AND "
-                                  f"(attribute_not_exists({escrow.SHARDED}) OR remainingUsd >= :guard))")
+                                  f"(attribute_not_exists({escrow.SHARDED}) OR attribute_exists({escrow.WARNED}) "
+                                  "OR remainingUsd >= :guard))")
                 if not lvl.must_exist:
                     vals["guard"] = plan.cost + lvl.warning_floor
             elif "remainingUsd" in expect[i]:
