@@ -64,16 +64,20 @@ def _levels(limit: Decimal) -> tuple[Level, ...]:
             Level(USER_MONTH, user_pk("fleet"), month_sk(NOW), limit, floor))
 
 
-def run(p: Params, design: str, shards: int | None, budget: str, limit: Decimal) -> Result:
+def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal | None = None) -> Result:
+    """One run: `left`, every level starts with only this much of its limit left (its warning long sent)."""
     random.seed(p.seed)
     rng = random.Random(p.seed)
     clock = Clock()
     tables = Tables({BUDGETS: ("pk", "sk"), USAGE: ("pk", "sk")})
     client = SimClient(clock, tables, p)
-    ledger_module.time = types.SimpleNamespace(sleep=clock.sleep)  # the ledger's backoff, in virtual time
     free: list[Ledger] = []
     out = Result(design, budget)
-    levels = _levels(limit)
+    levels = _levels(p.far_limit_usd)
+    for lvl in levels if left is not None else ():
+        tables.items[(BUDGETS, lvl.pk, lvl.sk)] = {
+            "pk": lvl.pk, "sk": lvl.sk, "limitUsd": lvl.limit, "remainingUsd": left, "reservedUsd": Decimal(0),
+            "spentUsd": lvl.limit - left, "warned": True}
     window = Window("RATE#sk-hotkey0001", "MIN#2026-11-27T14:30", p.rpm, p.rpm * 10_000, 60, 1_900_000_000)
     usage_total = [Decimal(0)]
 
@@ -120,7 +124,12 @@ def run(p: Params, design: str, shards: int | None, budget: str, limit: Decimal)
         clock.spawn(t, lambda n=n: request(n))
         n += 1
     out.offered = n
-    clock.run()
+    real_time = ledger_module.time
+    ledger_module.time = types.SimpleNamespace(sleep=clock.sleep)  # the ledger's backoff, in virtual time
+    try:
+        clock.run()
+    finally:
+        ledger_module.time = real_time
     out.transactions, out.conflicts, out.write_units = (client.counts.transactions, client.counts.conflicts,
                                                          client.counts.write_units)
     for lvl in levels:
@@ -129,10 +138,10 @@ def run(p: Params, design: str, shards: int | None, budget: str, limit: Decimal)
                                                            and pk.startswith("SHARD#"))]
         spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
         reserved = sum((Decimal(i.get("reservedUsd", 0)) for i in items), Decimal(0))
-        left = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
+        remaining = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
         out.overshoot_usd = max(out.overshoot_usd, spent + reserved - lvl.limit)
-        out.left_usd = left if lvl.kind == USER_MONTH else out.left_usd
-        out.balanced &= spent == usage_total[0] and reserved == 0
+        out.left_usd = remaining if lvl.kind == USER_MONTH else out.left_usd
+        out.balanced &= spent - (lvl.limit - left if left is not None else 0) == usage_total[0] and reserved == 0
     return out
 
 
@@ -156,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     for what, source in SOURCES.items():
         print(f"  source: {what}: {source}")
     runs = []
-    for budget, limit in (("far", p.far_limit_usd), ("near", p.near_limit_usd)):
+    for budget, left in (("far", None), ("near", p.near_left_usd)):
         for design, shards in (("1 shard", 1), ("adaptive", None)):
-            runs.append(run(p, design, shards, budget, limit))
+            runs.append(run(p, design, shards, budget, left))
     print(f"{'design':10} {'budget':6} {'offered':>7} {'admitted/s':>10} {'refused':>7} {'failed':>6} "
           f"{'unsettled':>9} {'p99 added ms':>12} {'conflicts':>9} {'WRU/req':>7} {'overshoot $':>11} "
           f"{'left $':>10} balanced")

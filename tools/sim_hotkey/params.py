@@ -24,7 +24,8 @@ class Params:
     cost_min: Decimal = Decimal("0.001")  # a request's worst case, uniform in [min, max]
     cost_max: Decimal = Decimal("0.01")
     far_limit_usd: Decimal = Decimal("100000")  # "far from its limits": every budget level
-    near_limit_usd: Decimal = Decimal("3")  # "at its limit": the user's month runs out during the run
+    near_left_usd: Decimal = Decimal("4")  # "at its limit": every level starts with this much of far_limit_usd
+    # left (past its 80% warning), so it runs out during the run
     rpm: int = 10_000_000  # the rate window: never the limit here, but written by every request
     seed: int = 16
 

@@ -1,28 +1,27 @@
 """Escrow-sharded counters for a hot key: the items and the shard counts behind tollgate.store.ledger's
 sharded reservations (issue 16).
 
-DynamoDB serves about 1,000 write units a second for one partition (Developer Guide, "Burst and adaptive
-capacity" / "Understanding DynamoDB warm throughput": each partition is limited to 1,000 write units per
-second), and concurrent transactions on one item cancel each other with TransactionConflict. A counter
-written twice per request in transactions (2 units each) so tops out near 250 requests a second.
+DynamoDB serves at most 1,000 write units a second for one partition (Developer Guide, "Understanding
+DynamoDB warm throughput": "each individual partition is limited to 1,000 write units per second"), and a
+transaction on an item another transaction holds is cancelled with TransactionConflict. A counter written
+twice per request in transactions (2 units each) so tops out near 250 requests a second, and well before.
 
 The escrow transactional method: a counter (a budget level, or a rate window) keeps its item, the POOL,
-and may have N SLICE items (pk `SHARD#<k>#<pool pk>`, k = 1..N, the pool's sk). Every item holds part of
-the counter's remaining allowance, and the counter's remaining value is the SUM over its items; every
-write moves value between items or takes it with a condition that the item holds enough, so the sum
-never goes below zero: the hard cap holds whatever N is, and N is only a routing choice of each container.
-- A request reserves on one slice per counter (chosen at random): one item of N, so load spreads.
-- A slice without enough BORROWS from the pool in the same transaction (a chunk of REFILL_REQUESTS
-  requests' worth), on the condition that the pool keeps the counter's warning floor. So while slices are
-  open the pool holds at least the floor, and the counter (pool + slices >= pool) is clear of its warning
-  zone: a slice reservation proves it, as the single item's floor condition does.
-- When the pool cannot lend above its floor, the counter is DRAINED: its items are read, then one
-  transaction moves every slice's value back into the pool, closes the slices (`closed`, no further
-  reservation on them), marks the pool `drained` and reserves on it, each item conditioned on the value
-  read. Success proves the counter's exact remaining value (the headers and the 80% warning use it). From
-  then on the counter is one item again (the ledger's single-item path). A refund settling later on a
-  closed slice stays there until the next refusal drains again, so a request that fits the counter's total
-  remaining is never refused ("the last cent is reachable").
+and may have SLICE items (pk `SHARD#<k>#<pool pk>`, k = 1..N, the pool's sk). Each item holds part of the
+counter's remaining allowance and the counter's remaining value is the SUM over its items. Every write
+moves value between items or takes it on the condition that the item holds it, so the sum never goes
+below zero: the hard cap holds whatever N is, and N is only each container's routing choice.
+- A request reserves on one slice per counter (one random draw per request), so load spreads over N.
+- A slice without enough BORROWS from the pool in the same transaction (REFILL_REQUESTS requests' worth,
+  at most its share), on the condition that the pool keeps the counter's warning floor, until the counter
+  is WARNED. So, until then, the pool holds at least the floor and the counter (pool + slices >= pool) is
+  clear of its warning zone; a borrow proves it, as the single item's floor condition does.
+- When the pool cannot lend, the counter is REBALANCED from one strongly consistent read of all its items:
+  refused if their total cannot fit the request (so nothing is refused while the counter has room for it:
+  "the last cent is reachable"); else reserved on a slice that holds enough, or with other slices and the
+  pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
+  A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
+  transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
 Quiet keys never leave N = 1: their counters are exactly the single items they always were.
 """
 from __future__ import annotations
