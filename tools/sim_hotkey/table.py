@@ -10,7 +10,6 @@ condition := disjunction of conjunctions of [NOT] (condition) | f(path) | operan
 """
 from __future__ import annotations
 
-import copy
 import re
 from decimal import Decimal
 from typing import Any
@@ -217,6 +216,3 @@ class Tables:
                 self.items[key] = new
                 self.sizes[key] = item_size(to_item(new))
         return None
-
-    def snapshot(self) -> dict[tuple[str, ...], dict[str, Any]]:
-        return copy.deepcopy(self.items)
