@@ -142,3 +142,20 @@ def test_a_quiet_key_stays_on_its_one_item(world):
         _settle(ledger, res, Decimal("0.005"))
     [pool] = _items(world, "quiet")
     assert pool["spentUsd"] == Decimal("0.015") and pool["remainingUsd"] == LIMIT - Decimal("0.015")
+
+
+def test_a_lowered_limit_takes_back_what_the_slices_hold(world):
+    from tollgate.store.limits import LimitsStore
+
+    ledger = _ledger(world)
+    for _ in range(4):
+        _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.01"), window=False)), Decimal("0.01"))
+    assert sum(Decimal(i.get("remainingUsd", 0)) for i in _items(world, "lower")[1:]) > 0  # slices hold some
+    LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], world.dynamodb).set_counter_limit(
+        user_pk("lower"), month_sk(NOW), Decimal("0.045"))
+    items = _items(world, "lower")
+    assert all(Decimal(i.get("remainingUsd", 0)) == 0 for i in items[1:])  # every slice emptied into the pool
+    assert sum(Decimal(i.get("remainingUsd", 0)) for i in items) == Decimal("0.005")
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve(_plan("lower", Decimal("0.006"), window=False))
+    _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.005"), window=False)), Decimal("0.005"))

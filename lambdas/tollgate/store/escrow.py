@@ -226,6 +226,31 @@ def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     return Snapshot(pool, slices)
 
 
+def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
+    """Move every slice's remainingUsd back into the pool (a limit was lowered: what the slices hold must
+    not outlive the new limit). One two-item transaction per slice holding value, each on the condition
+    the slice still holds it; a slice changed meanwhile is read and tried again."""
+    for _ in range(tries):
+        snap = read_counter(client, table, pk, sk)
+        moved_all = True
+        for k, item in snap.slices.items():
+            value = Decimal(item.get("remainingUsd", 0))
+            if value <= 0:
+                continue
+            try:
+                client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
+                                "UpdateExpression": "SET remainingUsd = remainingUsd - :v",
+                                "ConditionExpression": "remainingUsd >= :v", "ExpressionAttributeValues": values(v=value)}},
+                    {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}),
+                                "UpdateExpression": "SET remainingUsd = remainingUsd + :v",
+                                "ExpressionAttributeValues": values(v=value)}}])
+            except client.exceptions.TransactionCanceledException:
+                moved_all = False
+        if moved_all:
+            return
+
+
 class Shards:
     """How many slices this container spreads each counter over, by (pool pk, counter kind): 1 until a
     transaction on it meets DynamoDB's own signal of an item at its limit (TransactionConflict, or a

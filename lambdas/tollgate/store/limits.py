@@ -85,6 +85,8 @@ class LimitsStore:
                     UpdateExpression="SET limitUsd = :new, remainingUsd = remainingUsd + :delta",
                     ConditionExpression="limitUsd = :old",
                     ExpressionAttributeValues=values(new=limit, delta=limit - old_limit, old=old_limit))
+                if old.get(escrow.SHARDED) and limit < old_limit:  # slices must not spend past the new limit
+                    escrow.collect(self.client, self.table, pk, sk)
                 return
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
