@@ -11,7 +11,7 @@ from tools.sim_hotkey.table import Tables
 
 
 def test_a_tiny_run_admits_within_the_budget_and_balances():
-    p = replace(Params(), offered_rps=150, seconds=1.0)
+    p = replace(Params(), offered_rps=150, warmup_s=0.0, seconds=1.0)
     near = run(p, "adaptive", None, "near", Decimal("0.3"))
     assert near.admitted and near.refused  # the budget ran out during the run
     assert near.overshoot_usd <= 0 and near.balanced and near.left_usd >= 0

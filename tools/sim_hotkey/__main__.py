@@ -81,8 +81,9 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
     window = Window("RATE#sk-hotkey0001", "MIN#2026-11-27T14:30", p.rpm, p.rpm * 10_000, 60, 1_900_000_000)
     usage_total = [Decimal(0)]
 
-    def request(n: int) -> None:
+    def request(n: int, measured: bool) -> None:
         ledger = free.pop() if free else Ledger(BUDGETS, USAGE, client, shards=shards)
+        stats = out if measured else Result(design, budget)
         cost = (p.cost_min + (p.cost_max - p.cost_min) * Decimal(rng.random())).quantize(CENT)
         rid = f"sim-{n:07d}"
         plan = Plan(request_id=rid, user="fleet", principal_id="sk-hotkey0001", levels=levels, window=window,
@@ -92,11 +93,11 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         try:
             res = ledger.reserve(plan)
         except BudgetExceeded:
-            out.refused += 1
+            stats.refused += 1
             free.append(ledger)
             return
         except (Conflict, RateLimited):
-            out.failed += 1
+            stats.failed += 1
             free.append(ledger)
             return
         reserved = clock.now - t0
@@ -109,21 +110,21 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         except Exception:  # noqa: BLE001 - counted: the sweeper would release it, unmetered
             ok = False
         if ok:
-            out.admitted += 1
+            stats.admitted += 1
             usage_total[0] += actual
-            out.added_s.append(reserved + clock.now - t1)
+            stats.added_s.append(reserved + clock.now - t1)
         else:
-            out.settle_failed += 1
+            out.settle_failed += 1  # counted in any phase: an unmetered answer
         free.append(ledger)
 
     t, n = 0.0, 0
     while True:
         t += rng.expovariate(p.offered_rps)
-        if t >= p.seconds:
+        if t >= p.warmup_s + p.seconds:
             break
-        clock.spawn(t, lambda n=n: request(n))
+        clock.spawn(t, lambda n=n, measured=t >= p.warmup_s: request(n, measured))
+        out.offered += t >= p.warmup_s
         n += 1
-    out.offered = n
     real_time = ledger_module.time
     ledger_module.time = types.SimpleNamespace(sleep=clock.sleep)  # the ledger's backoff, in virtual time
     try:
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         p = replace(p, seconds=args.seconds)
     if args.rps:
         p = replace(p, offered_rps=args.rps)
-    print(f"hot-key simulation: one key and user, Poisson arrivals at {p.offered_rps:g}/s for {p.seconds:g} s, "
+    print(f"hot-key simulation: one key and user, Poisson arrivals at {p.offered_rps:g}/s for {p.seconds:g} s measured "
+          f"after {p.warmup_s:g} s of warm-up, "
           f"provider answer {p.provider_s * 1000:g} ms, worst case ${p.cost_min}-${p.cost_max}, seed {p.seed}")
     print(f"DynamoDB: {p.item_wcu_per_s:g} WCU/s per item (bucket {p.burst_s:g} s), transactional write 2 WCU/KB, "
           f"round trip {2000 * p.one_way_s:g} ms, transaction holds its items {1000 * p.transaction_s:g} ms, "

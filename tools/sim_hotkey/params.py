@@ -19,7 +19,8 @@ class Params:
     read_s: float = 0.002  # a strongly consistent BatchGetItem's service time
     # -- the traffic --
     offered_rps: float = 1500.0  # one key, one user: Poisson arrivals
-    seconds: float = 1.0  # of arrivals per scenario
+    warmup_s: float = 0.5  # of arrivals first, not measured: every container starts cold and learns the key
+    seconds: float = 1.0  # of measured arrivals per scenario, after the warm-up
     provider_s: float = 0.2  # the provider's answer (between reserve and settle)
     cost_min: Decimal = Decimal("0.001")  # a request's worst case, uniform in [min, max]
     cost_max: Decimal = Decimal("0.01")

@@ -26,6 +26,7 @@ Quiet keys never leave N = 1: their counters are exactly the single items they a
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -185,11 +186,11 @@ class Snapshot:
     def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
         """How a request that found slice k and the pool short gets `need` from this snapshot: (the slice to
         reserve on, what that slice receives, what each giving slice gives, the pool as slice 0). A slice
-        holding enough on its own is used as it is; otherwise slices give, richest first, then the pool
-        what it may lend. Assumes the total fits."""
+        holding enough on its own (one at random) is used as it is; otherwise slices give to slice k,
+        richest first, then the pool what it may lend. Assumes the total fits."""
         holds = {j: s for j, s in self.slices.items() if all(s.get(a, 0 * n) >= n for a, n in h.need.items())}
-        if holds:
-            return max(holds, key=lambda j: tuple(holds[j].get(a, 0) for a in h.need)), None, {}
+        if holds:  # any of them, at random: every request that rebalances must not pile onto the richest
+            return random.choice(sorted(holds)), None, {}
         own = self.slices.get(k, {})
         want = {a: n - max(own.get(a, 0 * n), 0 * n) for a, n in h.need.items()}
         gives: dict[int, dict[str, Any]] = {}

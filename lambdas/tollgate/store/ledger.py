@@ -450,9 +450,10 @@ class Ledger:
             if st.warned != was:
                 continue  # borrow again, as a warned counter
             spare = {a: old.get(a, h.start[a]) - k for a, k in h.keep(st.warned).items()}
-            if all(spare[a] >= n_ for a, n_ in h.need.items()):
-                take[i] = {a: min(spare[a], c) for a, c in h.chunk(self._shards.get(_scope(plan, i)), spare).items()}
-            else:
+            full = {a: n_ * escrow.REFILL_REQUESTS for a, n_ in h.need.items()}
+            if all(spare[a] >= full[a] for a in full):
+                take[i] = full
+            else:  # the pool is running dry: lending crumbs would make it the hot item; take from the slices
                 rebalance.add(i)
         for i in sliced - handled:
             if reasons[i].get("Code") == "ConditionalCheckFailed":  # the slice is short: borrow
