@@ -19,6 +19,11 @@ is then unknown and the answer omits it rather than report a wrong number. Such 
 with its warning floor left over (success proves it is clear of the warning zone; a failure reveals its
 value, so a warning is still sent when due), then by its limit alone. A rate window, and an agent run's
 budget (never guessed: it has no warning floor), are held by their limit alone.
+
+A hot key's budget levels and rate window are held in escrow (tollgate.store.escrow): a container that meets
+a TransactionConflict on them, or finds them sharded by others, reserves on one slice of each instead of
+the single item, borrowing from the counter's pool or rebalancing its slices when short. Settle and the
+sweeper write to the item the reservation took (Reservation.slices; the reservation item records it).
 """
 from __future__ import annotations
 
