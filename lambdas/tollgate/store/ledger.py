@@ -53,7 +53,7 @@ RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
-_SHARDED_TRIES = 16  # attempts of an escrow reservation (a borrow, a drain and conflicts each take one)
+_SHARDED_TRIES = 16  # attempts of an escrow reservation (a borrow, a rebalance and a conflict each take one)
 # CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
 # ThrottlingError: an item over its partition's throughput)
 _RETRYABLE = ("TransactionConflict", "ThrottlingError")
@@ -289,10 +289,9 @@ class Ledger:
                 self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}",
                                retries=1 if hot and self._shards.may_grow else _CONFLICT_RETRIES)
             except _Cancelled as c:
-                escrowed = self._escrowed(plan, hot, c.reasons)
-                if escrowed is not None:  # the counter is sharded (or drained) by others: hold it in escrow
-                    sliced, drain = escrowed
-                    return self._reserve_sharded(plan, hot, sliced, drain)
+                sliced = self._escrowed(plan, hot, c.reasons)
+                if sliced:  # a counter others hold in escrow: hold it on a slice too
+                    return self._reserve_sharded(plan, hot, sliced, set())
                 if c.conflict:  # another transaction holds a counter: spread the counters over slices
                     self._contended(plan, hot)
                     sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
@@ -329,10 +328,9 @@ class Ledger:
         for i in hot:
             self._shards.grow(_scope(plan, i))
 
-    def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot],
-                  reasons: list[dict[str, Any]]) -> tuple[set[int], set[int]] | None:
-        """For a single-item reservation that failed on a counter others hold in escrow (its pool
-        `sharded`): (the counters to hold on slices, those to drain first); None when none did."""
+    def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]]) -> set[int]:
+        """The counters of a failed single-item reservation that others hold in escrow (their pool
+        `sharded`): this container holds them on slices from now on."""
         sliced: set[int] = set()
         for i, h in hot.items():
             if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
@@ -342,7 +340,7 @@ class Ledger:
                 self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
                 self._state(h).warned |= bool(old.get(escrow.WARNED))
                 sliced.add(i)
-        return (sliced, set()) if sliced else None
+        return sliced
 
     def _state(self, h: escrow.Hot) -> escrow.State:
         key = (h.pk, h.sk)
