@@ -17,7 +17,7 @@ LAYER_STAMP := layers/build/.stamp-py$(LAYER_PYTHON)
 # `make dev PORT=8081` when 8080 is taken.
 PORT ?= 8080
 
-.PHONY: dev dev-reset test synth layer bench bench-local clean deps cost
+.PHONY: dev dev-reset test synth layer bench bench-local clean deps cost sim-hotkey
 
 deps: $(VENV)/.stamp-deps node_modules/.stamp
 
@@ -69,6 +69,11 @@ bench-local: $(VENV)/.stamp-deps
 # usd_per_million_requests=.
 cost: synth
 	$(PY) -m tools.costing --cdk-out cdk.out
+
+# One hot key under DynamoDB's documented limits: the real ledger against a simulated table (tools/sim_hotkey);
+# last line hot_key_rps=, overshoot_usd=.
+sim-hotkey: $(VENV)/.stamp-deps
+	$(PY) -m tools.sim_hotkey
 
 clean:
 	rm -rf $(VENV) node_modules layers/build cdk.out

@@ -19,6 +19,11 @@ is then unknown and the answer omits it rather than report a wrong number. Such 
 with its warning floor left over (success proves it is clear of the warning zone; a failure reveals its
 value, so a warning is still sent when due), then by its limit alone. A rate window, and an agent run's
 budget (never guessed: it has no warning floor), are held by their limit alone.
+
+A hot key's budget levels and rate window are held in escrow (tollgate.store.escrow): a container that meets
+a TransactionConflict on them, or finds them sharded by others, reserves on one slice of each instead of
+the single item, borrowing from the counter's pool or rebalancing its slices when short. Settle and the
+sweeper write to the item the reservation took (Reservation.slices; the reservation item records it).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from typing import Any
 
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
+from tollgate.store import escrow
 from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
@@ -46,6 +52,11 @@ PENDING_SHARDS = 8
 RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
+_SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
+_SHARDED_TRIES = 16  # attempts of an escrow reservation (a borrow, a rebalance and a conflict each take one)
+# CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
+# ThrottlingError: an item over its partition's throughput)
+_RETRYABLE = ("TransactionConflict", "ThrottlingError")
 _EXACT_TRIES = 2  # wrong expectations of one counter before its condition falls back to the plain limit
 _PLAIN_FOR = 8  # reservations a counter that fell back is then held by the plain limit, without guessing
 _SEEN_MAX = 4096  # counter items whose values one container remembers
@@ -97,6 +108,13 @@ class Reservation:
     # level kind -> USD remaining as a failed attempt of this reservation saw it (a contended level near its
     # warning floor): good enough to warn, not exact enough to report
     seen_remaining: dict[str, Decimal] = field(default_factory=dict)
+    # counter index (levels, then the window) -> (pk, sk) of the item reserved on, where it is not the
+    # counter's own item (a slice of an escrow-sharded counter: tollgate.store.escrow)
+    slices: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def key(self, i: int) -> tuple[str, str]:
+        """The item counter i was reserved on (settle and release write there)."""
+        return self.slices.get(i) or _counter_keys(self.plan)[i]
 
     @property
     def all_budgets_known(self) -> bool:
@@ -209,15 +227,22 @@ class _Cancelled(Exception):
 
     @property
     def conflict(self) -> bool:
-        return any(r.get("Code") == "TransactionConflict" for r in self.reasons)
+        """Cancelled for contention, not for a condition: worth the same transaction again after a backoff."""
+        return any(r.get("Code") in _RETRYABLE for r in self.reasons) and not any(
+            r.get("Code") == "ConditionalCheckFailed" for r in self.reasons)
 
 
 class Ledger:
-    def __init__(self, budgets_table: str, usage_table: str, client: Any):
+    def __init__(self, budgets_table: str, usage_table: str, client: Any, shards: int | None = None):
+        """`shards`: a fixed number of escrow slices for every budget level and rate window (1: never
+        sharded); None (production): per counter, from the contention this container observes
+        (tollgate.store.escrow.Shards)."""
         self.budgets = budgets_table
         self.usage = usage_table
         self.client = client
         self._seen = _Seen()
+        self._shards = escrow.Shards(shards)
+        self._escrow: OrderedDict[tuple[str, str], escrow.State] = OrderedDict()  # by counter item (pk, sk)
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
@@ -241,6 +266,12 @@ class Ledger:
                               code="requests_exceed_limit", headers={"x-should-retry": "false"})
         keys = _counter_keys(plan)
         n_levels = len(plan.levels)
+        hot = _hot(plan)
+        for h in hot.values():
+            self._refuse_if_short(plan, h)
+        sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
+        if sliced:
+            return self._reserve_sharded(plan, hot, sliced, set())
         # Each counter is held one of three ways: by its expected value (exact); a budget level contended
         # by other containers by its limit plus its warning floor ("floor": proves it is clear of the
         # warning zone), and failing that, or for a run's budget or a rate window, by its limit alone.
@@ -254,8 +285,18 @@ class Ledger:
         for attempt in range(3 * len(keys) * _EXACT_TRIES + 1):  # each retry follows one more wrong guess
             expect = {i: self._seen.get(key) for i, key in keys.items() if i not in plain and i not in floor}
             try:
-                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}")
+                # A container that may shard takes the first conflict as the signal to (tollgate.store.escrow)
+                self._transact(self._reserve_items(plan, expect, floor), token=f"{plan.request_id}/r{attempt}",
+                               retries=1 if hot and self._shards.may_grow else _CONFLICT_RETRIES)
             except _Cancelled as c:
+                sliced = self._escrowed(plan, hot, c.reasons)
+                if sliced:  # a counter others hold in escrow: hold it on a slice too
+                    return self._reserve_sharded(plan, hot, sliced, set())
+                if c.conflict:  # another transaction holds a counter: spread the counters over slices
+                    self._contended(plan, hot)
+                    sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
+                    if sliced:
+                        return self._reserve_sharded(plan, hot, sliced, set())
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
@@ -280,6 +321,194 @@ class Ledger:
             res.seen_remaining = seen_remaining
             return res
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    # -- escrow-sharded counters (tollgate.store.escrow) -------------------------------------------
+    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot]) -> None:
+        """A transaction of this plan met TransactionConflict: spread its counters over more slices."""
+        for i in hot:
+            self._shards.grow(_scope(plan, i))
+
+    def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]]) -> set[int]:
+        """The counters of a failed single-item reservation that others hold in escrow (their pool
+        `sharded`): this container holds them on slices from now on."""
+        sliced: set[int] = set()
+        for i, h in hot.items():
+            if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
+                continue
+            old = from_item(reasons[i].get("Item") or {})
+            if old.get(escrow.SHARDED):
+                self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
+                self._state(h).warned |= bool(old.get(escrow.WARNED))
+                sliced.add(i)
+        return sliced
+
+    def _state(self, h: escrow.Hot) -> escrow.State:
+        key = (h.pk, h.sk)
+        st = self._escrow.get(key)
+        if st is None:
+            st = self._escrow[key] = escrow.State()
+            while len(self._escrow) > _SEEN_MAX:
+                self._escrow.popitem(last=False)
+        return st
+
+    def _reserve_sharded(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int],
+                         rebalance: set[int]) -> Reservation:
+        """Reserve with the counters in `sliced` held on one slice each: as it is while the slice holds
+        enough; else borrowing from the pool in the same transaction; else, when the pool cannot lend,
+        REBALANCED from one read of the counter: onto a slice that holds enough, or with other slices (and
+        the pool) giving to this one in the same transaction, or refused when the counter's total cannot
+        fit. Every other counter is held on its own item by its limit (a budget level first with its
+        warning floor left over). Two calls (one transaction) while the slice holds enough or the pool
+        lends; a borrow the pool refuses adds one, a rebalance two (a read, a transaction)."""
+        n_levels = len(plan.levels)
+        keys = _counter_keys(plan)
+        floor: set[int] = set()
+        plain: set[int] = set()
+        for i in keys:
+            if i not in sliced:
+                self._fall_back(plan, i, plain, floor)
+        pick = self._pick(plan, sliced)
+        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}  # what the slice receives
+        gives: dict[int, dict[int, dict[str, Any]]] = {}  # counter -> giver (0: the pool) -> amounts
+        warn: set[int] = set()  # counters this reservation marks warned
+        seen_remaining: dict[str, Decimal] = {}
+        for attempt in range(_SHARDED_TRIES):
+            for i in sorted(rebalance):  # gives[i] set (maybe empty): chosen by a rebalance
+                pick[i], take[i], gives[i], flip = self._rebalance(plan, hot[i], pick[i], seen_remaining)
+                if flip:
+                    warn.add(i)
+            rebalance.clear()
+            at = {i: (escrow.slice_pk(hot[i].pk, pick[i]), hot[i].sk) for i in sliced}
+            items = self._reserve_items(plan, {}, floor, at=at)
+            extras: list[tuple[int, int]] = []  # (counter, giver) of each item after the plan's own
+            lent_clear: set[int] = set()  # counters an unwarned pool lent to: proved clear of the warning zone
+            for i in sliced:
+                h, st = hot[i], self._state(hot[i])
+                items[i] = escrow.slice_reserve(self.budgets, h, pick[i], take[i])
+                givers = gives[i] if i in gives else ({0: take[i]} if take[i] else {})
+                if i in warn and 0 not in givers:
+                    givers = {**givers, 0: {a: 0 * n for a, n in h.need.items()}}
+                for j, amounts in sorted(givers.items()):
+                    extras.append((i, j))
+                    if j:
+                        items.append(escrow.slice_give(self.budgets, h, j, amounts))
+                    else:
+                        items.append(escrow.pool_lend(self.budgets, h, amounts, self._shards.get(_scope(plan, i)),
+                                                      st.warned, warn=i in warn))
+                        if not st.warned and i not in warn:
+                            lent_clear.add(i)
+            base = len(items) - len(extras)
+            try:
+                self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
+            except _Cancelled as c:
+                if c.conflict:  # contended even so: more slices, another pick, after a backoff
+                    self._contended(plan, {i: hot[i] for i in sliced})
+                    pick = self._pick(plan, sliced)
+                    take, gives = {i: None for i in sliced}, {}
+                    self._backoff(0)
+                    continue
+                reasons = list(c.reasons) + [{}] * (len(items) - len(c.reasons))
+                handled = self._escrow_failed(plan, hot, sliced, extras, base, reasons, take, gives, rebalance)
+                for i, r in enumerate(reasons[:base]):
+                    if i in floor and r.get("Code") == "ConditionalCheckFailed" and i < n_levels:
+                        lvl = plan.levels[i]
+                        left = Decimal(from_item(r.get("Item") or {}).get("remainingUsd", lvl.limit))
+                        if left >= plan.cost:  # inside its warning zone: say so, then hold it by its limit
+                            seen_remaining[lvl.kind] = left - plan.cost
+                            floor.discard(i)
+                            plain.add(i)
+                            handled.add(i)
+                self._check_hard_limits(plan, [{} if i in handled else r for i, r in enumerate(reasons[:base])])
+                if not handled:
+                    log.warning("sharded reservation cancelled for no known limit",
+                                extra={"codes": [r.get("Code") for r in c.reasons]})
+                    raise Conflict("Reservation failed; retry the request.", code="reservation_conflict") from None
+                continue
+            for i in warn:
+                self._state(hot[i]).warned = True
+            res = Reservation(plan, slices=at)
+            res.clear_of_warning = {plan.levels[i].kind for i in floor | lent_clear if i < n_levels}
+            res.seen_remaining = seen_remaining
+            return res
+        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    def _escrow_failed(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int], extras: list[tuple[int, int]],
+                       base: int, reasons: list[dict[str, Any]], take: dict[int, dict[str, Any] | None],
+                       gives: dict[int, dict[int, dict[str, Any]]], rebalance: set[int]) -> set[int]:
+        """Learn from a cancelled escrow reservation and choose each failed counter's next step: borrow (its
+        slice was short), borrow less or as a warned counter (the pool could not lend that much), or
+        rebalance (a rebalance's giver had changed, or the pool cannot lend). Returns the counters handled."""
+        handled: set[int] = set()
+        for n, (i, j) in enumerate(extras):
+            r = reasons[base + n]
+            if r.get("Code") != "ConditionalCheckFailed" or i in handled:
+                continue
+            handled.add(i)
+            h, st, old = hot[i], self._state(hot[i]), from_item(r.get("Item") or {})
+            if i in gives:  # a rebalance met a change: read again
+                rebalance.add(i)
+                continue
+            was = st.warned
+            st.warned |= bool(old.get(escrow.WARNED))
+            if st.warned != was:
+                continue  # borrow again, as a warned counter
+            spare = {a: old.get(a, h.start[a]) - k for a, k in h.keep(st.warned).items()}
+            full = {a: n_ * escrow.REFILL_REQUESTS for a, n_ in h.need.items()}
+            if all(spare[a] >= full[a] for a in full):
+                take[i] = full
+            else:  # the pool is running dry: lending crumbs would make it the hot item; take from the slices
+                rebalance.add(i)
+        for i in sliced - handled:
+            if reasons[i].get("Code") == "ConditionalCheckFailed":  # the slice is short: borrow
+                handled.add(i)
+                if i in gives:  # it was chosen by a rebalance (the pool could not lend): rebalance again
+                    rebalance.add(i)
+                    continue
+                take[i] = hot[i].chunk(self._shards.get(_scope(plan, i)))
+        return handled
+
+    def _rebalance(self, plan: Plan, h: escrow.Hot, k: int, seen_remaining: dict[str, Decimal]
+                   ) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]], bool]:
+        """Read counter h (one strongly consistent read) and plan how this request gets its `need` from it:
+        (the slice to reserve on, what it receives, who gives it, whether to mark the counter warned now).
+        Raises the refusal when the counter's total cannot fit this request."""
+        snap = escrow.read(self.client, self.budgets, h)
+        total = snap.total(h)
+        st = self._state(h)
+        st.left = total
+        st.warned |= bool((snap.pool or {}).get(escrow.WARNED))
+        self._short(plan, h, total, snap.pool)
+        if h.index < len(plan.levels):
+            seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
+        flip = not st.warned and any(total[a] - n < h.floor.get(a, 0 * n) for a, n in h.need.items())
+        slice_k, receives, givers = snap.plan(h, k)
+        return slice_k, receives, givers, flip
+
+    def _pick(self, plan: Plan, sliced: set[int]) -> dict[int, int]:
+        """The slice of each counter: one draw for the request, so its transaction touches the k-th slice of
+        each (the requests on one slice conflict with each other only, not with a product of choices)."""
+        u = random.random()
+        return {i: 1 + int(u * max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
+
+    def _refuse_if_short(self, plan: Plan, h: escrow.Hot) -> None:
+        """A counter this container last saw short of this request: read its items (one strongly
+        consistent read, no transaction on the hot pool) and refuse if their total is short too."""
+        st = self._escrow.get((h.pk, h.sk))
+        if st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items()):
+            return
+        snap = escrow.read(self.client, self.budgets, h)
+        st.left = snap.total(h)
+        self._short(plan, h, st.left, snap.pool)
+
+    def _short(self, plan: Plan, h: escrow.Hot, total: dict[str, Any], pool: dict[str, Any] | None) -> None:
+        """Raise the refusal when counter h's `total` remaining cannot fit this request."""
+        if h.index < len(plan.levels):
+            lvl = plan.levels[h.index]
+            if total["remainingUsd"] < plan.cost:
+                limit = Decimal((pool or {}).get("limitUsd", lvl.limit))
+                raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
+        elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
+            self._check_hard_limits(plan, [{}] * h.index + [{"Code": "ConditionalCheckFailed", "Item": to_item(total)}])
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
         """The exact values a successful reservation proved (those it held by their expected value)."""
@@ -326,10 +555,13 @@ class Ledger:
         if item and from_item(item).get("state") == "done":
             raise IdempotentReplay(_replay(from_item(item)))
 
-    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int]) -> list[dict[str, Any]]:
+    def _reserve_items(self, plan: Plan, expect: dict[int, dict[str, Any]], floor: set[int],
+                       at: dict[int, tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """The reservation transaction. A counter whose index is in `expect` must hold exactly the expected
         values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
-        others must only fit."""
+        others must only fit. A counter held in escrow by others (its item `sharded`) is never held by an
+        expected value, and keeps its warning floor (tollgate.store.escrow). `at`: counters reserved on
+        another item than their own (a slice), for the reservation item."""
         items = []
         for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
@@ -344,9 +576,13 @@ class Ledger:
                 vals["need"] = plan.cost + lvl.warning_floor
             elif i not in expect:
                 condition = ("attribute_exists(remainingUsd) AND remainingUsd >= :cost" if lvl.must_exist
-                             else "attribute_not_exists(remainingUsd) OR remainingUsd >= :cost")
+                             else f"attribute_not_exists(remainingUsd) OR (remainingUsd >= :cost AND "
+                                  f"(attribute_not_exists({escrow.SHARDED}) OR attribute_exists({escrow.WARNED}) "
+                                  "OR remainingUsd >= :guard))")
+                if not lvl.must_exist:
+                    vals["guard"] = plan.cost + lvl.warning_floor
             elif "remainingUsd" in expect[i]:
-                condition = "remainingUsd = :expected AND remainingUsd >= :cost"
+                condition = f"remainingUsd = :expected AND remainingUsd >= :cost AND attribute_not_exists({escrow.SHARDED})"
                 vals["expected"] = expect[i]["remainingUsd"]
             else:
                 condition = "attribute_not_exists(remainingUsd)"  # and the limit covers the cost (checked above)
@@ -372,7 +608,7 @@ class Ledger:
                              "(remainingRequests >= :one AND remainingTokens >= :tokens)")
             elif "remainingRequests" in window_expected:
                 condition = ("remainingRequests = :erequests AND remainingTokens = :etokens AND "
-                             "remainingRequests >= :one AND remainingTokens >= :tokens")
+                             f"remainingRequests >= :one AND remainingTokens >= :tokens AND attribute_not_exists({escrow.SHARDED})")
                 vals.update(erequests=window_expected["remainingRequests"],
                             etokens=window_expected.get("remainingTokens", w.tpm))
             else:
@@ -417,8 +653,8 @@ class Ledger:
             "Item": to_item({
                 "pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK, "user": plan.user,
                 "principal": plan.principal_id, "costUsd": plan.cost, "tokens": plan.tokens,
-                "levels": [{"pk": lvl.pk, "sk": lvl.sk} for lvl in plan.levels],
-                "window": {"pk": w.pk, "sk": w.sk} if w else None,
+                "levels": [dict(zip(("pk", "sk"), (at or {}).get(i, (lvl.pk, lvl.sk)))) for i, lvl in enumerate(plan.levels)],
+                "window": dict(zip(("pk", "sk"), (at or {}).get(len(plan.levels), (w.pk, w.sk)))) if w else None,
                 "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk, "idempotencyPk": plan.idempotency_pk,
                 "pendingShard": pending_shard(plan.request_id), "expiresAt": iso(plan.expires_at),
             }),
@@ -490,22 +726,22 @@ class Ledger:
                         "ConditionExpression": "attribute_exists(pk)"}},
             self._usage_put(usage_item),
         ]
-        for lvl in plan.levels:
+        for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
-                "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
+                "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
                 "UpdateExpression": ("SET reservedUsd = reservedUsd - :cost, spentUsd = spentUsd + :actual, "
                                      "remainingUsd = remainingUsd + :refund"),
                 "ExpressionAttributeValues": values(cost=plan.cost, actual=actual_cost, refund=refund),
             }})
         if plan.window and plan.tokens != actual_tokens:
-            items.append(self._token_refund(plan.window, plan.tokens - actual_tokens))
+            items.append(self._token_refund(res.key(len(plan.levels)), plan.tokens - actual_tokens))
         if plan.idempotency_pk:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         if plan.loop and usage_item.get("status") == FAILED:
             items.append(self._loop_give_back(plan.loop))
         items += extra
         try:
-            self._transact(items, token=f"{plan.request_id}/s")
+            self._transact(items, token=f"{plan.request_id}/s", retries=_SETTLE_RETRIES)
         except _Cancelled as c:
             codes = [r.get("Code") for r in c.reasons]
             if codes[1] == "ConditionalCheckFailed":
@@ -515,19 +751,20 @@ class Ledger:
                             extra={"request_id": plan.request_id})
                 for key in _counter_keys(plan).values():  # the sweeper changed them: no longer known
                     self._seen.forget(key)
-                return self._settle_without_reservation(plan, usage_item, actual_cost)
+                return self._settle_without_reservation(res, usage_item, actual_cost)
             raise
-        for lvl in plan.levels:  # this container's own change to values it knows
-            self._seen.add((lvl.pk, lvl.sk), "remainingUsd", refund)
+        for i in range(len(plan.levels)):  # this container's own change to values it knows
+            self._seen.add(res.key(i), "remainingUsd", refund)
         if plan.window and plan.tokens != actual_tokens:
-            self._seen.add((plan.window.pk, plan.window.sk), "remainingTokens", plan.tokens - actual_tokens)
+            self._seen.add(res.key(len(plan.levels)), "remainingTokens", plan.tokens - actual_tokens)
         return True
 
-    def _settle_without_reservation(self, plan: Plan, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+    def _settle_without_reservation(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+        plan = res.plan
         items = [self._usage_put(usage_item)]
-        for lvl in plan.levels:
+        for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
-                "TableName": self.budgets, "Key": to_item({"pk": lvl.pk, "sk": lvl.sk}),
+                "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
                 "UpdateExpression": ("SET spentUsd = if_not_exists(spentUsd, :zero) + :actual, "
                                      "remainingUsd = if_not_exists(remainingUsd, :limit) - :actual"),
                 "ExpressionAttributeValues": values(actual=actual_cost, zero=ZERO, limit=lvl.limit),
@@ -563,8 +800,8 @@ class Ledger:
         return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
                         "ConditionExpression": "attribute_not_exists(pk)"}}
 
-    def _token_refund(self, window: Window, tokens: int) -> dict[str, Any]:
-        return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": window.pk, "sk": window.sk}),
+    def _token_refund(self, key: tuple[str, str], tokens: int) -> dict[str, Any]:
+        return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": key[0], "sk": key[1]}),
                            "UpdateExpression": "ADD remainingTokens :t",
                            "ExpressionAttributeValues": values(t=tokens)}}
 
@@ -600,22 +837,49 @@ class Ledger:
             return False
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _transact(self, items: list[dict[str, Any]], token: str) -> None:
-        for attempt in range(_CONFLICT_RETRIES):
+    def _transact(self, items: list[dict[str, Any]], token: str, retries: int = _CONFLICT_RETRIES) -> None:
+        """One transaction, tried up to `retries` times with backoff on TransactionConflict (and a throttled
+        item); raises _Cancelled."""
+        for attempt in range(retries):
             try:
                 self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(token, str(attempt)))
                 return
             except self.client.exceptions.TransactionCanceledException as e:
                 cancelled = _Cancelled(e.response.get("CancellationReasons") or [])
-                if not cancelled.conflict or attempt == _CONFLICT_RETRIES - 1:
+                if not cancelled.conflict or attempt == retries - 1:
                     raise cancelled from None
             except self.client.exceptions.IdempotentParameterMismatchException:
                 raise Conflict("A request with this id was already reserved differently.",
                                code="duplicate_request") from None
-            time.sleep(random.uniform(0.005, 0.03) * (2 ** attempt))
+            self._backoff(attempt)
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        """Exponential backoff with full jitter (Developer Guide, "Error retries and exponential backoff")."""
+        time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
 
 
 _COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
+
+
+def _scope(plan: Plan, i: int) -> tuple[str, str]:
+    """What a container's shard count is kept by: the counter's pool pk and kind (across its periods)."""
+    if i < len(plan.levels):
+        return plan.levels[i].pk, plan.levels[i].kind
+    return plan.window.pk, "window"  # type: ignore[union-attr]
+
+
+def _hot(plan: Plan) -> dict[int, escrow.Hot]:
+    """The plan's counters that may be held in escrow: budget levels (not a run's) and the rate window."""
+    out = {i: escrow.Hot(i, lvl.pk, lvl.sk, {"remainingUsd": plan.cost}, {"remainingUsd": lvl.limit},
+                         {"remainingUsd": lvl.warning_floor}, lvl.expires, True)
+           for i, lvl in enumerate(plan.levels) if not lvl.must_exist}
+    if plan.window:
+        w = plan.window
+        out[len(plan.levels)] = escrow.Hot(len(plan.levels), w.pk, w.sk,
+                                           {"remainingRequests": 1, "remainingTokens": plan.tokens},
+                                           {"remainingRequests": w.rpm, "remainingTokens": w.tpm}, {}, w.expires, False)
+    return out
 
 
 def _counter_keys(plan: Plan) -> dict[int, tuple[str, str]]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tollgate.store import counters as budgets
+from tollgate.store import counters as budgets, escrow
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
 
@@ -50,6 +50,18 @@ class LimitsStore:
                                 ExpressionAttributeValues=values(v=value))
 
     def counter(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """A budget item as operators see it: with spentUsd, reservedUsd and remainingUsd summed over the
+        escrow slices of a hot key's counter (tollgate.store.escrow); None if it was never written."""
+        snap = escrow.read_counter(self.client, self.table, pk, sk)
+        if snap.pool is None and not snap.slices:
+            return None
+        item = dict(snap.pool or {"pk": pk, "sk": sk})
+        for name in ("spentUsd", "reservedUsd", "remainingUsd"):
+            if name in item or any(name in s for s in snap.slices.values()):
+                item[name] = snap.sum(name)
+        return item
+
+    def _pool(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
                                     ConsistentRead=True).get("Item")
         return from_item(item) if item else None
@@ -60,7 +72,7 @@ class LimitsStore:
         Optimistic: read the old limit, write with a condition on it, retry if a request moved it.
         """
         for _ in range(5):
-            old = self.counter(pk, sk)
+            old = self._pool(pk, sk)  # the limit lives on the pool; remaining moves there (escrow slices keep theirs)
             if old is None:
                 try:
                     self.client.put_item(
@@ -77,6 +89,8 @@ class LimitsStore:
                     UpdateExpression="SET limitUsd = :new, remainingUsd = remainingUsd + :delta",
                     ConditionExpression="limitUsd = :old",
                     ExpressionAttributeValues=values(new=limit, delta=limit - old_limit, old=old_limit))
+                if old.get(escrow.SHARDED) and limit < old_limit:  # slices must not spend past the new limit
+                    escrow.collect(self.client, self.table, pk, sk)
                 return
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue

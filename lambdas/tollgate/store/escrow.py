@@ -1,0 +1,296 @@
+"""Escrow-sharded counters for a hot key: the items and the shard counts behind tollgate.store.ledger's
+sharded reservations (issue 16).
+
+DynamoDB serves at most 1,000 write units a second for one partition (Developer Guide, "Understanding
+DynamoDB warm throughput": "each individual partition is limited to 1,000 write units per second"), and a
+transaction on an item another transaction holds is cancelled with TransactionConflict. A counter written
+twice per request in transactions (2 units each) so tops out near 250 requests a second, and well before.
+
+The escrow transactional method: a counter (a budget level, or a rate window) keeps its item, the POOL,
+and may have SLICE items (pk `SHARD#<k>#<pool pk>`, k = 1..N, the pool's sk). Each item holds part of the
+counter's remaining allowance and the counter's remaining value is the SUM over its items. Every write
+moves value between items or takes it on the condition that the item holds it, so the sum never goes
+below zero: the hard cap holds whatever N is, and N is only each container's routing choice.
+- A request reserves on one slice per counter (one random draw per request), so load spreads over N.
+- A slice without enough BORROWS from the pool in the same transaction (REFILL_REQUESTS requests' worth,
+  at most its share), on the condition that the pool keeps the counter's warning floor, until the counter
+  is WARNED. So, until then, the pool holds at least the floor and the counter (pool + slices >= pool) is
+  clear of its warning zone; a borrow proves it, as the single item's floor condition does.
+- When the pool cannot lend, the counter is REBALANCED from one strongly consistent read of all its items:
+  refused if their total cannot fit the request (so nothing is refused while the counter has room for it:
+  "the last cent is reachable"); else reserved on a slice that holds enough, or with other slices and the
+  pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
+  A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
+  transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
+Quiet keys never leave N = 1: their counters are exactly the single items they always were.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tollgate.store.dynamo import from_item, to_item, values
+
+MAX_SHARDS = 32  # slices per counter; a rebalance reads them in one BatchGetItem (at most 100 keys)
+FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doubles on each further signal
+SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
+REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
+SHARDED = "sharded"  # on a pool: slices may hold part of its value
+SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
+WARNED = "warned"  # on a pool: the counter was found in its warning zone; it now lends to its last cent
+
+
+def slice_pk(pk: str, k: int) -> str:
+    return f"SHARD#{k}#{pk}"
+
+
+@dataclass(frozen=True)
+class Hot:
+    """One counter of a reservation held in escrow. Amounts per attribute: `need` is what this request
+    takes (USD, or requests and tokens), `start` the allowance of a counter never written (its limit),
+    `floor` what the pool keeps until the counter is warned (a budget's warning floor; 0 for a rate
+    window). `book`: a budget level (keeps reservedUsd and spentUsd beside its remaining value)."""
+
+    index: int
+    pk: str
+    sk: str
+    need: dict[str, Any]
+    start: dict[str, Any]
+    floor: dict[str, Any]
+    ttl: int | None
+    book: bool
+
+    def chunk(self, shards: int, spare: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a short slice borrows: REFILL_REQUESTS requests' worth, but no more than its share of what the
+        pool can lend (`spare`, else the counter's allowance less the floor), and never less than `need`."""
+        out = {}
+        for a, n in self.need.items():
+            lendable = (spare or {}).get(a, self.start[a] - self.floor.get(a, 0))
+            share = lendable / shards if isinstance(lendable, Decimal) else lendable // shards
+            out[a] = max(n, min(n * REFILL_REQUESTS, share))
+        return out
+
+    def keep(self, warned: bool) -> dict[str, Any]:
+        """What the pool must keep: its floor until the counter is warned, then nothing."""
+        return {a: 0 * n if warned else self.floor.get(a, 0 * n) for a, n in self.need.items()}
+
+
+@dataclass
+class State:
+    """What a container knows of one escrow counter: whether it is warned, and its remaining values when
+    last read (None: not known)."""
+
+    warned: bool = False
+    left: dict[str, Any] | None = None
+
+
+def _ttl_set(h: Hot, vals: dict[str, Any]) -> str:
+    if h.ttl is None:
+        return ""
+    vals["ttl"] = h.ttl
+    return ", #ttl = if_not_exists(#ttl, :ttl)"
+
+
+def _book(h: Hot, vals: dict[str, Any]) -> str:
+    if not h.book:
+        return ""
+    vals.update(zero=Decimal(0), cost=h.need["remainingUsd"])
+    return ", reservedUsd = if_not_exists(reservedUsd, :zero) + :cost, spentUsd = if_not_exists(spentUsd, :zero)"
+
+
+def _update(table: str, pk: str, sk: str, update: str, condition: str, vals: dict[str, Any],
+            ttl: bool) -> dict[str, Any]:
+    names = {"#ttl": "ttl"} if ttl else {}
+    return {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}), "UpdateExpression": update,
+                       "ConditionExpression": condition, **({"ExpressionAttributeNames": names} if names else {}),
+                       "ExpressionAttributeValues": values(**vals), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+
+
+def slice_reserve(table: str, h: Hot, k: int, take: dict[str, Any] | None) -> dict[str, Any]:
+    """Reserve `need` on slice k. With `take`, the slice first receives that much (from the pool or other
+    slices, given in the same transaction: pool_lend, slice_give); without, it must hold enough."""
+    vals: dict[str, Any] = {"nothing": 0}
+    sets, cond = [], []
+    for n, (a, need) in enumerate(h.need.items()):
+        got = (take or {}).get(a, 0 * need)
+        vals[f"n{n}"] = need
+        vals[f"t{n}"] = got
+        sets.append(f"{a} = if_not_exists({a}, :nothing) + :t{n} - :n{n}")
+        if need > got:  # the slice itself must hold the rest
+            vals[f"m{n}"] = need - got
+            cond.append(f"{a} >= :m{n}")
+    update = "SET " + ", ".join(sets) + _book(h, vals) + _ttl_set(h, vals)
+    item = _update(table, slice_pk(h.pk, k), h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+    if not cond:  # it receives at least `need` in this transaction
+        del item["Update"]["ConditionExpression"], item["Update"]["ReturnValuesOnConditionCheckFailure"]
+    return item
+
+
+def slice_give(table: str, h: Hot, k: int, give: dict[str, Any]) -> dict[str, Any]:
+    """Take `give` out of slice k (for another slice, in the same transaction), on the condition it holds it."""
+    vals: dict[str, Any] = {}
+    sets, cond = [], []
+    for n, (a, amount) in enumerate(give.items()):
+        vals[f"g{n}"] = amount
+        sets.append(f"{a} = {a} - :g{n}")
+        cond.append(f"{a} >= :g{n}")
+    return _update(table, slice_pk(h.pk, k), h.sk, "SET " + ", ".join(sets), " AND ".join(cond), vals, False)
+
+
+def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int, warned: bool, warn: bool = False) -> dict[str, Any]:
+    """Take `take` from the pool for a slice: unless the counter is warned, on the condition that the pool
+    keeps its floor and is not warned (so, until a counter is warned, its pool holds at least its floor and
+    the counter, the pool plus its slices, is clear of its warning zone); once warned, down to its last
+    cent. `warn`: mark it warned now (a read found it in its warning zone). Marks the pool sharded over
+    `shards` slices. A pool never written starts at the counter's allowance."""
+    vals: dict[str, Any] = {"yes": True, "shards": shards}
+    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"] + ([f"{WARNED} = :yes"] if warn else [])
+    cond = [] if warn else [f"attribute_exists({WARNED})" if warned else f"attribute_not_exists({WARNED})"]
+    keep = h.keep(warned or warn)
+    for n, (a, amount) in enumerate(take.items()):
+        vals.update({f"s{n}": h.start[a], f"t{n}": amount, f"k{n}": amount + keep[a]})
+        sets.append(f"{a} = if_not_exists({a}, :s{n}) - :t{n}")
+        fresh = h.start[a] >= amount + keep[a]
+        cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fresh else f"{a} >= :k{n}")
+    if h.book:
+        vals.update(zero=Decimal(0), limit=h.start["remainingUsd"])
+        sets.append("reservedUsd = if_not_exists(reservedUsd, :zero), spentUsd = if_not_exists(spentUsd, :zero), "
+                    "limitUsd = if_not_exists(limitUsd, :limit)")
+    update = "SET " + ", ".join(sets) + _ttl_set(h, vals)
+    return _update(table, h.pk, h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A counter's items as one consistent read saw them: the pool (None: absent) and each slice by k."""
+
+    pool: dict[str, Any] | None
+    slices: dict[int, dict[str, Any]]
+
+    def sum(self, attribute: str) -> Decimal:
+        """An attribute summed over the pool and the slices (0 where absent)."""
+        return sum((Decimal(i.get(attribute, 0)) for i in [self.pool or {}, *self.slices.values()]), Decimal(0))
+
+    def total(self, h: Hot) -> dict[str, Any]:
+        """The counter's remaining value per attribute: the pool's (its allowance if absent) plus the slices'."""
+        return {a: self.pool_value(h)[a] + sum((s.get(a, 0 * n) for s in self.slices.values()), 0 * n)
+                for a, n in h.need.items()}
+
+    def pool_value(self, h: Hot) -> dict[str, Any]:
+        return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
+
+    def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
+        """How a request that found slice k and the pool short gets `need` from this snapshot: (the slice to
+        reserve on, what that slice receives, what each giving slice gives, the pool as slice 0). A slice
+        holding enough on its own (one at random) is used as it is; otherwise slices give to slice k,
+        richest first, then the pool what it may lend. Assumes the total fits."""
+        holds = {j: s for j, s in self.slices.items() if all(s.get(a, 0 * n) >= n for a, n in h.need.items())}
+        if holds:  # any of them, at random: every request that rebalances must not pile onto the richest
+            return random.choice(sorted(holds)), None, {}
+        own = self.slices.get(k, {})
+        want = {a: n - max(own.get(a, 0 * n), 0 * n) for a, n in h.need.items()}
+        gives: dict[int, dict[str, Any]] = {}
+        others = ((j, s) for j, s in self.slices.items() if j != k)
+        for j, s in sorted(others, key=lambda js: tuple(js[1].get(a, 0) for a in h.need), reverse=True):
+            if all(w <= 0 for w in want.values()):
+                break
+            give = {a: min(max(s.get(a, 0 * n), 0 * n), max(want[a], 0 * n)) for a, n in h.need.items()}
+            if any(give.values()):
+                gives[j] = give
+                want = {a: want[a] - give[a] for a in want}
+        if any(w > 0 for w in want.values()):  # the rest from the pool (pool_lend's condition keeps its floor)
+            gives[0] = {a: max(w, 0 * w) for a, w in want.items()}
+        received = {a: sum((g.get(a, 0 * n) for g in gives.values()), 0 * n) for a, n in h.need.items()}
+        return k, received, gives
+
+
+def read(client: Any, table: str, h: Hot) -> Snapshot:
+    """One BatchGetItem (strongly consistent) of the pool and every possible slice of a counter."""
+    return read_counter(client, table, h.pk, h.sk)
+
+
+def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
+    """The items of the counter whose pool is (pk, sk): one strongly consistent BatchGetItem."""
+    keys = [{"pk": pk, "sk": sk}] + [{"pk": slice_pk(pk, k), "sk": sk} for k in range(1, MAX_SHARDS + 1)]
+    found: list[dict[str, Any]] = []
+    request = {table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
+    while request:
+        got = client.batch_get_item(RequestItems=request)
+        found += [from_item(i) for i in got.get("Responses", {}).get(table, [])]
+        request = got.get("UnprocessedKeys") or {}
+    pool = next((i for i in found if i["pk"] == pk), None)
+    slices = {int(i["pk"].split("#", 2)[1]): i for i in found if i["pk"] != pk}
+    return Snapshot(pool, slices)
+
+
+def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
+    """Move every slice's remainingUsd back into the pool (a limit was lowered: what the slices hold must
+    not outlive the new limit). One two-item transaction per slice holding value, each on the condition
+    the slice still holds it; a slice changed meanwhile is read and tried again."""
+    for _ in range(tries):
+        snap = read_counter(client, table, pk, sk)
+        moved_all = True
+        for k, item in snap.slices.items():
+            value = Decimal(item.get("remainingUsd", 0))
+            if value <= 0:
+                continue
+            try:
+                client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
+                                "UpdateExpression": "SET remainingUsd = remainingUsd - :v",
+                                "ConditionExpression": "remainingUsd >= :v", "ExpressionAttributeValues": values(v=value)}},
+                    {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}),
+                                "UpdateExpression": "SET remainingUsd = remainingUsd + :v",
+                                "ExpressionAttributeValues": values(v=value)}}])
+            except client.exceptions.TransactionCanceledException:
+                moved_all = False
+        if moved_all:
+            return
+
+
+class Shards:
+    """How many slices this container spreads each counter over, by (pool pk, counter kind): 1 until a
+    transaction on it meets DynamoDB's own signal of an item at its limit (TransactionConflict, or a
+    throttled item), then FIRST_SHARDS, doubling on each further signal up to MAX_SHARDS, back to 1
+    SHARD_MEMORY_S after the last signal. A value changed by other containers between two of this one's
+    requests is no such signal (it costs one retry, and the single item serves it). `forced` fixes the
+    count (tests, the simulation). Thread-safe."""
+
+    def __init__(self, forced: int | None = None, clock: Any = time.monotonic):
+        self.forced = forced
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._n: dict[tuple[str, str], tuple[int, float]] = {}
+
+    @property
+    def may_grow(self) -> bool:
+        return self.forced is None or self.forced > 1
+
+    def at_least(self, scope: tuple[str, str], n: int) -> None:
+        """Spread the counter over at least n slices (learnt from its pool: what others use)."""
+        if self.forced is not None:
+            return
+        with self._lock:
+            have, until = self._n.get(scope, (1, 0.0))
+            have = have if self._clock() < until else 1
+            self._n[scope] = (min(MAX_SHARDS, max(have, n, 2)), self._clock() + SHARD_MEMORY_S)
+
+    def get(self, scope: tuple[str, str]) -> int:
+        if self.forced is not None:
+            return self.forced
+        with self._lock:
+            n, until = self._n.get(scope, (1, 0.0))
+            return n if self._clock() < until else 1
+
+    def grow(self, scope: tuple[str, str]) -> None:
+        if self.forced is not None:
+            return
+        with self._lock:
+            n, until = self._n.get(scope, (1, 0.0))
+            n = n if self._clock() < until else 1
+            self._n[scope] = (min(MAX_SHARDS, FIRST_SHARDS if n < FIRST_SHARDS else n * 2),
+                              self._clock() + SHARD_MEMORY_S)

@@ -1,0 +1,161 @@
+"""Escrow-sharded counters (tollgate.store.escrow) over emulated DynamoDB, every call serialised: many
+containers on one hot key, each spreading the key's budget and rate window over 8 slices."""
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from tollgate.errors import BudgetExceeded
+from tollgate.store import escrow, ledger as ledger_module
+from tollgate.store.counters import USER_MONTH, Level, Window, month_sk, user_pk
+from tollgate.store.ledger import Ledger, Plan
+from tollgate.store.dynamo import from_item
+
+THREADS = 64
+SHARDS = 8
+LIMIT = Decimal("0.50")
+FLOOR = LIMIT * Decimal("0.2")
+RPM = 100_000
+NOW = datetime(2026, 11, 27, 14, 30, 5, tzinfo=timezone.utc)
+
+
+def _ledger(world, shards=SHARDS) -> Ledger:
+    return Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"),
+                  shards=shards)
+
+
+def _plan(user: str, cost: Decimal, *, window: bool = True) -> Plan:
+    rid = str(uuid.uuid4())
+    level = Level(USER_MONTH, user_pk(user), month_sk(NOW), LIMIT, FLOOR)
+    return Plan(request_id=rid, user=user, principal_id=f"key-{user}", levels=(level,),
+                window=Window(f"RATE#key-{user}", "MIN#2026-11-27T14:30", RPM, 10 * RPM, 55, 1_900_000_000)
+                if window else None,
+                cost=cost, tokens=100, started_at=NOW, expires_at=NOW + timedelta(minutes=15),
+                usage_sk=f"{NOW.isoformat()}#{rid}")
+
+
+def _settle(ledger: Ledger, res, actual: Decimal) -> None:
+    plan = res.plan
+    assert ledger.settle(res, {"pk": plan.user, "sk": plan.usage_sk, "requestId": plan.request_id, "costUsd": actual},
+                         actual, 60)
+
+
+def _items(world, user: str) -> list[dict]:
+    """The user-month level's pool and every slice (one strongly consistent read)."""
+    level = Level(USER_MONTH, user_pk(user), month_sk(NOW), LIMIT, FLOOR)
+    h = ledger_module._hot(_plan(user, Decimal("0.01"), window=False))[0]
+    assert (h.pk, h.sk) == (level.pk, level.sk)
+    snap = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], h)
+    return [snap.pool or {}, *snap.slices.values()]
+
+
+def _usage(world, user: str) -> list[dict]:
+    pages = world.dynamodb.get_paginator("query").paginate(
+        TableName=world.env["TOLLGATE_USAGE_TABLE"], KeyConditionExpression="pk = :u",
+        ExpressionAttributeValues={":u": {"S": user}})
+    return [from_item(i) for p in pages for i in p["Items"]]
+
+
+def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(world):
+    admitted: list[Decimal] = []
+    refused: list[Decimal] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def container(n: int) -> None:
+        ledger, rng = _ledger(world), random.Random(n)
+        start.wait()
+        for _ in range(2):
+            cost = Decimal(rng.randint(500, 4000)) / Decimal(1_000_000) * 10  # $0.005 to $0.04
+            try:
+                res = ledger.reserve(_plan("hot", cost))
+            except BudgetExceeded:
+                with lock:
+                    refused.append(cost)
+                continue
+            actual = (cost * Decimal(rng.randint(1, 100)) / 100).quantize(Decimal("0.0000001"))
+            _settle(ledger, res, actual)
+            with lock:
+                admitted.append(actual)
+
+    threads = [threading.Thread(target=container, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=240)
+    assert not any(t.is_alive() for t in threads)
+
+    items = _items(world, "hot")
+    assert len(items) > 2, "the level should have been spread over slices"
+    spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
+    remaining = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
+    usage = _usage(world, "hot")
+    assert spent <= LIMIT
+    assert spent == sum((Decimal(u["costUsd"]) for u in usage), Decimal(0)) == sum(admitted, Decimal(0))
+    assert len(usage) == len(admitted)
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)  # every slice's reservations settled
+    assert spent + remaining == LIMIT  # value only moved between the items
+    assert refused, "the budget should have run out under this load"
+    # the rate window: one request taken from the window's total per admitted request, none lost
+    window = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"],
+                         ledger_module._hot(_plan("hot", Decimal("0.01")))[1])
+    requests_left = sum(int(i.get("remainingRequests", 0)) for i in [window.pool or {}, *window.slices.values()])
+    assert requests_left == RPM - len(admitted)
+
+
+def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monkeypatch):
+    ledger = _ledger(world)
+    picks = iter(range(10_000))
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (next(picks) % (SHARDS - 1) + 0.5) / SHARDS)  # never slice 8
+    for _ in range(12):
+        res = ledger.reserve(_plan("last", Decimal("0.03"), window=False))
+        _settle(ledger, res, Decimal("0.02"))
+    items = _items(world, "last")
+    assert not any(i["pk"] == escrow.slice_pk(user_pk("last"), SHARDS) for i in items)  # slice 8 is empty
+    left = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
+    assert left == LIMIT - 12 * Decimal("0.02")
+    assert max(Decimal(i.get("remainingUsd", 0)) for i in items) < left  # no single item holds it all
+
+    monkeypatch.setattr(ledger_module.random, "random", lambda: 0.99)  # slice 8, empty
+    with pytest.raises(BudgetExceeded) as refused:
+        ledger.reserve(_plan("last", left + Decimal("0.0000001"), window=False))
+    assert refused.value.remaining == left  # refused with the level's total, not the slice's
+    res = ledger.reserve(_plan("last", left, window=False))  # exactly the level's total: admitted
+    _settle(ledger, res, left)
+    items = _items(world, "last")
+    assert sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0)) == LIMIT
+    assert sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0)) == 0
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
+
+
+def test_a_quiet_key_stays_on_its_one_item(world):
+    ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
+    for _ in range(3):
+        res = ledger.reserve(_plan("quiet", Decimal("0.01")))
+        assert not res.slices and res.budget_remaining  # one item, exact values
+        _settle(ledger, res, Decimal("0.005"))
+    [pool] = _items(world, "quiet")
+    assert pool["spentUsd"] == Decimal("0.015") and pool["remainingUsd"] == LIMIT - Decimal("0.015")
+
+
+def test_a_lowered_limit_takes_back_what_the_slices_hold(world):
+    from tollgate.store.limits import LimitsStore
+
+    ledger = _ledger(world)
+    for _ in range(4):
+        _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.01"), window=False)), Decimal("0.01"))
+    assert sum(Decimal(i.get("remainingUsd", 0)) for i in _items(world, "lower")[1:]) > 0  # slices hold some
+    LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], world.dynamodb).set_counter_limit(
+        user_pk("lower"), month_sk(NOW), Decimal("0.045"))
+    items = _items(world, "lower")
+    assert all(Decimal(i.get("remainingUsd", 0)) == 0 for i in items[1:])  # every slice emptied into the pool
+    assert sum(Decimal(i.get("remainingUsd", 0)) for i in items) == Decimal("0.005")
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve(_plan("lower", Decimal("0.006"), window=False))
+    _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.005"), window=False)), Decimal("0.005"))
