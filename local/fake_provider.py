@@ -17,6 +17,8 @@ In-band controls, written anywhere in the prompt text:
   [[fake:retry_after_ms=N]]     add `retry-after-ms: N` to an error reply (keeps SDK retries fast in tests)
   [[fake:stream_interval_ms=N]] stream one event every N ms, each written and flushed as it is "generated"
   [[fake:drop_after=K]]         drop the connection after K streamed events (no final usage, no end)
+  [[fake:hold_after=K]]         after K streamed events, wait until POST /_fake/release (at most 30 s) before
+                                the rest: a test sees what reached its client while the provider was mid-answer
   [[fake:tool_call]]            when function tools are offered and no tool result is in the request yet,
                                 call the first one (OpenAI chat tool_calls, Responses function_call,
                                 Anthropic tool_use), with arguments valid for its JSON schema
@@ -103,6 +105,7 @@ class Controls:
     retry_after_ms: int | None = None
     stream_interval_ms: int = 0
     drop_after: int | None = None
+    hold_after: int | None = None
     tool_call: bool = False
     server_tool_calls: int | None = None
     reasoning_tokens: int | None = None
@@ -192,6 +195,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     interval_s: float = 0.0  # between streamed events
     drop_after: int | None = None  # streamed events sent before the connection is dropped
+    hold_after: int | None = None  # streamed events sent before the stream waits for POST /_fake/release
 
 
 def _json(status: int, obj: Any, **headers: str) -> Reply:
@@ -605,6 +609,9 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+HOLD_TIMEOUT_S = 30.0  # [[fake:hold_after=K]]: a held stream goes on by itself after this many seconds
+
+
 class FakeProvider:
     def __init__(self, host: str = "127.0.0.1"):
         self.host = host
@@ -612,6 +619,8 @@ class FakeProvider:
         self.disconnects: list[dict[str, Any]] = []
         self.responses: dict[str, dict[str, Any]] = {}  # stored Responses API objects by id
         self._lock = threading.Lock()
+        self._released = threading.Condition()
+        self._holding = 0  # streams waiting in hold() now
         self.billing = Billing()
         self._serving: ServerThread | None = None
         self.url = ""
@@ -634,6 +643,22 @@ class FakeProvider:
             self.responses.clear()
         # Not the bill: like a real provider's account, it keeps what was served (Billing.reset clears it).
 
+    def hold(self, timeout_s: float = HOLD_TIMEOUT_S) -> None:
+        """Pause a stream mid-answer until release() (or `timeout_s` seconds, so nothing hangs forever)."""
+        with self._released:
+            self._holding += 1
+            try:
+                self._released.wait(timeout_s)
+            finally:
+                self._holding -= 1
+
+    def release(self) -> int:
+        """Let every held stream go on; returns how many were held (0 when a hold had already timed out)."""
+        with self._released:
+            held = self._holding
+            self._released.notify_all()
+        return held
+
     def client_disconnected(self, path: str, events_sent: int) -> None:
         with self._lock:
             self.disconnects.append({"path": path, "events_sent": events_sent, "at": time.monotonic()})
@@ -648,6 +673,8 @@ class FakeProvider:
         if path == "/_fake/calls" and method == "GET":
             with self._lock:
                 return _json(200, list(self.calls))
+        if path == "/_fake/release" and method == "POST":
+            return _json(200, {"held": self.release()})
         if path == "/_fake/reset" and method == "POST":
             self.reset()
             return _json(200, {"ok": True})
@@ -676,6 +703,7 @@ class FakeProvider:
             time.sleep(controls.delay_ms / 1000)
         if reply.events is not None:
             reply.interval_s, reply.drop_after = controls.stream_interval_ms / 1000, controls.drop_after
+            reply.hold_after = controls.hold_after
         return reply
 
     def _reply(self, method: str, path: str, wire: str, key: str, body: Any, controls: Controls) -> Reply:
@@ -908,6 +936,8 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.drop_after is not None and sent >= reply.drop_after:
                 self._drop()
                 return
+            if sent and sent == reply.hold_after:
+                self.fake.hold()
             if sent and reply.interval_s and self._hung_up(reply.interval_s):
                 self.fake.client_disconnected(path, sent)
                 self.close_connection = True
