@@ -64,3 +64,23 @@ def test_an_idempotent_stream_replays_the_same_events(world):
     assert headers_of(again)["x-tollgate-idempotent-replay"] == "true"
     assert headers_of(again)["content-type"].startswith("text/event-stream")
     assert len(_usage(world)) == 1 and len(world.fake.calls) == 1
+
+
+def test_a_client_that_hangs_up_after_the_last_event_got_a_whole_answer(world):
+    """The ASGI layer may see the client leave after the provider's last event but before the generator
+    resumes: the answer was whole, so it is settled as ok (not as cut by the client)."""
+    from tollgate.service import MeteredRequest
+
+    raw, record = world.create_key()
+    reply = wiring.gateway().handle(MeteredRequest(
+        request_id="hang-up-at-the-end", path=CHAT, principal=world.principal(raw),
+        body=_stream_body("[[fake:completion_tokens=5]] bye"), user_agent="pytest"))
+    events = iter(reply.events)
+    for event in events:
+        if b"[DONE]" in event:
+            reply.cancel()
+            break
+    list(events)  # the generator runs to its end, as the ASGI layer drives it
+    [usage] = _usage(world)
+    assert (usage["status"], usage.get("errorCode")) == ("ok", None) and usage["costUsd"] > 0
+    assert _month_reserved(world, record.key_id) == 0
