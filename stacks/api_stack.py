@@ -206,6 +206,13 @@ class ApiStack(Stack):
             self._allow(fn, p.table_access(data.usage_table, USAGE, (*p.READ, p.SCAN)))
             self._allow(fn, [p.item_access(data.budgets_table, [p.UPDATE, p.PUT], [DAILY_TOTAL_ITEMS, RECON_ITEMS])])
             self._allow(fn, [p.secret_read(self.provider_admin_keys)])
+            if settings.reconcile_bedrock:
+                fn.function.add_environment(Env.RECONCILE_COST_EXPLORER, "true")
+                self._allow(fn, [p.cost_explorer_read()])
+                acknowledge(fn.function, "AwsSolutions-IAM5[Resource::*]",
+                            "Cost Explorer's GetCostAndUsage has no resource-level permissions (the Service "
+                            "Authorization Reference lists no resource type for it); the statement allows that "
+                            "one read-only action.")
 
     @staticmethod
     def _allow(fn: TollgateFunction, statements) -> None:

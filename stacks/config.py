@@ -47,6 +47,10 @@ class DeploySettings:
     waf_rate_limit_per_5min: int
     cost_per_hour_ceiling_usd: float = _COST_PER_HOUR_CEILING_USD  # the static cost alarm (all users)
     timeouts: Timeouts = Timeouts()
+    # Bedrock's bill read from Cost Explorer by the daily reconciliation (-c reconcile_bedrock=true). Off by
+    # default: each GetCostAndUsage call costs $0.01 (aws.amazon.com/aws-cost-management/pricing), and an
+    # account not using Bedrock has nothing to reconcile.
+    reconcile_bedrock: bool = False
 
     @classmethod
     def from_context(cls, scope: Construct) -> "DeploySettings":
@@ -71,4 +75,5 @@ class DeploySettings:
             geo_block_countries=tuple(c.strip().upper() for c in countries if c.strip()),
             waf_rate_limit_per_5min=rate,
             cost_per_hour_ceiling_usd=ceiling,
+            reconcile_bedrock=str(node.try_get_context("reconcile_bedrock")).lower() in ("true", "1"),
         )

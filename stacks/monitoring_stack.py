@@ -82,12 +82,12 @@ def all_providers(name: str, *, label: str, period: Duration = FIVE_MINUTES) -> 
                              label=label, period=period)
 
 
-def reconciliation_drift() -> cw.MathExpression:
+def reconciliation_drift(providers: tuple[str, ...] = RECONCILE_PROVIDERS) -> cw.MathExpression:
     """The largest daily |drift| (percent) of any reconciled provider's bill against Tollgate's estimate. Only
-    the providers the daily job reconciles (RECONCILE_PROVIDERS): no other publishes a drift, and each metric
-    an alarm reads costs $0.10 a month."""
+    the providers the daily job reconciles (`providers`: RECONCILE_PROVIDERS, and bedrock when its bill is read
+    from Cost Explorer): no other publishes a drift, and each metric an alarm reads costs $0.10 a month."""
     using = {_id(mn.RECONCILIATION_DRIFT_PCT, p): tollgate_metric(mn.RECONCILIATION_DRIFT_PCT, p, statistic="Maximum",
-                                                                   period=ONE_DAY) for p in RECONCILE_PROVIDERS}
+                                                                   period=ONE_DAY) for p in providers}
     return cw.MathExpression(expression=f"MAX([{', '.join(using)}])", using_metrics=using,
                              label="Largest provider drift (%)", period=ONE_DAY)
 
@@ -149,7 +149,7 @@ class MonitoringStack(Stack):
         for logical_id, table in self.tables.items():
             self._throttle_alarm(logical_id, table)
         self._sweeper_alarm(api.sweeper.function)
-        self._reconciliation_alarm()
+        self._reconciliation_alarm(RECONCILE_PROVIDERS + (("bedrock",) if settings.reconcile_bedrock else ()))
         if ecs_service is not None:
             self._ecs_memory_alarm(ecs_service)
         if dead_letter_alarm is not None:
@@ -261,14 +261,14 @@ class MonitoringStack(Stack):
             metric=sweeper.metric_errors(period=FIVE_MINUTES, statistic="Sum"), threshold=1, evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
 
-    def _reconciliation_alarm(self) -> None:
+    def _reconciliation_alarm(self, providers: tuple[str, ...]) -> None:
         """Drift between Tollgate's estimates and a provider's bill above RECONCILIATION_DRIFT_ALARM_PCT on
         any provider (the daily job publishes |drift| per provider; a missing bill publishes no drift)."""
         self._alarm(
             "ReconciliationDrift",
             f"A provider billed more than {mn.RECONCILIATION_DRIFT_ALARM_PCT}% away from Tollgate's estimate for "
             "a day: check `tollgate reconcile --day D` and the price catalogue.",
-            metric=reconciliation_drift(), threshold=mn.RECONCILIATION_DRIFT_ALARM_PCT,
+            metric=reconciliation_drift(providers), threshold=mn.RECONCILIATION_DRIFT_ALARM_PCT,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD, evaluation_periods=1)
 
     def _ecs_memory_alarm(self, service: ecs.BaseService) -> None:

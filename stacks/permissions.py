@@ -81,6 +81,12 @@ def secret_read(secret: secretsmanager.ISecret) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
 
 
+def cost_explorer_read() -> iam.PolicyStatement:
+    """Read Bedrock's daily cost (tollgate.reconcile.BedrockCostExplorer). Cost Explorer's actions take no
+    resource ARN (Service Authorization Reference, "Actions defined by AWS Cost Explorer Service"): `*`."""
+    return iam.PolicyStatement(actions=["ce:GetCostAndUsage"], resources=["*"])
+
+
 # The encryption context SNS gives KMS for a KMS-encrypted topic: the topic's ARN (Amazon SNS developer guide,
 # "Encryption at rest").
 SNS_TOPIC_CONTEXT = "kms:EncryptionContext:aws:sns:topicArn"

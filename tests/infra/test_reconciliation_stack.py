@@ -44,3 +44,46 @@ def test_drift_alarm_fires_above_the_default_threshold_on_the_daily_drift_metric
     assert props["TreatMissingData"] == "notBreaching"  # a missing bill is its own metric, not zero drift
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in props["Metrics"] if "MetricStat" in m}
     assert names == {mn.RECONCILIATION_DRIFT_PCT}
+
+
+@pytest.fixture(scope="module")
+def with_bedrock_bill(tmp_path_factory) -> dict:
+    """The app synthesised with `-c reconcile_bedrock=true` (and without the agent service, which it does not
+    touch, so the synthesis is quicker): {stack name: template}."""
+    import app as cdk_app
+    from stacks.agents_stack import ENABLED_CONTEXT
+
+    app = cdk_app.build_app(context={"aws:cdk:disable-asset-staging": True, ENABLED_CONTEXT: "false",
+                                     "reconcile_bedrock": "true"}, outdir=str(tmp_path_factory.mktemp("ce")))
+    return {s.stack_name: s.template for s in app.synth().stacks}
+
+
+def test_bedrocks_bill_is_read_from_cost_explorer_only_when_asked(api_template, with_bedrock_bill):
+    from stacks.api_stack import API_STACK_NAME
+
+    def cost_explorer(template):
+        return [s for s in role_statements(template, function_id(template, RECONCILE))
+                if "ce:GetCostAndUsage" in as_list(s["Action"])]
+
+    def env(template):
+        return resources(template, "AWS::Lambda::Function")[function_id(template, RECONCILE)][
+            "Properties"]["Environment"]["Variables"]
+
+    assert not cost_explorer(api_template) and "TOLLGATE_RECONCILE_COST_EXPLORER" not in env(api_template)
+    on = with_bedrock_bill[API_STACK_NAME]
+    assert cost_explorer(on) and not any(a.startswith("ce:") and a != "ce:GetCostAndUsage"
+                                         for s in cost_explorer(on) for a in as_list(s["Action"]))
+    assert env(on)["TOLLGATE_RECONCILE_COST_EXPLORER"] == "true"
+
+
+def test_with_bedrocks_bill_the_drift_alarm_reads_bedrocks_drift_too(monitoring_template, with_bedrock_bill):
+    from stacks.monitoring_stack import MONITORING_STACK_NAME
+
+    def drift_providers(template):
+        [alarm] = [a for k, a in resources(template, "AWS::CloudWatch::Alarm").items()
+                   if k.startswith("ReconciliationDrift")]
+        return {d["Value"] for m in alarm["Properties"]["Metrics"] if "MetricStat" in m
+                for d in m["MetricStat"]["Metric"]["Dimensions"] if d["Name"] == "provider"}
+
+    assert drift_providers(monitoring_template) == {"openai", "anthropic"}
+    assert drift_providers(with_bedrock_bill[MONITORING_STACK_NAME]) == {"openai", "anthropic", "bedrock"}
