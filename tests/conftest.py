@@ -16,6 +16,26 @@ os.environ.pop("AWS_PROFILE", None)
 
 from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: E402,F401
 
+# Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share an expensive fixture run
+# on one worker, so it is built once: the CDK synthesis and the e2e local stack (both session-scoped, and
+# one e2e test reads both) share one group; a module whose tests share a module-scoped fixture (a local
+# stack of its own, a template) stays together. Every other test goes to whichever worker is free.
+_SHARED_SESSION_FIXTURES = ("synthesis", "local_stack")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(name in info.names_closure for name in _SHARED_SESSION_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group("synthesis-and-local-stack"))
+        elif any(d.scope in ("module", "package") for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
 
 # The CDK app synthesised once per session, in-process, with cdk.json's context (as `cdk synth` does):
 # tests/infra reads every template from it, the e2e tier the monitoring one. A synthesis takes seconds.

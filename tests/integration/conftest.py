@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -13,9 +15,34 @@ from tests.integration.world import World
 from tollgate import wiring
 from tollgate.schema import Env
 
+_create_client = boto3.client
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared_client(service_name: str, *args: Any, **kwargs: Any) -> Any:
+    """boto3.client, but one client per (arguments, endpoint) for the session's main thread.
+
+    Building a botocore client costs ~75 ms of CPU; a `world` test builds five or more (its tables, then
+    every collaborator `wiring` rebuilds after its reset), which was most of each such test's time. A
+    client holds no emulated state (moto keeps that in its backends, which `mock_aws` resets), so one
+    client serves every test, as one serves every request of a warm Lambda container. Other threads keep
+    their own: the concurrency tests model separate containers, each with its own clients."""
+    if threading.current_thread() is not threading.main_thread():
+        return _create_client(service_name, *args, **kwargs)
+    key = (service_name, args, tuple(sorted(kwargs.items())), os.environ.get("AWS_ENDPOINT_URL"),
+           os.environ.get("AWS_DEFAULT_REGION"))
+    try:
+        client = _clients.get(key)
+    except TypeError:  # an unhashable argument: nothing to share
+        return _create_client(service_name, *args, **kwargs)
+    if client is None:
+        client = _clients[key] = _create_client(service_name, *args, **kwargs)
+    return client
+
 
 @pytest.fixture
 def world(fake_provider, monkeypatch) -> Iterator[World]:
+    monkeypatch.setattr(boto3, "client", _shared_client)
     with serialised_mock_aws():
         env = provision(boto3.client, prefix=f"t{uuid.uuid4().hex[:8]}")
         env.update({
@@ -30,5 +57,5 @@ def world(fake_provider, monkeypatch) -> Iterator[World]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         wiring.reset()
-        yield World(env=env, fake=fake_provider)
+        yield World(env=env, fake=fake_provider, dynamodb=boto3.client("dynamodb"))
         wiring.reset()
