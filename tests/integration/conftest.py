@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import uuid
@@ -8,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.kms import models as kms_models
 
 from local.aws import serialised_mock_aws
 from local.tables import provision
@@ -40,9 +42,25 @@ def _shared_client(service_name: str, *args: Any, **kwargs: Any) -> Any:
     return client
 
 
+_generate_private_key = kms_models.generate_private_key
+
+
+@functools.lru_cache(maxsize=None)
+def _one_private_key(key_spec: str) -> Any:
+    return _generate_private_key(key_spec)
+
+
+def _private_key(key_spec: str) -> Any:
+    """moto gives every KMS key an RSA-2048 pair for Sign/Verify (~65 ms of CPU), a SYMMETRIC_DEFAULT key
+    too, for which KMS refuses Sign, Verify and GetPublicKey; each `world` creates one such key (BYOK),
+    so those share one pair. Their encryption key material stays per key; asymmetric keys keep their own."""
+    return _one_private_key(key_spec) if key_spec == "SYMMETRIC_DEFAULT" else _generate_private_key(key_spec)
+
+
 @pytest.fixture
 def world(fake_provider, monkeypatch) -> Iterator[World]:
     monkeypatch.setattr(boto3, "client", _shared_client)
+    monkeypatch.setattr(kms_models, "generate_private_key", _private_key)
     with serialised_mock_aws():
         env = provision(boto3.client, prefix=f"t{uuid.uuid4().hex[:8]}")
         env.update({
