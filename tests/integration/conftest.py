@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
+from moto.kms import models as kms_models
 
 from local.aws import serialised_mock_aws
 from local.tables import provision
@@ -13,9 +17,50 @@ from tests.integration.world import World
 from tollgate import wiring
 from tollgate.schema import Env
 
+_create_client = boto3.client
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _shared_client(service_name: str, *args: Any, **kwargs: Any) -> Any:
+    """boto3.client, but one client per (arguments, endpoint) for the session's main thread.
+
+    Building a botocore client costs ~75 ms of CPU; a `world` test builds five or more (its tables, then
+    every collaborator `wiring` rebuilds after its reset), which was most of each such test's time. A
+    client holds no emulated state (moto keeps that in its backends, which `mock_aws` resets), so one
+    client serves every test, as one serves every request of a warm Lambda container. Other threads keep
+    their own: the concurrency tests model separate containers, each with its own clients."""
+    if threading.current_thread() is not threading.main_thread():
+        return _create_client(service_name, *args, **kwargs)
+    key = (service_name, args, tuple(sorted(kwargs.items())), os.environ.get("AWS_ENDPOINT_URL"),
+           os.environ.get("AWS_DEFAULT_REGION"))
+    try:
+        client = _clients.get(key)
+    except TypeError:  # an unhashable argument: nothing to share
+        return _create_client(service_name, *args, **kwargs)
+    if client is None:
+        client = _clients[key] = _create_client(service_name, *args, **kwargs)
+    return client
+
+
+_generate_private_key = kms_models.generate_private_key
+
+
+@functools.lru_cache(maxsize=None)
+def _one_private_key(key_spec: str) -> Any:
+    return _generate_private_key(key_spec)
+
+
+def _private_key(key_spec: str) -> Any:
+    """moto gives every KMS key an RSA-2048 pair for Sign/Verify (~65 ms of CPU), a SYMMETRIC_DEFAULT key
+    too, for which KMS refuses Sign, Verify and GetPublicKey; each `world` creates one such key (BYOK),
+    so those share one pair. Their encryption key material stays per key; asymmetric keys keep their own."""
+    return _one_private_key(key_spec) if key_spec == "SYMMETRIC_DEFAULT" else _generate_private_key(key_spec)
+
 
 @pytest.fixture
 def world(fake_provider, monkeypatch) -> Iterator[World]:
+    monkeypatch.setattr(boto3, "client", _shared_client)
+    monkeypatch.setattr(kms_models, "generate_private_key", _private_key)
     with serialised_mock_aws():
         env = provision(boto3.client, prefix=f"t{uuid.uuid4().hex[:8]}")
         env.update({
@@ -30,5 +75,5 @@ def world(fake_provider, monkeypatch) -> Iterator[World]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         wiring.reset()
-        yield World(env=env, fake=fake_provider)
+        yield World(env=env, fake=fake_provider, dynamodb=boto3.client("dynamodb"))
         wiring.reset()

@@ -5,6 +5,7 @@ handler and the fake provider; here the model's replies are scripted, so every g
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from decimal import Decimal
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from agents import contract
+from agents import contract, feedback
 from agents.base import Interrupted, RunContext
 from agents.feedback import CLASSIFY_PROMPT, EMPTY_REASON, REPORT_PROMPT, SENTIMENT_PROMPT, FeedbackAnalysisAgent
 from agents.gateway import BudgetExhausted, Completion, GatewayClient, LoopRefused, SigV4Transport, StepFailed
@@ -212,7 +213,10 @@ def test_a_gateway_refusal_ends_the_run_with_what_was_done():
     assert llm.calls == 6
 
 
-def test_interrupted_run_resumes_from_its_checkpoint_without_repeating_a_step():
+def test_interrupted_run_resumes_from_its_checkpoint_without_repeating_a_step(monkeypatch):
+    # A still clock: the checkpoint at the interruption equals the last one saved, elapsed_s included,
+    # however long a loaded machine takes between the two.
+    monkeypatch.setattr(feedback, "Guards", functools.partial(Guards, monotonic=lambda: 0.0))
     saved: list[dict[str, Any]] = []
     llm = ScriptedLLM()
     with pytest.raises(Interrupted) as stop:
