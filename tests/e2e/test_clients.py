@@ -182,6 +182,19 @@ def test_models_in_anthropic_shape_with_anthropic_version_and_openai_shape_other
         oai.models.retrieve("no-such-model")
 
 
+def test_an_unknown_model_is_a_404_in_the_shape_of_the_sdk_that_asked(local_stack, bob_key):
+    """The models routes answer in Anthropic's shape when anthropic-version is sent: their errors too."""
+    import anthropic
+
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as raised:
+        ant.models.retrieve("nope")
+    assert raised.value.body["type"] == "error" and raised.value.body["error"]["type"] == "not_found_error"
+    plain = requests.get(f"{local_stack.url}/v1/models/nope", timeout=30,
+                         headers={"authorization": f"Bearer {bob_key}"}).json()
+    assert set(plain) == {"error"} and {"message", "type", "param", "code"} <= set(plain["error"])
+
+
 def test_models_and_the_cli_show_each_models_provider_and_deployments_in_order(local_stack, bob_key):
     """Issue 13 item 7: a public name with a fallback (pricing/deployments.json) lists both deployments, in the
     order tried, through both SDKs' shapes, one model or the list, and `tollgate models`."""
