@@ -222,3 +222,20 @@ def test_models_and_the_cli_show_each_models_provider_and_deployments_in_order(l
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines()[1:]]
     assert [r[2:4] for r in rows] == [["1", "anthropic"], ["2", "bedrock-us"]] and rows[1][-1] == REGION
+
+
+def test_a_bad_key_is_a_401_both_sdks_read_on_their_own_routes(local_stack):
+    """API Gateway's UNAUTHORIZED answer is one body for the whole API: it carries OpenAI's error fields and
+    Anthropic's shape, so each SDK raises AuthenticationError with the message."""
+    import anthropic
+
+    bad = "sk-" + "x" * 48
+    oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=bad, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert {"message", "type", "param", "code"} <= set(raised.value.body)  # the SDK's body is `error`'s value
+    assert "API key" in raised.value.message
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bad, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as raised:
+        ant.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.body["type"] == "error" and raised.value.body["error"]["type"] == "authentication_error"
