@@ -82,9 +82,9 @@ class LocalStack:
                  fake_port: int = 0):
         """use_fake: True = always the fake provider (tests: never spend money), False = never,
         None = for each provider whose API key is not set in the environment. fake_port: the fake provider's
-        port (0: any free one; make dev: fake_port_for(PORT), or any free one when that is taken). persist: restore the tables
-        from the state directory at start and save them there (local.state). sweep_every_s: run the
-        sweeper handler that often (None: never; make dev: SWEEP_EVERY_S)."""
+        port (0: any free one; make dev: fake_port_for(PORT), or any free one when that is taken). persist:
+        restore the tables from the state directory at start and save them there (local.state).
+        sweep_every_s: run the sweeper handler that often (None: never; make dev: SWEEP_EVERY_S)."""
         self.use_fake = use_fake
         self.aws_in_subprocess = aws_in_subprocess
         self.run_worker = worker  # the agent worker process (make dev runs one)
@@ -428,7 +428,8 @@ Ctrl-C to stop.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (default 8080; the fake provider on the next one)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="API port on 127.0.0.1 (default 8080; the fake provider on the next one)")
     parser.add_argument("--state-dir", default=".tollgate", help="where the admin key and endpoint are written")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument("--no-worker", action="store_true", help="do not run the agent worker")

@@ -10,11 +10,11 @@ Tollgate's estimate (Σ costUsd) and tokens. Each provider's billing source says
 that day. Per (provider, model) and per provider:
   drift_usd = actual − estimated;  drift_pct = drift_usd / estimated × 100
 and status `ok` (|drift_pct| <= threshold, compared exactly in Decimal), `drift` (above), `missing` (no
-provider figure) or `unmetered` (billed, but Tollgate saw no platform-key call for it). The provider's figure per model is
-apportioned to users by their tokens weighted by price — each user's share of the model's estimate, so
-input and output tokens weigh what they cost; by plain tokens when the estimate is $0 — in Decimal to 12
-places, the remainder to the largest share so the shares add up exactly, and written to each user's
-daily total (store.daily_totals).
+provider figure) or `unmetered` (billed, but Tollgate saw no platform-key call for it). The provider's
+figure per model is apportioned to users by their tokens weighted by price — each user's share of the
+model's estimate, so input and output tokens weigh what they cost; by plain tokens when the estimate is
+$0 — in Decimal to 12 places, the remainder to the largest share so the shares add up exactly, and written
+to each user's daily total (store.daily_totals).
 
 drift_pct is reported (and published as the alarm's metric) quantized to 2 decimals, ROUND_HALF_EVEN
 (DRIFT_PCT_PLACES): a division carries 28 significant digits no one reads.
