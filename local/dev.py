@@ -3,8 +3,8 @@
     python -m local.dev [--port 8080] [--state-dir .tollgate] [--reset]
 
 Starts emulated AWS (moto, serialised) on a free loopback port, creates the tables and resources from
-tollgate.schema, starts the fake provider (per provider, unless OPENAI_API_KEY / ANTHROPIC_API_KEY is
-set), stores a local admin key, and serves the API Gateway emulator running the real handlers
+tollgate.schema, starts the fake provider on the next port (per provider, unless OPENAI_API_KEY /
+ANTHROPIC_API_KEY is set), stores a local admin key, and serves the API Gateway emulator running the real handlers
 in-process. `LocalStack` is the same thing as an object, for the e2e tests.
 
 `make dev` also keeps the tables across restarts (local.state: restored at start, saved every 10 s and
@@ -78,11 +78,13 @@ class LocalStack:
 
     def __init__(self, *, use_fake: bool | None = None, aws_in_subprocess: bool = False, quiet: bool = False,
                  prefix: str = "tollgate-local", fake_factory: Callable[[], Any] | None = None,
-                 worker: bool = False, persist: bool = False, sweep_every_s: float | None = None):
+                 worker: bool = False, persist: bool = False, sweep_every_s: float | None = None,
+                 fake_port: int = 0):
         """use_fake: True = always the fake provider (tests: never spend money), False = never,
-        None = for each provider whose API key is not set in the environment. persist: restore the tables
-        from the state directory at start and save them there (local.state). sweep_every_s: run the
-        sweeper handler that often (None: never; make dev: SWEEP_EVERY_S)."""
+        None = for each provider whose API key is not set in the environment. fake_port: the fake provider's
+        port (0: any free one; make dev: fake_port_for(PORT), or any free one when that is taken). persist:
+        restore the tables from the state directory at start and save them there (local.state).
+        sweep_every_s: run the sweeper handler that often (None: never; make dev: SWEEP_EVERY_S)."""
         self.use_fake = use_fake
         self.aws_in_subprocess = aws_in_subprocess
         self.run_worker = worker  # the agent worker process (make dev runs one)
@@ -95,6 +97,7 @@ class LocalStack:
         self.quiet = quiet
         self.prefix = prefix
         self._fake_factory = fake_factory
+        self.fake_port = fake_port
         self.url = ""
         self.admin_key = ""
         self.aws_endpoint = ""
@@ -278,7 +281,7 @@ class LocalStack:
         if not any(fake_for.values()):
             return {}
         self.fake = self._make_fake()
-        fake_url = self.fake.start(port=0).rstrip("/")
+        fake_url = start_preferring(self.fake.start, self.fake_port).rstrip("/")
         self.fake.billing.org_keys = set(FAKE_PLATFORM_KEYS.values())  # BYOK calls: not on the platform's bill
         env: dict[str, str | None] = {}
         if fake_for["openai"]:
@@ -345,6 +348,23 @@ def _write_state(state_dir: Path, admin_key: str, url: str) -> None:
     (state_dir / "endpoint").write_text(url + "\n")
 
 
+def fake_port_for(port: int) -> int:
+    """The fake provider's port under `make dev PORT=port`: the next one (8080 -> 8081), so `$FAKE` stays the
+    same from one run to the next; 0 (any free port) when the API's port is itself 0."""
+    return port + 1 if port else 0
+
+
+def start_preferring(start: Callable[..., str], port: int) -> str:
+    """`start(port=port)`, or `start(port=0)` (any free port) when `port` is taken. Returns the URL it serves."""
+    try:
+        return start(port=port)
+    except OSError:
+        if not port:
+            raise
+        print(f"local stack: port {port} is taken; the fake provider listens on a free port instead", file=sys.stderr)
+        return start(port=0)
+
+
 def _wait_healthy(url: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     last: object = None
@@ -371,11 +391,13 @@ def banner(stack: LocalStack) -> str:
     kept = (f"{stack.restored} items restored from {stack.state_dir}; saved every "
             f"{state.SNAPSHOT_EVERY_S:.0f} s and on stop (make dev-reset starts clean)" if stack.persist
             else "in memory only")
+    fake = (f"\n  fake       {stack.fake.url}   (its /_fake/... controls: export FAKE={stack.fake.url})"
+            if stack.fake is not None else "")
     return f"""
 Tollgate local stack is up.
   endpoint   {stack.url}
   admin key  in {key_file}   (all scopes; it is local, but keep it out of git)
-  providers  {providers}
+  providers  {providers}{fake}
   AWS        moto at {stack.aws_endpoint}
   state      {kept}
 
@@ -406,7 +428,8 @@ Ctrl-C to stop.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (default 8080)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="API port on 127.0.0.1 (default 8080; the fake provider on the next one)")
     parser.add_argument("--state-dir", default=".tollgate", help="where the admin key and endpoint are written")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument("--no-worker", action="store_true", help="do not run the agent worker")
@@ -420,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
 
-    stack = LocalStack(quiet=args.quiet, worker=not args.no_worker, persist=True, sweep_every_s=SWEEP_EVERY_S)
+    stack = LocalStack(quiet=args.quiet, worker=not args.no_worker, persist=True, sweep_every_s=SWEEP_EVERY_S,
+                       fake_port=fake_port_for(args.port))
     try:
         stack.start(port=args.port, state_dir=args.state_dir)
     except OSError as error:

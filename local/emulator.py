@@ -57,7 +57,7 @@ _HANDLER_MODULES = {
 _AUTHORIZER_MODULE = "handlers.authorizer"
 
 # Gateway response types API Gateway uses that tollgate.routes.GATEWAY_RESPONSES may not define.
-_5XX_BODY = {"type": "error", "error": {"type": "api_error", "code": "internal_error",
+_5XX_BODY = {"type": "error", "error": {"type": "api_error", "code": "internal_error", "param": None,
                                         "message": "Internal server error"}}
 _FALLBACK_RESPONSES: dict[str, tuple[int, dict]] = {
     "INVALID_SIGNATURE": (403, routes.GATEWAY_RESPONSES["ACCESS_DENIED"][1]),

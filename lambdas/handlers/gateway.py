@@ -116,13 +116,24 @@ def _models(request: Request, principal: Principal) -> Answer:
     """GET /v1/models and /v1/models/{id}: the models with their provider and deployments (tollgate.model_list),
     in Anthropic's shape when the request carries anthropic-version, in OpenAI's otherwise. Unpriced: 404."""
     assert request.route is not None
-    anthropic = bool(request.headers.get(anthropic_api.VERSION_HEADER)) or request.route.wire == routes.ANTHROPIC
+    anthropic = _wire(request, request.route) == routes.ANTHROPIC
     catalogue = wiring.catalogue()
     routing = Deployments.load(catalogue, wiring.settings().deployments)
     one = request.route.pattern.match(request.path).groupdict().get("modelId")
     listed = model_list.models(catalogue, routing) if one is None else model_list.model(catalogue, routing, one)
     return _json(200, model_list.document(listed, anthropic=anthropic,
                                           bedrock_region=wiring.providers()["bedrock"].region))
+
+
+def _wire(request: Request, route: routes.Route | None) -> str:
+    """The provider shape of a request's answers, errors included: the route's, but the models routes under /v1
+    (shared by both SDKs) answer in Anthropic's when the request carries anthropic-version, as the anthropic
+    SDK's models.list()/retrieve() send it."""
+    if route is None:
+        return routes.OPENAI
+    if route.path.endswith(("/models", "/models/{modelId}")) and request.headers.get(anthropic_api.VERSION_HEADER):
+        return routes.ANTHROPIC
+    return route.wire
 
 
 def _stored_response(request: Request, principal: Principal) -> Answer:
@@ -170,14 +181,14 @@ def answer(request: Request) -> Answer:
         logger.append_keys(principal=principal.id, user=principal.user)
         return implementation(request, principal)
     except errors.TollgateError as exc:
-        return _error(exc, route)
+        return _error(exc, _wire(request, route))
     except Exception:
         logger.exception("unhandled error")
-        return _error(errors.TollgateError("Internal error."), route)
+        return _error(errors.TollgateError("Internal error."), _wire(request, route))
 
 
-def _error(exc: errors.TollgateError, route: routes.Route | None) -> Answer:
-    status, headers, body = errors.render(exc, route.wire if route else routes.OPENAI)
+def _error(exc: errors.TollgateError, wire: str) -> Answer:
+    status, headers, body = errors.render(exc, wire)
     return Answer(status, headers, body.encode())
 
 

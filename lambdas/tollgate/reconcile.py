@@ -8,13 +8,16 @@ where both sides exist. A provider's figure counts the platform's own account on
 Mechanism. One day's usage records (one Scan of the day, a daily job) are summed per (provider, model):
 Tollgate's estimate (Σ costUsd) and tokens. Each provider's billing source says what it billed per model
 that day. Per (provider, model) and per provider:
-  drift_usd = actual − estimated;  drift_pct = drift_usd / estimated × 100   (exact Decimal)
-and status `ok` (|drift_pct| <= threshold), `drift` (above), `missing` (no provider figure) or
-`unmetered` (billed, but Tollgate saw no platform-key call for it). The provider's figure per model is
-apportioned to users by their tokens weighted by price — each user's share of the model's estimate, so
-input and output tokens weigh what they cost; by plain tokens when the estimate is $0 — in Decimal to 12
-places, the remainder to the largest share so the shares add up exactly, and written to each user's
-daily total (store.daily_totals).
+  drift_usd = actual − estimated;  drift_pct = drift_usd / estimated × 100
+and status `ok` (|drift_pct| <= threshold, compared exactly in Decimal), `drift` (above), `missing` (no
+provider figure) or `unmetered` (billed, but Tollgate saw no platform-key call for it). The provider's
+figure per model is apportioned to users by their tokens weighted by price — each user's share of the
+model's estimate, so input and output tokens weigh what they cost; by plain tokens when the estimate is
+$0 — in Decimal to 12 places, the remainder to the largest share so the shares add up exactly, and written
+to each user's daily total (store.daily_totals).
+
+drift_pct is reported (and published as the alarm's metric) quantized to 2 decimals, ROUND_HALF_EVEN
+(DRIFT_PCT_PLACES): a division carries 28 significant digits no one reads.
 
 Sources (stored docs of the providers, shapes trimmed to what is read):
 - OpenAI: GET /v1/organization/costs (admin key; start_time/end_time Unix seconds, bucket_width=1d,
@@ -46,6 +49,7 @@ from tollgate.money import texts_in
 log = logging.getLogger(__name__)
 
 OK, DRIFT, MISSING, UNMETERED = "ok", "drift", "missing", "unmetered"
+DRIFT_PCT_PLACES = Decimal("0.01")  # drift_pct as reported: percent to 2 decimals, ROUND_HALF_EVEN
 DEFAULT_THRESHOLD_PCT = Decimal(metric_names.RECONCILIATION_DRIFT_ALARM_PCT)  # one threshold: job and alarm
 SHARE_QUANTUM = Decimal("1e-12")  # USD: apportioned shares (tollgate.requests.types.USD_PLACES)
 ZERO = Decimal(0)
@@ -194,7 +198,8 @@ def _drift(estimated: Decimal, actual: Decimal | None, threshold: Decimal) -> di
     if estimated == 0:
         return {"actual_usd": actual, "drift_usd": actual, "drift_pct": None, "status": UNMETERED if actual else OK}
     pct = (actual - estimated) / estimated * 100
-    return {"actual_usd": actual, "drift_usd": actual - estimated, "drift_pct": pct,
+    return {"actual_usd": actual, "drift_usd": actual - estimated,
+            "drift_pct": pct.quantize(DRIFT_PCT_PLACES, rounding=ROUND_HALF_EVEN),
             "status": DRIFT if abs(pct) > threshold else OK}
 
 

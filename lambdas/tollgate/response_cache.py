@@ -1,5 +1,8 @@
 """The response cache (issue 17 item 1): a repeated request answered from an earlier answer, at $0.
 
+The TTL also bounds the age of the answer a request accepts (like HTTP's Cache-Control: max-age): an answer
+stored for 600 s is not served to a request asking for ttl=1 once it is older than 1 s.
+
 Opt-in: a key's or user's setting (`cache_ttl_s`, through the admin API, `tollgate keys create --cache-ttl`
 and `tollgate users set --cache-ttl`; the key's wins), carried in the authorizer's context with the key's and
 user's other settings, so a request without caching costs no extra read, or a request's `x-tollgate-cache` header: `ttl=<seconds>` (look up, and store a miss for that
@@ -33,7 +36,7 @@ from tollgate.providers._common import json_or_none, sse_events
 from tollgate.providers.base import CHAT, MESSAGES, RESPONSES, Usage
 from tollgate.store.response_cache import Answer
 
-HEADER = "x-tollgate-cache"  # on a request: the policy; on an answer of a cached request: "hit" or "miss"
+HEADER = "x-tollgate-cache"  # on a request: the policy; on an answer: "hit", "miss" or "no-store" (answer_header)
 NO_STORE = "no-store"
 MAX_TTL_S = 7 * 86_400  # the longest an answer is kept (seconds)
 # The largest answer stored (UTF-8 bytes of the provider's body): DynamoDB items are at most 400 KB
@@ -77,6 +80,15 @@ def policy(operation: str, body: dict[str, Any], forwarded_headers: dict[str, st
     if not ttl:
         return None
     return Policy(key(operation, body, forwarded_headers), ttl)
+
+
+def answer_header(policy: Policy | None, header: str | None) -> str | None:
+    """The `x-tollgate-cache` value on a provider's answer (a hit says "hit"): "miss" when the request was
+    looked up, "no-store" when the request's header skipped the cache, None when caching was never asked for.
+    `header`: the request's header, already validated by `policy`."""
+    if policy is not None:
+        return "miss"
+    return NO_STORE if header is not None and ttl_from_header(header) == 0 else None
 
 
 def key(operation: str, body: dict[str, Any], forwarded_headers: dict[str, str]) -> str:

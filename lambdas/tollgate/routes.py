@@ -156,26 +156,30 @@ def authorizer(name: str) -> Authorizer | None:
     return next((a for a in AUTHORIZERS if a.name == name), None)
 
 
-# API Gateway's own answers (no Lambda involved), shaped so both SDKs raise the right exception:
-# the openai SDK reads `error.message`, the anthropic SDK reads `type`/`error.type`.
+# API Gateway's own answers (no Lambda involved), shaped so both SDKs raise the right exception: one body
+# for every route, since a gateway response is per API and its template is not VTL (no per-route logic:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-gateway-responses.responseTemplates.html).
+# So each body is Anthropic's shape (`type: "error"`, `error.type`/`error.message`) that also carries every
+# field of OpenAI's error object (`error.message`, `type`, `param`, `code`); `error.type` takes Anthropic's
+# names. The local API Gateway emulator answers with these same bodies.
 GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
     # One answer for the whole API (a gateway response template allows no per-route logic), so it says
     # which header each route takes.
     "UNAUTHORIZED": (401, {"type": "error", "error": {
-        "type": "authentication_error", "code": "invalid_api_key",
+        "type": "authentication_error", "code": "invalid_api_key", "param": None,
         "message": "Missing or invalid API key. Routes under /v1 take it as Authorization: Bearer sk-...; "
                    "routes under /anthropic/v1 as x-api-key: sk-... Clients that send x-api-key (Claude Code "
                    "with ANTHROPIC_API_KEY, litellm's anthropic provider) use the base URL .../anthropic."}}),
     "ACCESS_DENIED": (403, {"type": "error", "error": {
-        "type": "permission_error", "code": "access_denied", "message": "Access denied."}}),
+        "type": "permission_error", "code": "access_denied", "param": None, "message": "Access denied."}}),
     # Every unknown path or method is answered by the API's catch-all (`not_found`), so this one means
     # what its name says: an AWS_IAM route called without a SigV4 signature. 403, as API Gateway's default.
     "MISSING_AUTHENTICATION_TOKEN": (403, {"type": "error", "error": {
-        "type": "permission_error", "code": "missing_authentication_token",
+        "type": "permission_error", "code": "missing_authentication_token", "param": None,
         "message": "This route takes AWS SigV4-signed requests (IAM auth); the request was not signed."}}),
     # A body over the Lambda invocation payload limit (PAYLOAD_LIMIT_BYTES).
     "REQUEST_TOO_LARGE": (413, {"type": "error", "error": {
-        "type": "request_too_large", "code": "request_too_large",
+        "type": "request_too_large", "code": "request_too_large", "param": None,
         "message": "The request body is larger than the gateway accepts (6 MB)."}}),
     # The request validator of the metered routes (stacks/rest_api.py): the body is not a JSON object
     # with a "model" string.
@@ -183,7 +187,7 @@ GATEWAY_RESPONSES: dict[str, tuple[int, dict]] = {
         "type": "invalid_request_error", "code": "invalid_request_body", "param": "model",
         "message": "The request body must be a JSON object with a 'model' string."}}),
     "INTEGRATION_TIMEOUT": (504, {"type": "error", "error": {
-        "type": "timeout_error", "code": "gateway_timeout",
+        "type": "timeout_error", "code": "gateway_timeout", "param": None,
         "message": "The provider took longer than the gateway's timeout. The call may still complete and be "
                    "metered: check `tollgate usage` before retrying, or retry with the same Idempotency-Key."}}),
 }

@@ -221,7 +221,7 @@ class MeteredGateway:
         the form asked for is a miss."""
         if cache is None or self.cache is None:
             return None
-        found = self.cache.get(req.principal.user, cache.key, self.clock())
+        found = self.cache.get(req.principal.user, cache.key, self.clock(), max_age_s=cache.ttl_s)
         hit = None
         if found is not None and not req.body.get("stream"):
             hit = (found, found.body, found.content_type)
@@ -309,7 +309,8 @@ class MeteredGateway:
                         raise
                     log.warning("deployment failed before answering; trying the next", extra={
                         "request_id": req.request_id, "deployment": deployment.name, "error_code": exc.code})
-            served_by = {"x-tollgate-deployment": deployment.name, **({response_cache.HEADER: "miss"} if cache else {})}
+            said = response_cache.answer_header(cache, req.cache)
+            served_by = {"x-tollgate-deployment": deployment.name, **({response_cache.HEADER: said} if said else {})}
             req = replace(req, deployment=deployment.label(getattr(provider, "region", None)))
             if stream:
                 reply = streaming.stream(self, req, price, res, upstream, body, bound, lowered_from, byok, started,

@@ -182,6 +182,19 @@ def test_models_in_anthropic_shape_with_anthropic_version_and_openai_shape_other
         oai.models.retrieve("no-such-model")
 
 
+def test_an_unknown_model_is_a_404_in_the_shape_of_the_sdk_that_asked(local_stack, bob_key):
+    """The models routes answer in Anthropic's shape when anthropic-version is sent: their errors too."""
+    import anthropic
+
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bob_key, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as raised:
+        ant.models.retrieve("nope")
+    assert raised.value.body["type"] == "error" and raised.value.body["error"]["type"] == "not_found_error"
+    plain = requests.get(f"{local_stack.url}/v1/models/nope", timeout=30,
+                         headers={"authorization": f"Bearer {bob_key}"}).json()
+    assert set(plain) == {"error"} and {"message", "type", "param", "code"} <= set(plain["error"])
+
+
 def test_models_and_the_cli_show_each_models_provider_and_deployments_in_order(local_stack, bob_key):
     """Issue 13 item 7: a public name with a fallback (pricing/deployments.json) lists both deployments, in the
     order tried, through both SDKs' shapes, one model or the list, and `tollgate models`."""
@@ -209,3 +222,20 @@ def test_models_and_the_cli_show_each_models_provider_and_deployments_in_order(l
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines()[1:]]
     assert [r[2:4] for r in rows] == [["1", "anthropic"], ["2", "bedrock-us"]] and rows[1][-1] == REGION
+
+
+def test_a_bad_key_is_a_401_both_sdks_read_on_their_own_routes(local_stack):
+    """API Gateway's UNAUTHORIZED answer is one body for the whole API: it carries OpenAI's error fields and
+    Anthropic's shape, so each SDK raises AuthenticationError with the message."""
+    import anthropic
+
+    bad = "sk-" + "x" * 48
+    oai = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=bad, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert {"message", "type", "param", "code"} <= set(raised.value.body)  # the SDK's body is `error`'s value
+    assert "API key" in raised.value.message
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=bad, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as raised:
+        ant.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.body["type"] == "error" and raised.value.body["error"]["type"] == "authentication_error"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -98,9 +98,30 @@ def test_the_cache_is_scoped_to_the_user_and_no_store_bypasses_it(world):
     gateway, provider = _gateway()
     _ask(gateway, principal("ann", "sk-cacheann1"), cache="ttl=60")
     _ask(gateway, principal("bob", "sk-cachebob1"), cache="ttl=60")
-    _ask(gateway, replace(principal("ann", "sk-cacheann1"), cache_ttl_s=60), cache=response_cache.NO_STORE)
-    assert provider.calls == 3
+    skipped = _ask(gateway, replace(principal("ann", "sk-cacheann1"), cache_ttl_s=60), cache=response_cache.NO_STORE)
+    assert provider.calls == 3 and skipped.headers["x-tollgate-cache"] == "no-store"
+    assert "x-tollgate-cache" not in _ask(gateway, principal("ann", "sk-cacheann1")).headers  # never asked for
     assert _ask(gateway, principal("ann", "sk-cacheann1"), cache="ttl=60").headers["x-tollgate-cache"] == "hit"
+
+
+def test_a_requests_ttl_bounds_the_age_of_the_answer_it_accepts(world):
+    """Like HTTP's max-age: an answer stored for 600 s is not served to a request asking ttl=1 three seconds
+    later (nor to a user whose setting is 1 s), but still to one asking ttl=600."""
+    settings = Settings.from_env()
+    now = [FROZEN]
+    gateway, provider = independent_gateway(settings, seed=18, clock=lambda: now[0])
+    gateway.cache = ResponseCache(settings.budgets_table, gateway.ledger.client)
+    who = principal("ada", "sk-cacheada1")
+    assert _ask(gateway, who, cache="ttl=600").headers["x-tollgate-cache"] == "miss"
+    now[0] = FROZEN + timedelta(seconds=3)
+    assert _ask(gateway, who, cache="ttl=600").headers["x-tollgate-cache"] == "hit"
+    assert _ask(gateway, who, cache="ttl=1").headers["x-tollgate-cache"] == "miss"
+    assert provider.calls == 2
+    other = {**BODY, "messages": [{"role": "user", "content": "another question"}]}
+    _ask(gateway, who, body=other, cache="ttl=600")
+    now[0] = FROZEN + timedelta(seconds=6)
+    assert _ask(gateway, replace(who, cache_ttl_s=2), body=other).headers["x-tollgate-cache"] == "miss"
+    assert provider.calls == 4
 
 
 def test_an_answer_shortened_by_the_budget_is_not_stored(world):

@@ -274,6 +274,19 @@ def test_usage_query_and_table(api, cli):
     assert lines[-1] == "Total: 2 requests, 12815 tokens, $1.500012"
 
 
+def test_usage_shows_a_response_cache_hit_apart_from_cached_prompt_tokens(api, cli):
+    hit = {**USAGE["records"][0], "request_id": "r3", "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+           "cost_usd": "0", "cached": True}
+    api.on("GET", "/admin/usage", {**USAGE, "records": [*USAGE["records"], hit]})
+    code, out, err = cli("usage", "--user", "alice")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[3].rstrip().endswith("200 (cache hit)") and not lines[1].rstrip().endswith("(cache hit)")
+    assert "response cache" in out
+    api.on("GET", "/admin/usage", USAGE)
+    assert "cache hit" not in cli("usage", "--user", "alice")[1]
+
+
 def test_usage_json_and_defaults(api, cli):
     api.on("GET", "/admin/usage", USAGE)
     code, out, _ = cli("--json", "usage", "--user", "alice")

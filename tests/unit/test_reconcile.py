@@ -105,3 +105,20 @@ def test_a_bad_day_is_invalid_request(bad):
     with pytest.raises(InvalidRequest):
         reconcile.day_of(bad, DAY)
     assert reconcile.day_of(None, DAY) == date(2026, 11, 29)
+
+
+@pytest.mark.parametrize("estimated, billed, shown", [
+    ("5.39", "4.37", "-18.92"),   # exactly -18.92393320964749536178107607...
+    ("8", "8.0004", "0.00"),      # 0.005: half to even
+    ("8", "8.0012", "0.02"),      # 0.015: half to even
+])
+def test_drift_pct_is_reported_to_two_decimals_half_even_while_the_status_compares_exactly(estimated, billed, shown):
+    p, _ = _run([_rec("a", "gpt-4o-mini", estimated, 10)], {"gpt-4o-mini": Decimal(billed)})
+    assert str(p["drift_pct"]) == shown and str(p["models"][0]["drift_pct"]) == shown
+
+
+def test_the_status_uses_the_exact_drift_not_the_rounded_one():
+    threshold = reconcile.DEFAULT_THRESHOLD_PCT
+    over = Decimal(1) + (threshold + Decimal("0.004")) / 100  # rounds to the threshold, is above it
+    p, _ = _run([_rec("a", "gpt-4o-mini", "1", 10)], {"gpt-4o-mini": over})
+    assert Decimal(p["drift_pct"]) == threshold and p["status"] == "drift"

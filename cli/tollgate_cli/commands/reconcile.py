@@ -5,6 +5,7 @@ A provider without data for the day shows as "missing", never as zero drift (tol
 from __future__ import annotations
 
 import argparse
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from tollgate_cli import parsing
 from tollgate_cli.context import Context
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _pct(value: str | None) -> str | None:
-    return None if value is None else f"{float(value):+.2f}%"
+    """A drift percent as the API reports it (text, 2 decimals) shown signed, e.g. "-18.92%"; Decimal, not
+    float, so the figure shown is the figure reported."""
+    return None if value is None else f"{Decimal(value).quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN):+}%"
 
 
 def run(ctx: Context) -> None:

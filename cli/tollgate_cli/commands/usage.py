@@ -20,6 +20,13 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.set_defaults(handler=show, parser=p)
 
 
+def _status(record: dict) -> object:
+    """The STATUS cell: the record's status, with "(cache hit)" for an answer from the response cache
+    (usage record `cached: true`), which otherwise looks like any row of zeros."""
+    status = record.get("status")
+    return f"{status} (cache hit)" if record.get("cached") else status
+
+
 def show(ctx: Context) -> None:
     a = ctx.args
     result = ctx.client().get("/admin/usage", {"user": a.user, "from": a.date_from, "to": a.date_to,
@@ -34,10 +41,13 @@ def show(ctx: Context) -> None:
     # DEPLOYMENT: which deployment answered (name, @region for Bedrock); "-" for records written before it
     rows = [(when(r.get("time")), r.get("model"), r.get("deployment"), number(r.get("prompt_tokens")),
              number(r.get("completion_tokens")), number(r.get("cached_tokens")), money(r.get("cost_usd")),
-             r.get("endpoint"), r.get("status")) for r in records]
+             r.get("endpoint"), _status(r)) for r in records]
     ctx.print(table(("TIME (UTC)", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"), rows,
                     right=(3, 4, 5, 6)))
     count = len(records)
+    if any(r.get("cached") for r in records):
+        ctx.print("(cache hit: answered from Tollgate's response cache at $0, no provider call; CACHED counts the "
+                  "provider's cached prompt tokens)")
     ctx.print()
     ctx.print(f"Total: {count} request{'s' if count != 1 else ''}, {number(result.get('total_tokens'))} tokens, "
               f"{money(result.get('total_cost_usd'), none='$0.00')}")
