@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tollgate import routes
+from tollgate.auth import api_keys
 from tollgate.routes import Route
 
 from local.environments import EnvironmentPool, LambdaFunction
@@ -550,7 +551,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(response.body)
         if not self.server.emulator.quiet:
             elapsed = (time.monotonic() - started) * 1000
-            print(f"[apigw] {self.command} {urlsplit(self.path).path} -> {response.status} ({elapsed:.0f} ms)",
+            print(f"[apigw] {self.command} {api_keys.masked(urlsplit(self.path).path)} -> {response.status} "
+                  f"({elapsed:.0f} ms)",
                   file=sys.stderr, flush=True)
 
     def _stream(self, response: HttpResponse) -> None:

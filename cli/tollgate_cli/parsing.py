@@ -6,8 +6,11 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal
 
+from tollgate.auth.api_keys import KEY_ID_LENGTH, is_whole_secret
+from tollgate.plain_numbers import is_plain_decimal, is_plain_integer
+
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$", re.IGNORECASE)  # [0-9]: \d is any Unicode digit
 
 
 def duration(text: str) -> timedelta:
@@ -21,55 +24,49 @@ def duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
 
 
-# Digits with at most one decimal point: no thousands separators ("1,5" is not 15), no underscores
-# (Decimal("1_0") is 10), no exponents, signs or spaces inside.
-_PLAIN_DECIMAL = re.compile(r"\$?(\d+(\.\d*)?|\.\d+)")
-
-
 def usd(text: str) -> str:
     """A non-negative dollar amount as a plain decimal ("10", "0.50"; a leading $ is allowed), passed on as
     a decimal string. Anything else, "1,5" and "1_0" included, is refused rather than guessed at."""
-    cleaned = text.strip()
-    if not _PLAIN_DECIMAL.fullmatch(cleaned):
+    cleaned = text.strip().removeprefix("$")
+    if not is_plain_decimal(cleaned):
         raise argparse.ArgumentTypeError(
             f"invalid amount {text!r}: use a plain decimal number of dollars with a point, e.g. 10 or 1.50 "
             "(no commas, underscores or exponents)")
-    return format(Decimal(cleaned.removeprefix("$")), "f")
-
-
-# An API key is "sk-" + 48 characters; its id, the first 12, is what commands take.
-KEY_ID_CHARS = 12
+    return format(Decimal(cleaned), "f")
 
 
 def key_id(text: str) -> str:
-    """An API key id (the first 12 characters of a key). A whole secret key is refused without being
-    repeated back: it would land in the terminal, in logs and in the gateway's error messages."""
-    value = text.strip()
-    if value.startswith("sk-") and len(value) > KEY_ID_CHARS:
+    """An API key id (the first 12 characters of a key). A whole secret key (the gateway's own test,
+    tollgate.auth.api_keys.is_whole_secret) is refused without being repeated back: it would land in the
+    terminal, in logs and in the gateway's error messages."""
+    if is_whole_secret(text):
         raise argparse.ArgumentTypeError(
-            f"that is a whole secret API key, not a key id: pass the {KEY_ID_CHARS}-character key id (the "
-            f"key's first {KEY_ID_CHARS} characters, as `tollgate keys list` shows it), never the secret")
-    return value
+            f"that is a whole secret API key, not a key id: pass the {KEY_ID_LENGTH}-character key id (the "
+            f"key's first {KEY_ID_LENGTH} characters, as `tollgate keys list` shows it), never the secret")
+    return text.strip()
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a whole number above 0")
-    return value
+    """A whole number above 0 in plain ASCII digits ("1_0", "١٠" and " 10" are refused)."""
+    if not is_plain_integer(text) or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a whole number above 0 in plain digits, e.g. 60")
+    return int(text)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a number of seconds above 0")
-    return value
+    """A number of seconds above 0 in plain ASCII decimal notation (e.g. 30 or 2.5)."""
+    if not is_plain_decimal(text) or not float(text) > 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a number of seconds above 0, e.g. 30 or 2.5")
+    return float(text)
+
+
+def percent(text: str) -> str:
+    """A percentage from 0 to 100 in plain decimal notation ("2", "2.5"; a trailing % is allowed), passed
+    on as a decimal string."""
+    cleaned = text.strip().removesuffix("%")
+    if not is_plain_decimal(cleaned) or Decimal(cleaned) > 100:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text!r}: use a percentage from 0 to 100, e.g. 2 or 2.5")
+    return format(Decimal(cleaned), "f")
 
 
 def day(text: str) -> str:
@@ -78,6 +75,6 @@ def day(text: str) -> str:
         date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD")
     return text

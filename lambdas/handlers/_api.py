@@ -59,6 +59,7 @@ def _guarded(app: APIGatewayRestResolver, route: routes.Route, fn: Callable[...,
 
     def call(**params: str) -> Any:
         for name, value in params.items():
+            _not_a_secret(value, name)
             if not is_id(value):  # e.g. %00 or undecodable bytes: no such id can exist
                 raise errors.NotFound(f"No such {name}: the id in the path cannot exist.")
         if route.auth == routes.NONE:
@@ -133,9 +134,20 @@ def usable_id(value: str | None, name: str) -> str | None:
     param = `name`): ids end up in DynamoDB keys, which have length limits of their own."""
     from tollgate.requests.types import MAX_ID_CHARS, is_id  # pydantic: imported with the first id checked
 
+    if value is not None:
+        _not_a_secret(value, name)
     if value is not None and not is_id(value):
         raise errors.InvalidRequest(f"'{name}' must be 1 to {MAX_ID_CHARS} printable characters.", param=name)
     return value
+
+
+def _not_a_secret(value: str, name: str) -> None:
+    """InvalidRequest (400, param = `name`) when an id from a path, query or header is a whole secret API
+    key (tollgate.auth.api_keys.is_whole_secret): no id is one, and the key is never repeated back."""
+    from tollgate.auth import api_keys
+
+    if api_keys.is_whole_secret(value):
+        raise errors.InvalidRequest(api_keys.WHOLE_KEY_MESSAGE, code="whole_secret_key", param=name)
 
 
 def to_response(status: int, headers: dict[str, str], body: str | bytes) -> Response:

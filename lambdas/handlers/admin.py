@@ -21,7 +21,8 @@ def _usage(principal: Principal, user: str | None):
 
 
 def _invoice(principal: Principal):
-    q = requests.validated("admin.InvoiceQuery", dict(app.current_event.query_string_parameters or {}))
+    given = app.current_event.query_string_parameters or {}
+    q = requests.validated("admin.InvoiceQuery", {name: _query(name) for name in given})
     return json_response(200, admin().invoice(q["month"], q.get("user"), q.get("markup_pct")))
 
 

@@ -1,18 +1,19 @@
 """Operator actions behind the admin routes: keys, usage, budgets. Plain Python, no events."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tollgate import budgets, metering, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
-from tollgate.errors import InvalidRequest, KeyRevoked, NotFound
+from tollgate.errors import InvalidRequest, KeyRevoked, NotFound, shown
 from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
 from tollgate.settings import Settings
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
+from tollgate.plain_numbers import is_plain_integer
 
 
 def _money(value: Any, name: str) -> Decimal | None:
@@ -40,6 +41,27 @@ def _cache_ttl(value: Any) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CACHE_TTL_S):
         raise InvalidRequest(f"'cache_ttl_s' must be 0 to {MAX_CACHE_TTL_S} seconds.", param="cache_ttl_s")
     return value
+
+
+MAX_USAGE_RECORDS = 10_000  # most usage records one GET /admin/usage returns
+
+
+def _instant(text: str, name: str) -> datetime:
+    """A query's day (YYYY-MM-DD) or ISO-8601 time, as a UTC datetime; InvalidRequest (400) otherwise."""
+    try:
+        if not text.isascii():
+            raise ValueError
+        return datetime.combine(date.fromisoformat(text), time(), timezone.utc) if len(text) == 10 else parse_iso(text)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be a day (YYYY-MM-DD, e.g. 2026-01-31) or an ISO-8601 time "
+                             "(e.g. 2026-01-31T12:00:00Z).", param=name) from None
+
+
+def _query_int(text: str, name: str, most: int) -> int:
+    """A query's whole number, 1 to `most`, in plain ASCII digits (tollgate.plain_numbers)."""
+    if not is_plain_integer(text) or not 1 <= int(text) <= most:
+        raise InvalidRequest(f"'{name}' must be a whole number from 1 to {most}, in plain digits.", param=name)
+    return int(text)
 
 
 class Admin:
@@ -85,9 +107,9 @@ class Admin:
         """A new key for the same user, scopes, limits and budgets; the old one works for `grace_s` more."""
         old = self.keys.get(key_id)
         if old is None:
-            raise NotFound(f"No API key with id {key_id}.")
+            raise NotFound(f"No API key with id {shown(key_id)}.")
         if old.status == api_keys.REVOKED:
-            raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.")
+            raise KeyRevoked(f"API key {shown(key_id)} is revoked; revocation is final. Create a new key.")
         grace = body.get("grace_s", 86400)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("'grace_s' must be 0 to 2592000 seconds.", param="grace_s")
@@ -173,16 +195,20 @@ class Admin:
 
     # -- usage ---------------------------------------------------------------------------------
     def usage_for(self, user: str | None, start: str | None, end: str | None, limit: str | None) -> dict[str, Any]:
+        """A user's usage records from `start` to `end` (query text: YYYY-MM-DD or an ISO-8601 time, UTC;
+        default the last 31 days), at most `limit` (plain digits, 1 to MAX_USAGE_RECORDS; default 1000).
+        Raises InvalidRequest (400, param = the query name) for a bad value or `from` after `to`."""
         if not user:
             raise InvalidRequest("'user' is required.", param="user")
         now = self.clock()
+        first = _instant(start, "from") if start else None
+        last = _instant(end, "to") if end else None
+        if first and last and first > last:
+            raise InvalidRequest("'from' is after 'to'.", param="from")
         start = start or (now - timedelta(days=31)).strftime("%Y-%m-%d")
         end = end or iso(now + timedelta(minutes=1))
-        try:
-            n = int(limit) if limit else 1000
-        except ValueError:
-            raise InvalidRequest("'limit' must be an integer.", param="limit") from None
-        records = [metering.public(i) for i in self.usage.for_user(user, start, end, max(1, min(n, 10000)))]
+        n = _query_int(limit, "limit", MAX_USAGE_RECORDS) if limit else 1000
+        records = [metering.public(i) for i in self.usage.for_user(user, start, end, n)]
         return {"user": user, "from": start, "to": end, "records": records,
                 "total_cost_usd": usd(sum((Decimal(r["cost_usd"]) for r in records), Decimal(0))),
                 "total_tokens": sum(r["total_tokens"] for r in records),
@@ -222,7 +248,7 @@ class Admin:
             return {"scope": "user", "id": user, **_monthly(month), "hourly": None, "byok_budget_exempt": exempt}
         record = self.keys.get(key)
         if record is None:
-            raise NotFound(f"No API key with id {key}.")
+            raise NotFound(f"No API key with id {shown(key)}.")
         monthly = record.monthly_budget_usd if record.monthly_budget_usd is not None else self.settings.default_key_monthly_usd
         hourly = record.hourly_budget_usd if record.hourly_budget_usd is not None else self.settings.default_key_hourly_usd
         account = budgets.principal_pk(record.lineage or key)
@@ -256,7 +282,7 @@ class Admin:
             raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
         record = self.keys.get(key)
         if record is None:
-            raise NotFound(f"No API key with id {key}.")
+            raise NotFound(f"No API key with id {shown(key)}.")
         self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
         account = budgets.principal_pk(record.lineage or key)
         if monthly is not None:

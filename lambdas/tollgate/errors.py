@@ -24,6 +24,17 @@ _ANTHROPIC_TYPE_BY_STATUS = {
 }
 
 
+# Longest piece of client input (an id, a model name, a path) repeated in an error message, in characters.
+MAX_ECHO_CHARS = 64
+
+
+def shown(text: object) -> str:
+    """`text` as it may appear in an error message: its first MAX_ECHO_CHARS characters, then "…" when it
+    was longer (a 3,000-character model id is not sent back whole)."""
+    value = str(text)
+    return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+
+
 class TollgateError(Exception):
     status = 500
     type = "api_error"  # OpenAI `error.type`

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollgate.deployments import Deployment, Deployments
-from tollgate.errors import NotFound
+from tollgate.errors import NotFound, shown
 from tollgate.pricing import Catalogue, ModelPrice
 
 
@@ -46,7 +46,7 @@ def model(catalogue: Catalogue, routing: Deployments, name: str) -> ListedModel:
     """One requested name: a public name of the routing table as it is, anything else as its catalogue id
     (an alias or dated snapshot resolves to it). Raises NotFound (404) for a name that is not priced."""
     if name not in catalogue:
-        raise NotFound(f"The model '{name}' does not exist.", code="model_not_found", param="model")
+        raise NotFound(f"The model '{shown(name)}' does not exist.", code="model_not_found", param="model")
     price = catalogue.price(name)
     return ListedModel(name if name in routing.table() else price.id, price, routing.for_model(name, price))
 

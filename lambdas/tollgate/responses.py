@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tollgate.auth.principal import Principal
-from tollgate.errors import InvalidRequest, NotFound
+from tollgate.errors import InvalidRequest, NotFound, shown
 from tollgate.store import responses as owners
 
 ACTIONS = ("cancel", "input_items")  # POST /responses/{id}/cancel, GET /responses/{id}/input_items
@@ -31,7 +31,7 @@ def check_request(body: dict[str, Any]) -> None:
 
 def not_found(response_id: str) -> NotFound:
     """OpenAI's answer for a response id it does not know (also for one another user owns)."""
-    return NotFound(f"Response with id '{response_id}' not found.", param=None, code=None)
+    return NotFound(f"Response with id '{shown(response_id)}' not found.", param=None, code=None)
 
 
 def chain_checks(table: str, principal: Principal, body: dict[str, Any]) -> tuple[tuple[dict[str, Any], Exception], ...]:
@@ -58,7 +58,7 @@ class StoredResponses:
         """Raises NotFound (404) unless `principal.user` created the response; otherwise the provider's
         answer, or its errors (tollgate.errors.ProviderRejected / ProviderFailed)."""
         if action is not None and action not in ACTIONS:
-            raise NotFound(f"Unknown request URL: {method} /v1/responses/{response_id}/{action}")
+            raise NotFound(f"Unknown request URL: {method} /v1/responses/{shown(response_id)}/{shown(action)}")
         if self.owners.owner(response_id) != principal.user:
             raise not_found(response_id)
         api_key, _ = self.keys(principal, self.provider.name)

@@ -22,7 +22,7 @@ from typing import Any
 from tollgate import budgets, idempotency, scopes
 from tollgate.auth.principal import Principal
 from tollgate.clock import Clock, iso, utc_now
-from tollgate.errors import InvalidRequest, NotFound, TollgateError
+from tollgate.errors import InvalidRequest, NotFound, TollgateError, shown
 from tollgate.money import text as usd
 from tollgate.settings import Settings
 
@@ -190,7 +190,7 @@ class Runs:
         item = self.store.get(run_id) if _RUN_ID.match(run_id or "") else None
         # Someone else's run is "not found", not "forbidden": its existence is not theirs to learn.
         if item is None or (item.get("user") != principal.user and scopes.ADMIN not in principal.scopes):
-            raise NotFound(f"No agent run {run_id}.")
+            raise NotFound(f"No agent run {shown(run_id)}.")
         return self._view(item)
 
     def _check_model(self, model: Any) -> None:

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                           "markup and total. BYOK calls are listed with no provider cost.")
     p.add_argument("--month", required=True, type=_month, metavar="YYYY-MM")
     p.add_argument("--user", help="one user (default: every user with usage that month)")
-    p.add_argument("--markup-pct", type=parsing.usd, metavar="PCT", help="platform markup in percent (default: 2)")
+    p.add_argument("--markup-pct", type=parsing.percent, metavar="PCT", help="platform markup in percent (default: 2)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.set_defaults(handler=show, parser=p)
 

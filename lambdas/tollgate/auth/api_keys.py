@@ -75,6 +75,25 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
+# What an operator is told when a whole key arrives where a key id is expected (the key is never repeated).
+WHOLE_KEY_MESSAGE = ("That is a whole secret API key, not its id; use the id shown by `tollgate keys list` "
+                     f"(the key's first {KEY_ID_LENGTH} characters). The secret is not repeated here.")
+
+
+def is_whole_secret(text: str) -> bool:
+    """True when `text` (an id from a path, query, header, body or CLI argument) is, or starts like, a whole
+    secret key: `sk-` and longer than a key id (KEY_ID_LENGTH characters), surrounding spaces ignored. The
+    one test the gateway and the CLI use to refuse it without echoing it."""
+    value = text.strip()
+    return value.startswith(PREFIX) and len(value) > KEY_ID_LENGTH
+
+
+def masked(text: str) -> str:
+    """`text` (e.g. a URL path) with every `/`-separated segment that is_whole_secret cut to its key id +
+    "…", for log lines."""
+    return "/".join(f"{s.strip()[:KEY_ID_LENGTH]}…" if is_whole_secret(s) else s for s in text.split("/"))
+
+
 def fingerprint(raw: str) -> str:
     """A fast digest to recognise a key already verified in this container (never stored)."""
     return hashlib.sha256(raw.encode()).hexdigest()

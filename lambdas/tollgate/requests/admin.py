@@ -9,7 +9,7 @@ from pydantic import Field
 
 from tollgate.requests.base import TollgateRequest
 from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
-from tollgate.requests.types import Count, Id, Name, StrictBool, Text, Usd
+from tollgate.requests.types import Count, Day, Id, KeyId, Name, Percent, StrictBool, Text, Usd
 
 Scopes = Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length=32)]
 Seconds = Annotated[int, Field(strict=True, ge=0, le=10**9)]
@@ -39,7 +39,7 @@ class SetBudget(TollgateRequest):
     """PUT /admin/budgets: one of `user` or `key`."""
 
     user: Id | None = None
-    key: Id | None = None
+    key: KeyId | None = None
     monthly_usd: Usd | None = None
     hourly_usd: Usd | None = None
     byok_budget_exempt: StrictBool | None = None
@@ -65,12 +65,12 @@ class UserSettings(TollgateRequest):
 class InvoiceQuery(TollgateRequest):
     """GET /admin/invoice?month=YYYY-MM[&user=U][&markup_pct=2] (query-string values, checked here)."""
 
-    month: Annotated[Text, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    month: Annotated[Text, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]  # [0-9]: \d matches any Unicode digit
     user: Id | None = None
-    markup_pct: Annotated[Usd, Field(le=100)] | None = None
+    markup_pct: Percent | None = None
 
 
 class Reconcile(TollgateRequest):
     """POST /admin/reconcile: the UTC day to reconcile (default: yesterday)."""
 
-    day: Annotated[Text, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    day: Day | None = None

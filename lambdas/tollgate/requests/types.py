@@ -12,6 +12,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
 from pydantic_core import PydanticCustomError
 
+from tollgate.auth.api_keys import is_whole_secret
+from tollgate.plain_numbers import is_plain_decimal
+
 # Longest id (user, service, key id, key name, run id) in characters: 4 UTF-8 bytes each at most, so
 # an id and its table prefix stay far below DynamoDB's 2,048-byte key limit.
 MAX_ID_CHARS = 256
@@ -44,18 +47,36 @@ def _id(text: str) -> str:
     return text
 
 
-def _usd(value: Any) -> Decimal:
-    """A JSON number or numeric string as an exact Decimal. A JSON number arrives as a double: its repr
-    is the shortest decimal literal that round-trips, which is the literal the client sent whenever it
-    has at most 15 significant digits (every amount up to MAX_USD with 9 places); no float arithmetic
-    happens. Clients needing more digits send a string."""
-    not_usd = PydanticCustomError("usd_type", "must be a decimal amount in USD (a number or a numeric string)")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise not_usd
+def _key_id(text: str) -> str:
+    if is_whole_secret(text):
+        raise PydanticCustomError("whole_secret_key", "that is a whole secret API key, not its id; use the id "
+                                  "shown by `tollgate keys list`")
+    return text
+
+
+def _decimal(value: Any, not_a_number: PydanticCustomError) -> Decimal:
+    """A JSON number, or a string in plain ASCII decimal notation (tollgate.plain_numbers: no underscores,
+    Unicode digits, spaces, signs or exponents), as an exact Decimal. A JSON number arrives as a double:
+    its repr is the shortest decimal literal that round-trips, which is the literal the client sent
+    whenever it has at most 15 significant digits; no float arithmetic happens. Clients needing more
+    digits send a string. Raises `not_a_number` for anything else."""
+    if isinstance(value, str):
+        if not is_plain_decimal(value):
+            raise not_a_number
+        return Decimal(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise not_a_number
     try:
-        amount = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+        return Decimal(repr(value) if isinstance(value, float) else str(value))
     except (InvalidOperation, ValueError):
-        raise not_usd from None
+        raise not_a_number from None
+
+
+def _usd(value: Any) -> Decimal:
+    """An amount in USD, 0 to MAX_USD with at most USD_PLACES decimal places (see _decimal)."""
+    amount = _decimal(value, PydanticCustomError(
+        "usd_type", "must be a decimal amount in USD: a number, or a string of plain digits with an optional "
+        "point such as \"10\" or \"1.50\" (no underscores, spaces, signs, exponents or non-ASCII digits)"))
     if not amount.is_finite() or not 0 <= amount <= MAX_USD:
         raise PydanticCustomError("usd_range", "must be between 0 and {max} USD", {"max": str(MAX_USD)})
     if amount.as_tuple().exponent < -USD_PLACES and amount != amount.quantize(Decimal(1).scaleb(-USD_PLACES)):
@@ -63,7 +84,31 @@ def _usd(value: Any) -> Decimal:
     return amount
 
 
+def _day(text: str) -> str:
+    """A calendar day, YYYY-MM-DD in ASCII digits, that exists (not 2026-13-01 or 2026-02-30)."""
+    from datetime import date
+
+    try:
+        if len(text) == 10 and text.isascii():
+            date.fromisoformat(text)
+            return text
+    except ValueError:
+        pass
+    raise PydanticCustomError("day", "must be a calendar day as YYYY-MM-DD, e.g. 2026-01-31")
+
+
+def _percent(value: Any) -> Decimal:
+    """A percentage, 0 to 100 (e.g. an invoice's markup), given as for _decimal."""
+    amount = _decimal(value, PydanticCustomError("percent", "must be a percentage from 0 to 100"))
+    if not amount.is_finite() or not 0 <= amount <= 100 or amount.as_tuple().exponent < -USD_PLACES:
+        raise PydanticCustomError("percent", "must be a percentage from 0 to 100")
+    return amount
+
+
 Id = Annotated[str, Strict(), AfterValidator(_id)]
+KeyId = Annotated[str, Strict(), AfterValidator(_id), AfterValidator(_key_id)]  # never a whole secret key
+Day = Annotated[str, Strict(), AfterValidator(_day)]
+Percent = Annotated[Decimal, BeforeValidator(_percent)]
 Usd = Annotated[Decimal, BeforeValidator(_usd)]
 StrictBool = Annotated[bool, Strict()]
 Text = Annotated[str, Strict()]

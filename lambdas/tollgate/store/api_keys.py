@@ -7,7 +7,7 @@ from typing import Any
 
 from tollgate.auth.api_keys import REVOKED, ApiKeyRecord
 from tollgate.clock import iso
-from tollgate.errors import KeyRevoked, NotFound
+from tollgate.errors import KeyRevoked, NotFound, shown
 from tollgate.schema import API_KEYS
 from tollgate.store.dynamo import from_item, to_item, values
 
@@ -69,8 +69,8 @@ class ApiKeyStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             if exc.response.get("Item"):
-                raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.") from None
-            raise NotFound(f"No API key with id {key_id}.") from None
+                raise KeyRevoked(f"API key {shown(key_id)} is revoked; revocation is final. Create a new key.") from None
+            raise NotFound(f"No API key with id {shown(key_id)}.") from None
         return _to_record(item)
 
     def set_limits(self, key_id: str, *, monthly_budget_usd: Decimal | None = None,
@@ -89,7 +89,7 @@ class ApiKeyStore:
                 ConditionExpression="attribute_exists(keyId)", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values(**changes))
         except self.client.exceptions.ConditionalCheckFailedException:
-            raise NotFound(f"No API key with id {key_id}.") from None
+            raise NotFound(f"No API key with id {shown(key_id)}.") from None
 
     def set_expiry(self, key_id: str, expires_at: str) -> ApiKeyRecord:
         try:
@@ -98,7 +98,7 @@ class ApiKeyStore:
                 ConditionExpression="attribute_exists(keyId)", ExpressionAttributeValues=values(e=expires_at),
                 ReturnValues="ALL_NEW")["Attributes"]
         except self.client.exceptions.ConditionalCheckFailedException:
-            raise NotFound(f"No API key with id {key_id}.") from None
+            raise NotFound(f"No API key with id {shown(key_id)}.") from None
         return _to_record(item)
 
     def touch_last_used(self, key_id: str, now: datetime) -> bool:
