@@ -171,7 +171,9 @@ def answer(request: Request) -> Answer:
     route = matched[0] if matched and matched[0].function == routes.GATEWAY_FUNCTION else None
     try:
         if route is None:
-            raise errors.NotFound(f"Unknown request URL: {request.method} {request.path}")
+            from tollgate.auth.api_keys import masked  # an error path: not at import
+
+            raise errors.NotFound(f"Unknown request URL: {request.method} {errors.shown(masked(request.path))}")
         implementation = _IMPLEMENTATIONS[(route.method, route.path)]
         request = replace(request, route=route)
         if route.auth == routes.NONE:

@@ -86,3 +86,13 @@ def test_the_provider_refusing_the_platform_key_is_a_502_not_the_clients_auth_er
     assert resp["statusCode"] == 502
     assert body_of(resp)["error"]["code"] == "provider_auth_failed"
     assert "sk-fake-invalid" not in resp["body"]
+
+
+def test_an_unknown_url_carrying_a_whole_secret_key_is_a_404_that_does_not_echo_it(world):
+    from handlers import gateway
+
+    raw, _ = world.create_key()
+    answer = gateway.answer(gateway.Request("GET", f"/v1/keys/{raw}/{'x' * 500}", {}, b"", {"requestId": "r"}))
+    text = answer.body.decode()
+    assert answer.status == 404 and "Unknown request URL" in text
+    assert raw not in text and raw[:12] in text and "x" * 100 not in text
