@@ -205,8 +205,9 @@ class Admin:
         last = _instant(end, "to") if end else None
         if first and last and first > last:
             raise InvalidRequest("'from' is after 'to'.", param="from")
-        start = start or (now - timedelta(days=31)).strftime("%Y-%m-%d")
-        end = end or iso(now + timedelta(minutes=1))
+        # The records' sort keys are UTC times as tollgate.clock.iso writes them: compare like with like.
+        start = iso(first) if first else (now - timedelta(days=31)).strftime("%Y-%m-%d")
+        end = iso(last) if last else iso(now + timedelta(minutes=1))
         n = _query_int(limit, "limit", MAX_USAGE_RECORDS) if limit else 1000
         records = [metering.public(i) for i in self.usage.for_user(user, start, end, n)]
         return {"user": user, "from": start, "to": end, "records": records,

@@ -150,6 +150,23 @@ def test_good_usage_dates_still_answer(world, root):
     assert resp["statusCode"] == 200, resp["body"]
 
 
+def test_usage_from_and_to_in_any_accepted_form_select_the_same_records(world, root):
+    """The query's time is compared as the records' UTC keys are written, whatever ISO form it came in."""
+    from datetime import datetime, timedelta, timezone
+
+    raw, _ = world.create_key()
+    chat = {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    assert world.call("POST", "/v1/chat/completions", chat, principal=world.principal(raw))["statusCode"] == 200
+    now = datetime.now(timezone.utc)
+    soon_in_new_york = now + timedelta(minutes=1) - timedelta(hours=5)  # written with its -05:00 offset
+    forms = [(now.strftime("%Y-%m-%d"), None), (now.strftime("%Y%m%d") + "T000000Z", None),
+             (soon_in_new_york.strftime("%Y-%m-%dT%H:%M:%S-05:00"), "to")]
+    for value, name in forms:
+        query = {"user": "alice", **({"from": value} if name is None else {"from": "2000-01-01", "to": value})}
+        resp = world.call("GET", "/admin/usage", query=query, principal=root)
+        assert len(body_of(resp)["records"]) == 1, (value, body_of(resp))
+
+
 @pytest.mark.parametrize("month", ["2026-13", "٢٠٢٦-01", "2026-1", "26-01"])
 def test_a_bad_invoice_month_is_400(world, root, month):
     resp = world.call("GET", "/admin/invoice", query={"month": month}, principal=root)
