@@ -36,8 +36,9 @@ _ACCESS_LOG_FORMAT = {
     "time": _F.context_request_time(),
     "ip": _F.context_identity_source_ip(),
     "method": _F.context_http_method(),
+    # The route template only: a concrete path can hold what a client pasted where an id goes (a whole
+    # secret key in /admin/keys/{keyId}/revoke), and access logs are kept in clear.
     "resource": _F.context_resource_path(),
-    "path": _F.context_path(),
     "status": _F.context_status(),
     "protocol": _F.context_protocol(),
     "responseLength": _F.context_response_length(),

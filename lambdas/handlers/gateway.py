@@ -119,7 +119,7 @@ def _models(request: Request, principal: Principal) -> Answer:
     anthropic = _wire(request, request.route) == routes.ANTHROPIC
     catalogue = wiring.catalogue()
     routing = Deployments.load(catalogue, wiring.settings().deployments)
-    one = request.route.pattern.match(request.path).groupdict().get("modelId")
+    one = usable_id(request.route.pattern.match(request.path).groupdict().get("modelId"), "model")
     listed = model_list.models(catalogue, routing) if one is None else model_list.model(catalogue, routing, one)
     return _json(200, model_list.document(listed, anthropic=anthropic,
                                           bedrock_region=wiring.providers()["bedrock"].region))

@@ -61,7 +61,10 @@ def test_execution_log_group_exists_before_the_stage_with_retention(api_template
 
 def test_access_logs_are_json_with_the_request_id_and_have_retention(api_template, stage):
     setting = stage["Properties"]["AccessLogSetting"]
-    assert json.loads(setting["Format"])["requestId"] == "$context.requestId"
+    fields = json.loads(setting["Format"])
+    assert fields["requestId"] == "$context.requestId" and fields["resource"] == "$context.resourcePath"
+    # Never the concrete path or anything with a client's input in it: a pasted secret key would be kept.
+    assert not {"$context.path", "$context.requestOverride.path", "$input.body"} & set(fields.values())
     [group_id] = {r for r in local_refs(setting["DestinationArn"]) if not r.startswith("AWS::")}
     assert api_template["Resources"][group_id]["Properties"]["RetentionInDays"] > 0
 

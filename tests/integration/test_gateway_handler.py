@@ -96,3 +96,10 @@ def test_an_unknown_url_carrying_a_whole_secret_key_is_a_404_that_does_not_echo_
     text = answer.body.decode()
     assert answer.status == 404 and "Unknown request URL" in text
     assert raw not in text and raw[:12] in text and "x" * 100 not in text
+
+
+def test_a_whole_secret_key_given_as_a_model_id_is_refused_without_echoing_it(world):
+    raw, _ = world.create_key()
+    resp = world.call("GET", f"/v1/models/{raw}", principal=world.principal(raw))
+    assert resp["statusCode"] == 400 and raw not in resp["body"]
+    assert body_of(resp)["error"]["param"] == "model"
