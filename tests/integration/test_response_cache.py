@@ -184,3 +184,20 @@ def test_a_keys_own_setting_wins_over_its_users_and_survives_rotation(world):
             admin.create_key({"user": "kim", "cache_ttl_s": bad})
         with pytest.raises(InvalidRequest, match="cache_ttl_s"):
             admin.set_user_settings("kim", {"cache_ttl_s": bad})
+
+
+def test_a_failing_cache_read_is_a_miss_and_the_request_is_served_and_metered(world):
+    from botocore.exceptions import ClientError
+
+    gateway, provider = _gateway()
+    who = replace(principal("rita", "sk-cacherita"), cache_ttl_s=600)
+
+    def throttled(**_):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                          "GetItem")
+
+    gateway.cache.client = type("Throttled", (), {"get_item": staticmethod(throttled)})()
+    reply = _ask(gateway, who)
+    assert reply.status == 200 and reply.cost > 0 and provider.calls == 1
+    assert reply.headers["x-tollgate-cache"] == "miss"
+    assert [r["costUsd"] for r in _items(world, world.env["TOLLGATE_USAGE_TABLE"], "rita")] == [reply.cost]

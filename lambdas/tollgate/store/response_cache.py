@@ -10,11 +10,16 @@ trip on a miss) and read with one GetItem (eventually consistent: a stale miss c
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tollgate.store.dynamo import from_item, to_item
+
+log = logging.getLogger(__name__)
 
 ANSWER_SK = "ANSWER"
 
@@ -54,9 +59,14 @@ class ResponseCache:
     def get(self, user: str, request_key: str, now: datetime, max_age_s: int) -> Answer | None:
         """`user`'s stored answer to the request with this key, or None: never stored, expired at `now`, or
         older than `max_age_s` seconds (the reading request's TTL; an item without `storedAt` has no known age,
-        so it is a miss)."""
-        item = self.client.get_item(TableName=self.table,
-                                    Key=to_item({"pk": answer_pk(user, request_key), "sk": ANSWER_SK})).get("Item")
+        so it is a miss). A read that fails (throttled, unavailable) is a miss too: the cache is optional, and
+        the request goes on to the provider, metered as any other."""
+        try:
+            item = self.client.get_item(TableName=self.table, Key=to_item(
+                {"pk": answer_pk(user, request_key), "sk": ANSWER_SK})).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("response cache read failed; treated as a miss", extra={"error": type(exc).__name__})
+            return None
         if not item:
             return None
         data = from_item(item)
