@@ -15,6 +15,9 @@ Scopes = Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length
 Seconds = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 
 
+# A response cache setting (tollgate.response_cache), seconds: 0 turns caching off.
+CacheTtl = Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)]
+
 class CreateKey(TollgateRequest):
     """POST /admin/keys"""
 
@@ -26,7 +29,7 @@ class CreateKey(TollgateRequest):
     tpm: Count | None = None
     monthly_budget_usd: Usd | None = None
     hourly_budget_usd: Usd | None = None
-    cache_ttl_s: Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)] | None = None  # 0: off; None: the user's
+    cache_ttl_s: CacheTtl | None = None  # None: the user's
 
 
 class RotateKey(TollgateRequest):
@@ -59,7 +62,7 @@ class UserSettings(TollgateRequest):
 
     log_prompts: StrictBool | None = None
     byok_budget_exempt: StrictBool | None = None
-    cache_ttl_s: Annotated[int, Field(strict=True, ge=0, le=MAX_CACHE_TTL_S)] | None = None  # 0: off
+    cache_ttl_s: CacheTtl | None = None
 
 
 class InvoiceQuery(TollgateRequest):
