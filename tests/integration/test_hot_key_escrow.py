@@ -159,3 +159,78 @@ def test_a_lowered_limit_takes_back_what_the_slices_hold(world):
     with pytest.raises(BudgetExceeded):
         ledger.reserve(_plan("lower", Decimal("0.006"), window=False))
     _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.005"), window=False)), Decimal("0.005"))
+
+
+class _Interleaving:
+    """A DynamoDB client that, before each of the first `times` transactions moving a slice back into its
+    pool (escrow.collect), runs `meanwhile(k)` with k that slice: a request landing between two of the
+    limit change's calls, made deterministic (moto serialises every call)."""
+
+    def __init__(self, client, meanwhile, times: int):
+        self._client, self._meanwhile, self.left = client, meanwhile, times
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        first = kw["TransactItems"][0].get("Update", {})
+        if self.left and first.get("UpdateExpression") == "SET remainingUsd = remainingUsd - :v":
+            self.left -= 1
+            self._meanwhile(int(from_item(first["Key"])["pk"].split("#")[1]))
+        return self._client.transact_write_items(**kw)
+
+
+def test_a_lowered_limit_is_not_overspent_by_slices_reserving_during_the_change(world, monkeypatch):
+    from tollgate.store.limits import LimitsStore
+
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)
+    ledger, slice_k = _ledger(world), [1]
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (slice_k[0] - 0.5) / SHARDS)
+    for k in (1, 2):  # slices 1 and 2 each borrow $0.05 from the pool and spend $0.01 of it
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.01"), window=False)), Decimal("0.01"))
+
+    def spend_on(k: int) -> None:  # a request on the slice the change is about to empty
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.001"), window=False)), Decimal("0.001"))
+
+    new_limit = Decimal("0.05")
+    limits = LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], _Interleaving(world.dynamodb, spend_on, times=6))
+    limits.set_counter_limit(user_pk("busy"), month_sk(NOW), new_limit)
+    assert all(Decimal(i.get("remainingUsd", 0)) <= 0 for i in _items(world, "busy")[1:])  # no slice kept value
+
+    for n in range(40):  # spend what is left, on the slices that held value
+        slice_k[0] = 1 + n % 2
+        try:
+            _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.005"), window=False)), Decimal("0.005"))
+        except BudgetExceeded:
+            break
+    items = _items(world, "busy")
+    spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
+    remaining = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
+    assert spent <= new_limit
+    assert spent + remaining == new_limit  # value only moved between the items
+    assert spent == sum((Decimal(u["costUsd"]) for u in _usage(world, "busy")), Decimal(0))
+
+
+def test_a_lowered_limit_is_refused_with_409_while_the_slices_keep_borrowing(world, monkeypatch):
+    from tollgate.errors import Conflict
+    from tollgate.store.limits import LimitsStore
+
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)
+    ledger, slice_k = _ledger(world), [1]
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (slice_k[0] - 0.5) / SHARDS)
+    _settle(ledger, ledger.reserve(_plan("busier", Decimal("0.01"), window=False)), Decimal("0.01"))
+
+    def spend_on(k: int) -> None:
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busier", Decimal("0.0001"), window=False)), Decimal("0.0001"))
+
+    limits = LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], _Interleaving(world.dynamodb, spend_on, times=10_000))
+    with pytest.raises(Conflict) as refused:
+        limits.set_counter_limit(user_pk("busier"), month_sk(NOW), Decimal("0.05"))
+    assert refused.value.status == 409 and "still hold $" in str(refused.value)
+    items = _items(world, "busier")
+    assert items[0]["limitUsd"] == LIMIT  # the limit is unchanged
+    assert sum(Decimal(i.get(a, 0)) for i in items for a in ("spentUsd", "remainingUsd")) == LIMIT

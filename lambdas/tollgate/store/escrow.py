@@ -33,11 +33,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tollgate.errors import Conflict
+from tollgate.money import text as usd
 from tollgate.store.dynamo import from_item, to_item, values
 
 MAX_SHARDS = 32  # slices per counter; a rebalance reads them in one BatchGetItem (at most 100 keys)
 FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doubles on each further signal
 SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
+COLLECT_ROUNDS = 20  # rounds of moving slices back into the pool (each after a backoff) before a limit change gives up
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
 SHARDED = "sharded"  # on a pool: slices may hold part of its value
 SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
@@ -180,7 +183,13 @@ class Snapshot:
         return {a: self.pool_value(h)[a] + sum((s.get(a, 0 * n) for s in self.slices.values()), 0 * n)
                 for a, n in h.need.items()}
 
+    def held(self) -> Decimal:
+        """The USD the slices hold (their positive remainingUsd), outside the pool."""
+        return sum((max(Decimal(s.get("remainingUsd", 0)), Decimal(0)) for s in self.slices.values()), Decimal(0))
+
     def pool_value(self, h: Hot) -> dict[str, Any]:
+        """The pool's remaining value per attribute of h.need: as stored, or the counter's allowance
+        (`h.start`) if the pool was never written."""
         return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
 
     def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
@@ -227,13 +236,21 @@ def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     return Snapshot(pool, slices)
 
 
-def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
-    """Move every slice's remainingUsd back into the pool (a limit was lowered: what the slices hold must
-    not outlive the new limit). One two-item transaction per slice holding value, each on the condition
-    the slice still holds it; a slice changed meanwhile is read and tried again."""
-    for _ in range(tries):
+def backoff(attempt: int) -> None:
+    """Sleep before retry `attempt` (0-based): exponential backoff with full jitter, 5 ms to 480 ms (Developer
+    Guide, "Error retries and exponential backoff")."""
+    time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
+
+
+def collect(client: Any, table: str, pk: str, sk: str, rounds: int = COLLECT_ROUNDS) -> Decimal:
+    """Move every slice's remainingUsd back into the pool of the counter (pk, sk). One two-item transaction
+    per slice holding value, each on the condition the slice still holds it; a round that met a cancelled
+    one (the slice changed, or a conflict) reads again after a backoff, for at most `rounds` rounds.
+    Returns the USD the slices still hold when it stops (0: every slice is empty)."""
+    for attempt in range(rounds):
         snap = read_counter(client, table, pk, sk)
-        moved_all = True
+        if snap.held() == 0:
+            return Decimal(0)
         for k, item in snap.slices.items():
             value = Decimal(item.get("remainingUsd", 0))
             if value <= 0:
@@ -247,9 +264,40 @@ def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
                                 "UpdateExpression": "SET remainingUsd = remainingUsd + :v",
                                 "ExpressionAttributeValues": values(v=value)}}])
             except client.exceptions.TransactionCanceledException:
-                moved_all = False
-        if moved_all:
-            return
+                pass  # read again next round
+        if attempt < rounds - 1:
+            backoff(attempt)
+    return read_counter(client, table, pk, sk).held()
+
+
+def lower(client: Any, table: str, pk: str, sk: str, update: dict[str, Any], rounds: int = COLLECT_ROUNDS) -> bool:
+    """Apply `update` (an UpdateItem's arguments, without TableName and Key: a lowered limit and the pool's
+    remainingUsd moved by the difference) to the pool of a sharded counter only while every slice is empty,
+    so no slice can spend value the new limit took away: collect the slices into the pool, then write the
+    pool in one transaction with a ConditionCheck that each of the MAX_SHARDS slices holds nothing (a slice
+    that borrowed meanwhile cancels it: collect again, after a backoff). After the write the pool holds the
+    counter's whole remaining value and lends only what it holds (pool_lend's condition).
+    Returns False when the update's own condition failed (the caller reads the pool again).
+    Raises Conflict (409) when the slices still hold value after `rounds` tries: the limit is unchanged."""
+    zero = values(zero=Decimal(0))
+    checks = [{"ConditionCheck": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
+                                  "ConditionExpression": "attribute_not_exists(remainingUsd) OR remainingUsd <= :zero",
+                                  "ExpressionAttributeValues": zero}} for k in range(1, MAX_SHARDS + 1)]
+    held = Decimal(0)
+    for attempt in range(rounds):
+        held = collect(client, table, pk, sk, 1)
+        if held == 0:
+            try:
+                client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}), **update}}, *checks])
+                return True
+            except client.exceptions.TransactionCanceledException as e:
+                reasons = e.response.get("CancellationReasons") or []
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return False
+            backoff(attempt)
+    raise Conflict(f"The limit was not changed: the counter's slices still hold ${usd(held)} that requests keep "
+                   "borrowing; retry.", code="limit_change_conflict")
 
 
 class Shards:

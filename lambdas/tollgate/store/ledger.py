@@ -31,7 +31,6 @@ import hashlib
 import logging
 import random
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -855,8 +854,8 @@ class Ledger:
 
     @staticmethod
     def _backoff(attempt: int) -> None:
-        """Exponential backoff with full jitter (Developer Guide, "Error retries and exponential backoff")."""
-        time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
+        """Sleep before retry `attempt`: tollgate.store.escrow.backoff."""
+        escrow.backoff(attempt)
 
 
 _COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
