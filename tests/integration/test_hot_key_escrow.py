@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -234,3 +235,55 @@ def test_a_lowered_limit_is_refused_with_409_while_the_slices_keep_borrowing(wor
     items = _items(world, "busier")
     assert items[0]["limitUsd"] == LIMIT  # the limit is unchanged
     assert sum(Decimal(i.get(a, 0)) for i in items for a in ("spentUsd", "remainingUsd")) == LIMIT
+
+
+class _CancelOnce:
+    """A DynamoDB client whose first transaction is cancelled with TransactionConflict on item `at` only."""
+
+    def __init__(self, client, at: int):
+        self._client, self._at, self.done = client, at, False
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        if not self.done:
+            self.done = True
+            reasons = [{"Code": "None"}] * len(kw["TransactItems"])
+            reasons[self._at] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+            raise self._client.exceptions.TransactionCanceledException(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                 "CancellationReasons": reasons}, "TransactWriteItems")
+        return self._client.transact_write_items(**kw)
+
+
+def test_a_conflict_spreads_only_the_counter_that_met_it(world):
+    ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"],
+                    _CancelOnce(boto3.client("dynamodb"), at=1))  # item 1: the rate window
+    plan = _plan("windowy", Decimal("0.01"))
+    res = ledger.reserve(plan)
+    assert set(res.slices) == {1}  # the window went to a slice; the budget level stayed on its item
+    assert ledger._shards.get(ledger_module._scope(plan, 0)) == 1
+    assert ledger._shards.get(ledger_module._scope(plan, 1)) == escrow.FIRST_SHARDS
+    _settle(ledger, res, Decimal("0.01"))
+
+
+def test_a_pool_no_slice_borrowed_from_for_the_memory_window_returns_to_one_item(world, monkeypatch):
+    ledger = _ledger(world)
+    for _ in range(3):
+        _settle(ledger, ledger.reserve(_plan("cooled", Decimal("0.01"), window=False)), Decimal("0.01"))
+    assert _items(world, "cooled")[0].get(escrow.SHARDED)
+    later = int(time.time()) + escrow.SHARD_MEMORY_S + 1
+    monkeypatch.setattr(escrow, "now", lambda: later, raising=False)
+
+    cold = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
+    res = cold.reserve(_plan("cooled", Decimal("0.01"), window=False))
+    assert not res.slices  # held on the pool itself
+    _settle(cold, res, Decimal("0.01"))
+    items = _items(world, "cooled")
+    assert not items[0].get(escrow.SHARDED) and all(Decimal(i.get("remainingUsd", 0)) == 0 for i in items[1:])
+    assert items[0]["remainingUsd"] == LIMIT - 4 * Decimal("0.01")
+    again = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
+    res = again.reserve(_plan("cooled", Decimal("0.01"), window=False))
+    assert not res.slices and res.budget_remaining  # exact values again, as any quiet key

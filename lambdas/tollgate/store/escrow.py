@@ -22,7 +22,10 @@ below zero: the hard cap holds whatever N is, and N is only each container's rou
   pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
   A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
   transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
-Quiet keys never leave N = 1: their counters are exactly the single items they always were.
+A key never found contended stays at N = 1: its counters are exactly the single items they always were.
+Only a counter whose own item met TransactionConflict (or throttling) grows. A budget level's pool no slice
+has borrowed from for SHARD_MEMORY_S (its shardedAt) is collected and unmarked by the next single-item
+reservation that finds it (unshard), and is a single item again.
 """
 from __future__ import annotations
 
@@ -43,12 +46,32 @@ SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after it
 COLLECT_ROUNDS = 20  # rounds of moving slices back into the pool (each after a backoff) before a limit change gives up
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
 SHARDED = "sharded"  # on a pool: slices may hold part of its value
+SHARDED_AT = "shardedAt"  # on a pool: when a slice last borrowed from it (epoch seconds)
 SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
 WARNED = "warned"  # on a pool: the counter was found in its warning zone; it now lends to its last cent
 
 
 def slice_pk(pk: str, k: int) -> str:
+    """The partition key of slice k (1..MAX_SHARDS) of the counter whose pool has partition key `pk`."""
     return f"SHARD#{k}#{pk}"
+
+
+def now() -> int:
+    """The wall clock, epoch seconds (a pool's shardedAt)."""
+    return int(time.time())
+
+
+def stale(pool: dict[str, Any]) -> bool:
+    """Whether a sharded pool was last lent from more than SHARD_MEMORY_S ago (or before shardedAt existed)."""
+    return now() - int(pool.get(SHARDED_AT, 0)) > SHARD_MEMORY_S
+
+
+def _empty_slices(table: str, pk: str, sk: str) -> list[dict[str, Any]]:
+    """ConditionChecks, for a transaction, that every possible slice of the counter holds no remainingUsd."""
+    zero = values(zero=Decimal(0))
+    return [{"ConditionCheck": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
+                                "ConditionExpression": "attribute_not_exists(remainingUsd) OR remainingUsd <= :zero",
+                                "ExpressionAttributeValues": zero}} for k in range(1, MAX_SHARDS + 1)]
 
 
 @dataclass(frozen=True)
@@ -149,9 +172,9 @@ def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int, warned: boo
     keeps its floor and is not warned (so, until a counter is warned, its pool holds at least its floor and
     the counter, the pool plus its slices, is clear of its warning zone); once warned, down to its last
     cent. `warn`: mark it warned now (a read found it in its warning zone). Marks the pool sharded over
-    `shards` slices. A pool never written starts at the counter's allowance."""
-    vals: dict[str, Any] = {"yes": True, "shards": shards}
-    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"] + ([f"{WARNED} = :yes"] if warn else [])
+    `shards` slices, now (shardedAt). A pool never written starts at the counter's allowance."""
+    vals: dict[str, Any] = {"yes": True, "shards": shards, "at": now()}
+    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards", f"{SHARDED_AT} = :at"] + ([f"{WARNED} = :yes"] if warn else [])
     cond = [] if warn else [f"attribute_exists({WARNED})" if warned else f"attribute_not_exists({WARNED})"]
     keep = h.keep(warned or warn)
     for n, (a, amount) in enumerate(take.items()):
@@ -279,10 +302,7 @@ def lower(client: Any, table: str, pk: str, sk: str, update: dict[str, Any], rou
     counter's whole remaining value and lends only what it holds (pool_lend's condition).
     Returns False when the update's own condition failed (the caller reads the pool again).
     Raises Conflict (409) when the slices still hold value after `rounds` tries: the limit is unchanged."""
-    zero = values(zero=Decimal(0))
-    checks = [{"ConditionCheck": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
-                                  "ConditionExpression": "attribute_not_exists(remainingUsd) OR remainingUsd <= :zero",
-                                  "ExpressionAttributeValues": zero}} for k in range(1, MAX_SHARDS + 1)]
+    checks = _empty_slices(table, pk, sk)
     held = Decimal(0)
     for attempt in range(rounds):
         held = collect(client, table, pk, sk, 1)
@@ -342,3 +362,22 @@ class Shards:
             n = n if self._clock() < until else 1
             self._n[scope] = (min(MAX_SHARDS, FIRST_SHARDS if n < FIRST_SHARDS else n * 2),
                               self._clock() + SHARD_MEMORY_S)
+
+
+def unshard(client: Any, table: str, pk: str, sk: str, sharded_at: Any) -> bool:
+    """Return a budget level's counter (pool (pk, sk)) to its single item: collect its slices into the pool
+    (two rounds at most), then remove the pool's sharded mark in one transaction on the condition that no
+    slice borrowed since (shardedAt still `sharded_at`; None: absent) and every slice is empty. Returns
+    whether it did; a slice's reservation still in flight settles on its slice (its refund stays there)."""
+    if collect(client, table, pk, sk, 2) != 0:
+        return False
+    cond, vals = ("attribute_not_exists(#at)", None) if sharded_at is None else ("#at = :at", values(at=sharded_at))
+    try:
+        client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}),
+                        "UpdateExpression": f"REMOVE {SHARDED}, {SHARDS}, #at", "ConditionExpression": cond,
+                        "ExpressionAttributeNames": {"#at": SHARDED_AT}, **({"ExpressionAttributeValues": vals} if vals else {})}},
+            *_empty_slices(table, pk, sk)])
+        return True
+    except client.exceptions.TransactionCanceledException:
+        return False

@@ -291,11 +291,13 @@ class Ledger:
                 sliced = self._escrowed(plan, hot, c.reasons)
                 if sliced:  # a counter others hold in escrow: hold it on a slice too
                     return self._reserve_sharded(plan, hot, sliced, set())
-                if c.conflict:  # another transaction holds a counter: spread the counters over slices
-                    self._contended(plan, hot)
+                if c.conflict:  # another transaction holds a counter: spread that counter over slices
+                    self._contended(plan, hot, c.reasons)
                     sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
                     if sliced:
                         return self._reserve_sharded(plan, hot, sliced, set())
+                    self._backoff(attempt)  # an item that is no counter (the loop guard...): the same again
+                    continue
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
@@ -322,19 +324,30 @@ class Ledger:
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
     # -- escrow-sharded counters (tollgate.store.escrow) -------------------------------------------
-    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot]) -> None:
-        """A transaction of this plan met TransactionConflict: spread its counters over more slices."""
-        for i in hot:
+    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]],
+                   extras: list[tuple[int, int]] | None = None, base: int = 0) -> None:
+        """A transaction of this plan was cancelled for contention: spread over more slices each counter in
+        `hot` whose own item (reasons[i]; or one of its givers, reasons[base + n] for extras[n] = (i, giver))
+        met TransactionConflict or throttling. Other counters, and the loop guard's item, are no signal."""
+        busy = {i for i in hot if i < len(reasons) and reasons[i].get("Code") in _RETRYABLE}
+        busy |= {i for n, (i, _) in enumerate(extras or [])
+                 if base + n < len(reasons) and reasons[base + n].get("Code") in _RETRYABLE}
+        for i in busy:
             self._shards.grow(_scope(plan, i))
 
     def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]]) -> set[int]:
         """The counters of a failed single-item reservation that others hold in escrow (their pool
-        `sharded`): this container holds them on slices from now on."""
+        `sharded`): this container holds them on slices from now on. A budget level's pool no container
+        has lent from for SHARD_MEMORY_S is unsharded instead (escrow.unshard) and held on its own item."""
         sliced: set[int] = set()
         for i, h in hot.items():
             if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
                 continue
             old = from_item(reasons[i].get("Item") or {})
+            if old.get(escrow.SHARDED) and h.book and escrow.stale(old) and escrow.unshard(
+                    self.client, self.budgets, h.pk, h.sk, old.get(escrow.SHARDED_AT)):
+                self._seen.forget((h.pk, h.sk))  # its value moved: learn it anew
+                continue  # no container lent from it for SHARD_MEMORY_S: back to its single item
             if old.get(escrow.SHARDED):
                 self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
                 self._state(h).warned |= bool(old.get(escrow.WARNED))
@@ -401,7 +414,7 @@ class Ledger:
                 self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
                 if c.conflict:  # contended even so: more slices, another pick, after a backoff
-                    self._contended(plan, {i: hot[i] for i in sliced})
+                    self._contended(plan, {i: hot[i] for i in sliced}, c.reasons, extras, base)
                     pick = self._pick(plan, sliced)
                     take, gives = {i: None for i in sliced}, {}
                     self._backoff(0)
