@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from dataclasses import replace
 from decimal import Decimal
 
 import boto3
@@ -287,3 +288,26 @@ def test_a_pool_no_slice_borrowed_from_for_the_memory_window_returns_to_one_item
     again = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
     res = again.reserve(_plan("cooled", Decimal("0.01"), window=False))
     assert not res.slices and res.budget_remaining  # exact values again, as any quiet key
+
+
+def test_a_raised_limit_clears_the_warned_mark_so_the_new_limit_warns_in_its_turn(world, monkeypatch):
+    from tollgate.store.limits import LimitsStore
+
+    ledger = _ledger(world)
+    for _ in range(20):
+        _settle(ledger, ledger.reserve(_plan("raised", Decimal("0.03"), window=False)), Decimal("0.03"))
+        if _items(world, "raised")[0].get(escrow.WARNED):
+            break
+    assert _items(world, "raised")[0].get(escrow.WARNED)  # inside the $0.50 limit's warning zone
+    LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], world.dynamodb).set_counter_limit(
+        user_pk("raised"), month_sk(NOW), Decimal("1.00"))
+    assert not _items(world, "raised")[0].get(escrow.WARNED)
+
+    new = Level(USER_MONTH, user_pk("raised"), month_sk(NOW), Decimal("1.00"), Decimal("0.20"))
+    empty = next(k for k in range(1, SHARDS + 1) if k not in escrow.read_counter(
+        world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], new.pk, new.sk).slices)
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (empty - 0.5) / SHARDS)
+    plan = replace(_plan("raised", Decimal("0.01"), window=False), levels=(new,))
+    res = ledger.reserve(plan)  # the same container, which saw the counter warned: borrows as it now is
+    assert USER_MONTH in res.clear_of_warning  # an unwarned pool lent: clear of the new limit's warning zone
+    _settle(ledger, res, Decimal("0.01"))

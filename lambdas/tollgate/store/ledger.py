@@ -350,7 +350,7 @@ class Ledger:
                 continue  # no container lent from it for SHARD_MEMORY_S: back to its single item
             if old.get(escrow.SHARDED):
                 self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
-                self._state(h).warned |= bool(old.get(escrow.WARNED))
+                self._state(h).warned = bool(old.get(escrow.WARNED))
                 sliced.add(i)
         return sliced
 
@@ -461,9 +461,9 @@ class Ledger:
                 rebalance.add(i)
                 continue
             was = st.warned
-            st.warned |= bool(old.get(escrow.WARNED))
+            st.warned = bool(old.get(escrow.WARNED))
             if st.warned != was:
-                continue  # borrow again, as a warned counter
+                continue  # borrow again, as the pool is now known (warned or not)
             spare = {a: old.get(a, h.start[a]) - k for a, k in h.keep(st.warned).items()}
             full = {a: n_ * escrow.REFILL_REQUESTS for a, n_ in h.need.items()}
             if all(spare[a] >= full[a] for a in full):
@@ -488,7 +488,7 @@ class Ledger:
         total = snap.total(h)
         st = self._state(h)
         st.left = total
-        st.warned |= bool((snap.pool or {}).get(escrow.WARNED))
+        st.warned = bool((snap.pool or {}).get(escrow.WARNED))
         self._short(plan, h, total, snap.pool)
         if h.index < len(plan.levels):
             seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost

@@ -72,7 +72,8 @@ class LimitsStore:
 
         Optimistic: read the old limit, write with a condition on it, retry if a request moved it. A lowered
         limit on a hot key's counter (tollgate.store.escrow) is written only while its slices hold nothing
-        (escrow.lower), so no slice spends what the new limit took away.
+        (escrow.lower), so no slice spends what the new limit took away; a raised one clears its `warned`
+        mark (escrow.WARNED), so the new limit's warning is sent when due.
         Raises Conflict (409) when the limit kept changing, or the slices kept borrowing (limit unchanged).
         """
         for _ in range(5):
@@ -87,7 +88,10 @@ class LimitsStore:
                 except self.client.exceptions.ConditionalCheckFailedException:
                     continue
             old_limit = Decimal(old.get("limitUsd", limit))
-            update = {"UpdateExpression": "SET limitUsd = :new, remainingUsd = remainingUsd + :delta",
+            # A raised limit clears a hot counter's warned mark: the ledger marks it again when a read finds
+            # it inside the new limit's warning zone (and that request sends the warning).
+            clear = f" REMOVE {escrow.WARNED}" if limit > old_limit and old.get(escrow.WARNED) else ""
+            update = {"UpdateExpression": "SET limitUsd = :new, remainingUsd = remainingUsd + :delta" + clear,
                       "ConditionExpression": "limitUsd = :old",
                       "ExpressionAttributeValues": values(new=limit, delta=limit - old_limit, old=old_limit)}
             if old.get(escrow.SHARDED) and limit < old_limit:
