@@ -53,7 +53,7 @@ def _items(world, user: str) -> list[dict]:
     level = Level(USER_MONTH, user_pk(user), month_sk(NOW), LIMIT, FLOOR)
     h = ledger_module._hot(_plan(user, Decimal("0.01"), window=False))[0]
     assert (h.pk, h.sk) == (level.pk, level.sk)
-    snap = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], h)
+    snap = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], h.pk, h.sk)
     return [snap.pool or {}, *snap.slices.values()]
 
 
@@ -105,8 +105,8 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
     assert spent + remaining == LIMIT  # value only moved between the items
     assert refused, "the budget should have run out under this load"
     # the rate window: one request taken from the window's total per admitted request, none lost
-    window = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"],
-                         ledger_module._hot(_plan("hot", Decimal("0.01")))[1])
+    w = ledger_module._hot(_plan("hot", Decimal("0.01")))[1]
+    window = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], w.pk, w.sk)
     requests_left = sum(int(i.get("remainingRequests", 0)) for i in [window.pool or {}, *window.slices.values()])
     assert requests_left == RPM - len(admitted)
 
@@ -304,10 +304,11 @@ def test_a_raised_limit_clears_the_warned_mark_so_the_new_limit_warns_in_its_tur
     assert not _items(world, "raised")[0].get(escrow.WARNED)
 
     new = Level(USER_MONTH, user_pk("raised"), month_sk(NOW), Decimal("1.00"), Decimal("0.20"))
-    empty = next(k for k in range(1, SHARDS + 1) if k not in escrow.read_counter(
-        world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], new.pk, new.sk).slices)
-    monkeypatch.setattr(ledger_module.random, "random", lambda: (empty - 0.5) / SHARDS)
-    plan = replace(_plan("raised", Decimal("0.01"), window=False), levels=(new,))
+    held = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], new.pk, new.sk).slices
+    poorest = min(range(1, SHARDS + 1), key=lambda k: Decimal(held.get(k, {}).get("remainingUsd", 0)))
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (poorest - 0.5) / SHARDS)
+    cost = Decimal(held.get(poorest, {}).get("remainingUsd", 0)) + Decimal("0.01")  # more than the slice holds
+    plan = replace(_plan("raised", cost, window=False), levels=(new,))
     res = ledger.reserve(plan)  # the same container, which saw the counter warned: borrows as it now is
     assert USER_MONTH in res.clear_of_warning  # an unwarned pool lent: clear of the new limit's warning zone
-    _settle(ledger, res, Decimal("0.01"))
+    _settle(ledger, res, cost)

@@ -37,6 +37,10 @@ CENT = Decimal("0.0000001")
 
 @dataclass
 class Result:
+    """One scenario's outcome: requests offered, admitted, refused (BudgetExceeded) and failed (409), the
+    latency the ledger added per request (seconds), DynamoDB work, and money: USD spent past any level's
+    limit (overshoot_usd, must be 0), USD left, whether spent equals the usage records' sum."""
+
     design: str
     budget: str
     offered: int = 0
@@ -53,6 +57,7 @@ class Result:
     balanced: bool = True  # spent on every level = the usage records' sum
 
     def p99_ms(self) -> float:
+        """The 99th percentile of the latency the ledger added, milliseconds (0 without requests)."""
         s = sorted(self.added_s)
         return 1000 * s[min(len(s) - 1, int(0.99 * len(s)))] if s else 0.0
 

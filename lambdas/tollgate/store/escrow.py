@@ -240,11 +240,6 @@ class Snapshot:
         return k, received, gives
 
 
-def read(client: Any, table: str, h: Hot) -> Snapshot:
-    """One BatchGetItem (strongly consistent) of the pool and every possible slice of a counter."""
-    return read_counter(client, table, h.pk, h.sk)
-
-
 def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     """The items of the counter whose pool is (pk, sk): one strongly consistent BatchGetItem."""
     keys = [{"pk": pk, "sk": sk}] + [{"pk": slice_pk(pk, k), "sk": sk} for k in range(1, MAX_SHARDS + 1)]
@@ -336,6 +331,7 @@ class Shards:
 
     @property
     def may_grow(self) -> bool:
+        """Whether a counter can ever be spread over more than one slice here (not fixed at 1)."""
         return self.forced is None or self.forced > 1
 
     def at_least(self, scope: tuple[str, str], n: int) -> None:
@@ -343,11 +339,13 @@ class Shards:
         if self.forced is not None:
             return
         with self._lock:
+            self._drop_expired()
             have, until = self._n.get(scope, (1, 0.0))
             have = have if self._clock() < until else 1
             self._n[scope] = (min(MAX_SHARDS, max(have, n, 2)), self._clock() + SHARD_MEMORY_S)
 
     def get(self, scope: tuple[str, str]) -> int:
+        """The slices counter `scope` (pool pk, counter kind) is spread over now: 1 when not remembered."""
         if self.forced is not None:
             return self.forced
         with self._lock:
@@ -355,13 +353,23 @@ class Shards:
             return n if self._clock() < until else 1
 
     def grow(self, scope: tuple[str, str]) -> None:
+        """Counter `scope` met contention: FIRST_SHARDS slices, or twice as many as now (at most MAX_SHARDS),
+        remembered SHARD_MEMORY_S from now."""
         if self.forced is not None:
             return
         with self._lock:
+            self._drop_expired()
             n, until = self._n.get(scope, (1, 0.0))
             n = n if self._clock() < until else 1
             self._n[scope] = (min(MAX_SHARDS, FIRST_SHARDS if n < FIRST_SHARDS else n * 2),
                               self._clock() + SHARD_MEMORY_S)
+
+
+    def _drop_expired(self) -> None:
+        """Forget the counts whose memory ended (called with the lock held, so the map stays bounded)."""
+        now = self._clock()
+        for scope in [s for s, (_, until) in self._n.items() if until <= now]:
+            del self._n[scope]
 
 
 def unshard(client: Any, table: str, pk: str, sk: str, sharded_at: Any) -> bool:

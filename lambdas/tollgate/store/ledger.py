@@ -360,7 +360,9 @@ class Ledger:
         if st is None:
             st = self._escrow[key] = escrow.State()
             while len(self._escrow) > _SEEN_MAX:
-                self._escrow.popitem(last=False)
+                self._escrow.popitem(last=False)  # the least recently used
+        else:
+            self._escrow.move_to_end(key)
         return st
 
     def _reserve_sharded(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int],
@@ -484,7 +486,7 @@ class Ledger:
         """Read counter h (one strongly consistent read) and plan how this request gets its `need` from it:
         (the slice to reserve on, what it receives, who gives it, whether to mark the counter warned now).
         Raises the refusal when the counter's total cannot fit this request."""
-        snap = escrow.read(self.client, self.budgets, h)
+        snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
         total = snap.total(h)
         st = self._state(h)
         st.left = total
@@ -508,7 +510,7 @@ class Ledger:
         st = self._escrow.get((h.pk, h.sk))
         if st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items()):
             return
-        snap = escrow.read(self.client, self.budgets, h)
+        snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
         st.left = snap.total(h)
         self._short(plan, h, st.left, snap.pool)
 
