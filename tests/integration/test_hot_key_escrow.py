@@ -270,6 +270,15 @@ def test_a_conflict_spreads_only_the_counter_that_met_it(world):
     _settle(ledger, res, Decimal("0.01"))
 
 
+def test_a_conflict_on_an_item_that_is_no_counter_spreads_nothing(world):
+    ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"],
+                    _CancelOnce(boto3.client("dynamodb"), at=1))  # item 1: the reservation item
+    plan = _plan("elsewhere", Decimal("0.01"), window=False)
+    res = ledger.reserve(plan)
+    assert not res.slices and ledger._shards.get(ledger_module._scope(plan, 0)) == 1
+    _settle(ledger, res, Decimal("0.01"))
+
+
 def test_a_pool_no_slice_borrowed_from_for_the_memory_window_returns_to_one_item(world, monkeypatch):
     ledger = _ledger(world)
     for _ in range(3):

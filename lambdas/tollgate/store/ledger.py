@@ -296,8 +296,9 @@ class Ledger:
                     sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
                     if sliced:
                         return self._reserve_sharded(plan, hot, sliced, set())
-                    self._backoff(attempt)  # an item that is no counter (the loop guard...): the same again
-                    continue
+                    if hot and self._shards.may_grow:  # tried once only: the conflict was on another item
+                        self._backoff(attempt)  # (the loop guard...), so the same transaction again
+                        continue
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
