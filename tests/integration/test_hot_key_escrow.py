@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from dataclasses import replace
 from decimal import Decimal
 
 import boto3
@@ -51,7 +53,7 @@ def _items(world, user: str) -> list[dict]:
     level = Level(USER_MONTH, user_pk(user), month_sk(NOW), LIMIT, FLOOR)
     h = ledger_module._hot(_plan(user, Decimal("0.01"), window=False))[0]
     assert (h.pk, h.sk) == (level.pk, level.sk)
-    snap = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], h)
+    snap = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], h.pk, h.sk)
     return [snap.pool or {}, *snap.slices.values()]
 
 
@@ -103,8 +105,8 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
     assert spent + remaining == LIMIT  # value only moved between the items
     assert refused, "the budget should have run out under this load"
     # the rate window: one request taken from the window's total per admitted request, none lost
-    window = escrow.read(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"],
-                         ledger_module._hot(_plan("hot", Decimal("0.01")))[1])
+    w = ledger_module._hot(_plan("hot", Decimal("0.01")))[1]
+    window = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], w.pk, w.sk)
     requests_left = sum(int(i.get("remainingRequests", 0)) for i in [window.pool or {}, *window.slices.values()])
     assert requests_left == RPM - len(admitted)
 
@@ -159,3 +161,163 @@ def test_a_lowered_limit_takes_back_what_the_slices_hold(world):
     with pytest.raises(BudgetExceeded):
         ledger.reserve(_plan("lower", Decimal("0.006"), window=False))
     _settle(ledger, ledger.reserve(_plan("lower", Decimal("0.005"), window=False)), Decimal("0.005"))
+
+
+class _Interleaving:
+    """A DynamoDB client that, before each of the first `times` transactions moving a slice back into its
+    pool (escrow.collect), runs `meanwhile(k)` with k that slice: a request landing between two of the
+    limit change's calls, made deterministic (moto serialises every call)."""
+
+    def __init__(self, client, meanwhile, times: int):
+        self._client, self._meanwhile, self.left = client, meanwhile, times
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        first = kw["TransactItems"][0].get("Update", {})
+        if self.left and first.get("UpdateExpression") == "SET remainingUsd = remainingUsd - :v":
+            self.left -= 1
+            self._meanwhile(int(from_item(first["Key"])["pk"].split("#")[1]))
+        return self._client.transact_write_items(**kw)
+
+
+def test_a_lowered_limit_is_not_overspent_by_slices_reserving_during_the_change(world, monkeypatch):
+    from tollgate.store.limits import LimitsStore
+
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)
+    ledger, slice_k = _ledger(world), [1]
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (slice_k[0] - 0.5) / SHARDS)
+    for k in (1, 2):  # slices 1 and 2 each borrow $0.05 from the pool and spend $0.01 of it
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.01"), window=False)), Decimal("0.01"))
+
+    def spend_on(k: int) -> None:  # a request on the slice the change is about to empty
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.001"), window=False)), Decimal("0.001"))
+
+    new_limit = Decimal("0.05")
+    limits = LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], _Interleaving(world.dynamodb, spend_on, times=6))
+    limits.set_counter_limit(user_pk("busy"), month_sk(NOW), new_limit)
+    assert all(Decimal(i.get("remainingUsd", 0)) <= 0 for i in _items(world, "busy")[1:])  # no slice kept value
+
+    for n in range(40):  # spend what is left, on the slices that held value
+        slice_k[0] = 1 + n % 2
+        try:
+            _settle(ledger, ledger.reserve(_plan("busy", Decimal("0.005"), window=False)), Decimal("0.005"))
+        except BudgetExceeded:
+            break
+    items = _items(world, "busy")
+    spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
+    remaining = sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0))
+    assert spent <= new_limit
+    assert spent + remaining == new_limit  # value only moved between the items
+    assert spent == sum((Decimal(u["costUsd"]) for u in _usage(world, "busy")), Decimal(0))
+
+
+def test_a_lowered_limit_is_refused_with_409_while_the_slices_keep_borrowing(world, monkeypatch):
+    from tollgate.errors import Conflict
+    from tollgate.store.limits import LimitsStore
+
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)
+    ledger, slice_k = _ledger(world), [1]
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (slice_k[0] - 0.5) / SHARDS)
+    _settle(ledger, ledger.reserve(_plan("busier", Decimal("0.01"), window=False)), Decimal("0.01"))
+
+    def spend_on(k: int) -> None:
+        slice_k[0] = k
+        _settle(ledger, ledger.reserve(_plan("busier", Decimal("0.0001"), window=False)), Decimal("0.0001"))
+
+    limits = LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], _Interleaving(world.dynamodb, spend_on, times=10_000))
+    with pytest.raises(Conflict) as refused:
+        limits.set_counter_limit(user_pk("busier"), month_sk(NOW), Decimal("0.05"))
+    assert refused.value.status == 409 and "still hold $" in str(refused.value)
+    items = _items(world, "busier")
+    assert items[0]["limitUsd"] == LIMIT  # the limit is unchanged
+    assert sum(Decimal(i.get(a, 0)) for i in items for a in ("spentUsd", "remainingUsd")) == LIMIT
+
+
+class _CancelOnce:
+    """A DynamoDB client whose first transaction is cancelled with TransactionConflict on item `at` only."""
+
+    def __init__(self, client, at: int):
+        self._client, self._at, self.done = client, at, False
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        if not self.done:
+            self.done = True
+            reasons = [{"Code": "None"}] * len(kw["TransactItems"])
+            reasons[self._at] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+            raise self._client.exceptions.TransactionCanceledException(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                 "CancellationReasons": reasons}, "TransactWriteItems")
+        return self._client.transact_write_items(**kw)
+
+
+def test_a_conflict_spreads_only_the_counter_that_met_it(world):
+    ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"],
+                    _CancelOnce(boto3.client("dynamodb"), at=1))  # item 1: the rate window
+    plan = _plan("windowy", Decimal("0.01"))
+    res = ledger.reserve(plan)
+    assert set(res.slices) == {1}  # the window went to a slice; the budget level stayed on its item
+    assert ledger._shards.get(ledger_module._scope(plan, 0)) == 1
+    assert ledger._shards.get(ledger_module._scope(plan, 1)) == escrow.FIRST_SHARDS
+    _settle(ledger, res, Decimal("0.01"))
+
+
+def test_a_conflict_on_an_item_that_is_no_counter_spreads_nothing(world):
+    ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"],
+                    _CancelOnce(boto3.client("dynamodb"), at=1))  # item 1: the reservation item
+    plan = _plan("elsewhere", Decimal("0.01"), window=False)
+    res = ledger.reserve(plan)
+    assert not res.slices and ledger._shards.get(ledger_module._scope(plan, 0)) == 1
+    _settle(ledger, res, Decimal("0.01"))
+
+
+def test_a_pool_no_slice_borrowed_from_for_the_memory_window_returns_to_one_item(world, monkeypatch):
+    ledger = _ledger(world)
+    for _ in range(3):
+        _settle(ledger, ledger.reserve(_plan("cooled", Decimal("0.01"), window=False)), Decimal("0.01"))
+    assert _items(world, "cooled")[0].get(escrow.SHARDED)
+    later = int(time.time()) + escrow.SHARD_MEMORY_S + 1
+    monkeypatch.setattr(escrow, "now", lambda: later, raising=False)
+
+    cold = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
+    res = cold.reserve(_plan("cooled", Decimal("0.01"), window=False))
+    assert not res.slices  # held on the pool itself
+    _settle(cold, res, Decimal("0.01"))
+    items = _items(world, "cooled")
+    assert not items[0].get(escrow.SHARDED) and all(Decimal(i.get("remainingUsd", 0)) == 0 for i in items[1:])
+    assert items[0]["remainingUsd"] == LIMIT - 4 * Decimal("0.01")
+    again = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
+    res = again.reserve(_plan("cooled", Decimal("0.01"), window=False))
+    assert not res.slices and res.budget_remaining  # exact values again, as any quiet key
+
+
+def test_a_raised_limit_clears_the_warned_mark_so_the_new_limit_warns_in_its_turn(world, monkeypatch):
+    from tollgate.store.limits import LimitsStore
+
+    ledger = _ledger(world)
+    for _ in range(20):
+        _settle(ledger, ledger.reserve(_plan("raised", Decimal("0.03"), window=False)), Decimal("0.03"))
+        if _items(world, "raised")[0].get(escrow.WARNED):
+            break
+    assert _items(world, "raised")[0].get(escrow.WARNED)  # inside the $0.50 limit's warning zone
+    LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], world.dynamodb).set_counter_limit(
+        user_pk("raised"), month_sk(NOW), Decimal("1.00"))
+    assert not _items(world, "raised")[0].get(escrow.WARNED)
+
+    new = Level(USER_MONTH, user_pk("raised"), month_sk(NOW), Decimal("1.00"), Decimal("0.20"))
+    held = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], new.pk, new.sk).slices
+    poorest = min(range(1, SHARDS + 1), key=lambda k: Decimal(held.get(k, {}).get("remainingUsd", 0)))
+    monkeypatch.setattr(ledger_module.random, "random", lambda: (poorest - 0.5) / SHARDS)
+    cost = Decimal(held.get(poorest, {}).get("remainingUsd", 0)) + Decimal("0.01")  # more than the slice holds
+    plan = replace(_plan("raised", cost, window=False), levels=(new,))
+    res = ledger.reserve(plan)  # the same container, which saw the counter warned: borrows as it now is
+    assert USER_MONTH in res.clear_of_warning  # an unwarned pool lent: clear of the new limit's warning zone
+    _settle(ledger, res, cost)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from tollgate.errors import BudgetExceeded, Conflict, RateLimited
-from tollgate.store import escrow, ledger as ledger_module
+from tollgate.store import escrow
 from tollgate.store.counters import (KEY_HOUR, KEY_MONTH, USER_MONTH, Level, Window, hour_sk, month_sk,
                                      principal_pk, user_pk)
 from tollgate.store.ledger import Ledger, Plan
@@ -37,6 +37,10 @@ CENT = Decimal("0.0000001")
 
 @dataclass
 class Result:
+    """One scenario's outcome: requests offered, admitted, refused (BudgetExceeded) and failed (409), the
+    latency the ledger added per request (seconds), DynamoDB work, and money: USD spent past any level's
+    limit (overshoot_usd, must be 0), USD left, whether spent equals the usage records' sum."""
+
     design: str
     budget: str
     offered: int = 0
@@ -53,6 +57,7 @@ class Result:
     balanced: bool = True  # spent on every level = the usage records' sum
 
     def p99_ms(self) -> float:
+        """The 99th percentile of the latency the ledger added, milliseconds (0 without requests)."""
         s = sorted(self.added_s)
         return 1000 * s[min(len(s) - 1, int(0.99 * len(s)))] if s else 0.0
 
@@ -125,12 +130,12 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         clock.spawn(t, lambda n=n, measured=t >= p.warmup_s: request(n, measured))
         out.offered += t >= p.warmup_s
         n += 1
-    real_time = ledger_module.time
-    ledger_module.time = types.SimpleNamespace(sleep=clock.sleep)  # the ledger's backoff, in virtual time
+    real_time = escrow.time  # the ledger's backoff sleeps in virtual time (shardedAt keeps the wall clock)
+    escrow.time = types.SimpleNamespace(sleep=clock.sleep, time=real_time.time)  # type: ignore[assignment]
     try:
         clock.run()
     finally:
-        ledger_module.time = real_time
+        escrow.time = real_time  # type: ignore[assignment]
     out.transactions, out.conflicts, out.write_units = (client.counts.transactions, client.counts.conflicts,
                                                          client.counts.write_units)
     for lvl in levels:

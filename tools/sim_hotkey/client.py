@@ -41,6 +41,9 @@ class _Exceptions:
 
 @dataclass
 class Counts:
+    """What a run's calls did: TransactWriteItems calls, those cancelled with TransactionConflict or
+    ThrottlingError, write units consumed (2 per started KB per item written in a transaction), reads."""
+
     transactions: int = 0
     conflicts: int = 0
     throttled: int = 0
@@ -56,6 +59,10 @@ class _Bucket:
 
 @dataclass
 class SimClient:
+    """The subset of boto3's DynamoDB client the ledger calls (transact_write_items, batch_get_item, get_item),
+    in virtual time (`clock`) over in-memory `tables`, with DynamoDB's per-item limits from `params`;
+    raises the client's TransactionCanceledException with CancellationReasons as DynamoDB does."""
+
     clock: Clock
     tables: Tables
     params: Params

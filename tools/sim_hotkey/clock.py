@@ -12,6 +12,8 @@ import greenlet
 
 
 class Clock:
+    """A virtual clock (`now`, seconds from the run's start) and the loop waking greenlets in time order."""
+
     def __init__(self) -> None:
         self.now = 0.0
         self._queue: list[tuple[float, int, greenlet.greenlet]] = []

@@ -9,6 +9,9 @@ DG = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
 
 @dataclass(frozen=True)
 class Params:
+    """The simulation's inputs: DynamoDB's limits (documented or assumed, as marked), the traffic, the
+    budgets. Seconds, USD, requests; each value's source in SOURCES or its comment."""
+
     # -- DynamoDB (documented) --
     item_wcu_per_s: float = 1000.0
     # transactional writes: 2 WCU per started KB of the item (client.py, from tools.costing's item sizes)

@@ -22,7 +22,10 @@ below zero: the hard cap holds whatever N is, and N is only each container's rou
   pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
   A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
   transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
-Quiet keys never leave N = 1: their counters are exactly the single items they always were.
+A key never found contended stays at N = 1: its counters are exactly the single items they always were.
+Only a counter whose own item met TransactionConflict (or throttling) grows. A budget level's pool no slice
+has borrowed from for SHARD_MEMORY_S (its shardedAt) is collected and unmarked by the next single-item
+reservation that finds it (unshard), and is a single item again.
 """
 from __future__ import annotations
 
@@ -33,19 +36,42 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tollgate.errors import Conflict
+from tollgate.money import text as usd
 from tollgate.store.dynamo import from_item, to_item, values
 
 MAX_SHARDS = 32  # slices per counter; a rebalance reads them in one BatchGetItem (at most 100 keys)
 FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doubles on each further signal
 SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
+COLLECT_ROUNDS = 20  # rounds of moving slices back into the pool (each after a backoff) before a limit change gives up
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
 SHARDED = "sharded"  # on a pool: slices may hold part of its value
+SHARDED_AT = "shardedAt"  # on a pool: when a slice last borrowed from it (epoch seconds)
 SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
 WARNED = "warned"  # on a pool: the counter was found in its warning zone; it now lends to its last cent
 
 
 def slice_pk(pk: str, k: int) -> str:
+    """The partition key of slice k (1..MAX_SHARDS) of the counter whose pool has partition key `pk`."""
     return f"SHARD#{k}#{pk}"
+
+
+def now() -> int:
+    """The wall clock, epoch seconds (a pool's shardedAt)."""
+    return int(time.time())
+
+
+def stale(pool: dict[str, Any]) -> bool:
+    """Whether a sharded pool was last lent from more than SHARD_MEMORY_S ago (or before shardedAt existed)."""
+    return now() - int(pool.get(SHARDED_AT, 0)) > SHARD_MEMORY_S
+
+
+def _empty_slices(table: str, pk: str, sk: str) -> list[dict[str, Any]]:
+    """ConditionChecks, for a transaction, that every possible slice of the counter holds no remainingUsd."""
+    zero = values(zero=Decimal(0))
+    return [{"ConditionCheck": {"TableName": table, "Key": to_item({"pk": slice_pk(pk, k), "sk": sk}),
+                                "ConditionExpression": "attribute_not_exists(remainingUsd) OR remainingUsd <= :zero",
+                                "ExpressionAttributeValues": zero}} for k in range(1, MAX_SHARDS + 1)]
 
 
 @dataclass(frozen=True)
@@ -146,9 +172,9 @@ def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int, warned: boo
     keeps its floor and is not warned (so, until a counter is warned, its pool holds at least its floor and
     the counter, the pool plus its slices, is clear of its warning zone); once warned, down to its last
     cent. `warn`: mark it warned now (a read found it in its warning zone). Marks the pool sharded over
-    `shards` slices. A pool never written starts at the counter's allowance."""
-    vals: dict[str, Any] = {"yes": True, "shards": shards}
-    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards"] + ([f"{WARNED} = :yes"] if warn else [])
+    `shards` slices, now (shardedAt). A pool never written starts at the counter's allowance."""
+    vals: dict[str, Any] = {"yes": True, "shards": shards, "at": now()}
+    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards", f"{SHARDED_AT} = :at"] + ([f"{WARNED} = :yes"] if warn else [])
     cond = [] if warn else [f"attribute_exists({WARNED})" if warned else f"attribute_not_exists({WARNED})"]
     keep = h.keep(warned or warn)
     for n, (a, amount) in enumerate(take.items()):
@@ -180,7 +206,13 @@ class Snapshot:
         return {a: self.pool_value(h)[a] + sum((s.get(a, 0 * n) for s in self.slices.values()), 0 * n)
                 for a, n in h.need.items()}
 
+    def held(self) -> Decimal:
+        """The USD the slices hold (their positive remainingUsd), outside the pool."""
+        return sum((max(Decimal(s.get("remainingUsd", 0)), Decimal(0)) for s in self.slices.values()), Decimal(0))
+
     def pool_value(self, h: Hot) -> dict[str, Any]:
+        """The pool's remaining value per attribute of h.need: as stored, or the counter's allowance
+        (`h.start`) if the pool was never written."""
         return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
 
     def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
@@ -208,11 +240,6 @@ class Snapshot:
         return k, received, gives
 
 
-def read(client: Any, table: str, h: Hot) -> Snapshot:
-    """One BatchGetItem (strongly consistent) of the pool and every possible slice of a counter."""
-    return read_counter(client, table, h.pk, h.sk)
-
-
 def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     """The items of the counter whose pool is (pk, sk): one strongly consistent BatchGetItem."""
     keys = [{"pk": pk, "sk": sk}] + [{"pk": slice_pk(pk, k), "sk": sk} for k in range(1, MAX_SHARDS + 1)]
@@ -227,13 +254,21 @@ def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     return Snapshot(pool, slices)
 
 
-def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
-    """Move every slice's remainingUsd back into the pool (a limit was lowered: what the slices hold must
-    not outlive the new limit). One two-item transaction per slice holding value, each on the condition
-    the slice still holds it; a slice changed meanwhile is read and tried again."""
-    for _ in range(tries):
+def backoff(attempt: int) -> None:
+    """Sleep before retry `attempt` (0-based): exponential backoff with full jitter, 5 ms to 480 ms (Developer
+    Guide, "Error retries and exponential backoff")."""
+    time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
+
+
+def collect(client: Any, table: str, pk: str, sk: str, rounds: int = COLLECT_ROUNDS) -> Decimal:
+    """Move every slice's remainingUsd back into the pool of the counter (pk, sk). One two-item transaction
+    per slice holding value, each on the condition the slice still holds it; a round that met a cancelled
+    one (the slice changed, or a conflict) reads again after a backoff, for at most `rounds` rounds.
+    Returns the USD the slices still hold when it stops (0: every slice is empty)."""
+    for attempt in range(rounds):
         snap = read_counter(client, table, pk, sk)
-        moved_all = True
+        if snap.held() == 0:
+            return Decimal(0)
         for k, item in snap.slices.items():
             value = Decimal(item.get("remainingUsd", 0))
             if value <= 0:
@@ -247,9 +282,37 @@ def collect(client: Any, table: str, pk: str, sk: str, tries: int = 3) -> None:
                                 "UpdateExpression": "SET remainingUsd = remainingUsd + :v",
                                 "ExpressionAttributeValues": values(v=value)}}])
             except client.exceptions.TransactionCanceledException:
-                moved_all = False
-        if moved_all:
-            return
+                pass  # read again next round
+        if attempt < rounds - 1:
+            backoff(attempt)
+    return read_counter(client, table, pk, sk).held()
+
+
+def lower(client: Any, table: str, pk: str, sk: str, update: dict[str, Any], rounds: int = COLLECT_ROUNDS) -> bool:
+    """Apply `update` (an UpdateItem's arguments, without TableName and Key: a lowered limit and the pool's
+    remainingUsd moved by the difference) to the pool of a sharded counter only while every slice is empty,
+    so no slice can spend value the new limit took away: collect the slices into the pool, then write the
+    pool in one transaction with a ConditionCheck that each of the MAX_SHARDS slices holds nothing (a slice
+    that borrowed meanwhile cancels it: collect again, after a backoff). After the write the pool holds the
+    counter's whole remaining value and lends only what it holds (pool_lend's condition).
+    Returns False when the update's own condition failed (the caller reads the pool again).
+    Raises Conflict (409) when the slices still hold value after `rounds` tries: the limit is unchanged."""
+    checks = _empty_slices(table, pk, sk)
+    held = Decimal(0)
+    for attempt in range(rounds):
+        held = collect(client, table, pk, sk, 1)
+        if held == 0:
+            try:
+                client.transact_write_items(TransactItems=[
+                    {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}), **update}}, *checks])
+                return True
+            except client.exceptions.TransactionCanceledException as e:
+                reasons = e.response.get("CancellationReasons") or []
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return False
+            backoff(attempt)
+    raise Conflict(f"The limit was not changed: the counter's slices still hold ${usd(held)} that requests keep "
+                   "borrowing; retry.", code="limit_change_conflict")
 
 
 class Shards:
@@ -268,6 +331,7 @@ class Shards:
 
     @property
     def may_grow(self) -> bool:
+        """Whether a counter can ever be spread over more than one slice here (not fixed at 1)."""
         return self.forced is None or self.forced > 1
 
     def at_least(self, scope: tuple[str, str], n: int) -> None:
@@ -275,11 +339,13 @@ class Shards:
         if self.forced is not None:
             return
         with self._lock:
+            self._drop_expired()
             have, until = self._n.get(scope, (1, 0.0))
             have = have if self._clock() < until else 1
             self._n[scope] = (min(MAX_SHARDS, max(have, n, 2)), self._clock() + SHARD_MEMORY_S)
 
     def get(self, scope: tuple[str, str]) -> int:
+        """The slices counter `scope` (pool pk, counter kind) is spread over now: 1 when not remembered."""
         if self.forced is not None:
             return self.forced
         with self._lock:
@@ -287,10 +353,39 @@ class Shards:
             return n if self._clock() < until else 1
 
     def grow(self, scope: tuple[str, str]) -> None:
+        """Counter `scope` met contention: FIRST_SHARDS slices, or twice as many as now (at most MAX_SHARDS),
+        remembered SHARD_MEMORY_S from now."""
         if self.forced is not None:
             return
         with self._lock:
+            self._drop_expired()
             n, until = self._n.get(scope, (1, 0.0))
             n = n if self._clock() < until else 1
             self._n[scope] = (min(MAX_SHARDS, FIRST_SHARDS if n < FIRST_SHARDS else n * 2),
                               self._clock() + SHARD_MEMORY_S)
+
+
+    def _drop_expired(self) -> None:
+        """Forget the counts whose memory ended (called with the lock held, so the map stays bounded)."""
+        now = self._clock()
+        for scope in [s for s, (_, until) in self._n.items() if until <= now]:
+            del self._n[scope]
+
+
+def unshard(client: Any, table: str, pk: str, sk: str, sharded_at: Any) -> bool:
+    """Return a budget level's counter (pool (pk, sk)) to its single item: collect its slices into the pool
+    (two rounds at most), then remove the pool's sharded mark in one transaction on the condition that no
+    slice borrowed since (shardedAt still `sharded_at`; None: absent) and every slice is empty. Returns
+    whether it did; a slice's reservation still in flight settles on its slice (its refund stays there)."""
+    if collect(client, table, pk, sk, 2) != 0:
+        return False
+    cond, vals = ("attribute_not_exists(#at)", None) if sharded_at is None else ("#at = :at", values(at=sharded_at))
+    try:
+        client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": table, "Key": to_item({"pk": pk, "sk": sk}),
+                        "UpdateExpression": f"REMOVE {SHARDED}, {SHARDS}, #at", "ConditionExpression": cond,
+                        "ExpressionAttributeNames": {"#at": SHARDED_AT}, **({"ExpressionAttributeValues": vals} if vals else {})}},
+            *_empty_slices(table, pk, sk)])
+        return True
+    except client.exceptions.TransactionCanceledException:
+        return False

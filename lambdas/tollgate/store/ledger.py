@@ -31,7 +31,6 @@ import hashlib
 import logging
 import random
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -292,11 +291,14 @@ class Ledger:
                 sliced = self._escrowed(plan, hot, c.reasons)
                 if sliced:  # a counter others hold in escrow: hold it on a slice too
                     return self._reserve_sharded(plan, hot, sliced, set())
-                if c.conflict:  # another transaction holds a counter: spread the counters over slices
-                    self._contended(plan, hot)
+                if c.conflict:  # another transaction holds a counter: spread that counter over slices
+                    self._contended(plan, hot, c.reasons)
                     sliced = {i for i in hot if self._shards.get(_scope(plan, i)) > 1}
                     if sliced:
                         return self._reserve_sharded(plan, hot, sliced, set())
+                    if hot and self._shards.may_grow:  # tried once only: the conflict was on another item
+                        self._backoff(attempt)  # (the loop guard...), so the same transaction again
+                        continue
                 self._learn(keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
@@ -323,22 +325,33 @@ class Ledger:
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
 
     # -- escrow-sharded counters (tollgate.store.escrow) -------------------------------------------
-    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot]) -> None:
-        """A transaction of this plan met TransactionConflict: spread its counters over more slices."""
-        for i in hot:
+    def _contended(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]],
+                   extras: list[tuple[int, int]] | None = None, base: int = 0) -> None:
+        """A transaction of this plan was cancelled for contention: spread over more slices each counter in
+        `hot` whose own item (reasons[i]; or one of its givers, reasons[base + n] for extras[n] = (i, giver))
+        met TransactionConflict or throttling. Other counters, and the loop guard's item, are no signal."""
+        busy = {i for i in hot if i < len(reasons) and reasons[i].get("Code") in _RETRYABLE}
+        busy |= {i for n, (i, _) in enumerate(extras or [])
+                 if base + n < len(reasons) and reasons[base + n].get("Code") in _RETRYABLE}
+        for i in busy:
             self._shards.grow(_scope(plan, i))
 
     def _escrowed(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]]) -> set[int]:
         """The counters of a failed single-item reservation that others hold in escrow (their pool
-        `sharded`): this container holds them on slices from now on."""
+        `sharded`): this container holds them on slices from now on. A budget level's pool no container
+        has lent from for SHARD_MEMORY_S is unsharded instead (escrow.unshard) and held on its own item."""
         sliced: set[int] = set()
         for i, h in hot.items():
             if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
                 continue
             old = from_item(reasons[i].get("Item") or {})
+            if old.get(escrow.SHARDED) and h.book and escrow.stale(old) and escrow.unshard(
+                    self.client, self.budgets, h.pk, h.sk, old.get(escrow.SHARDED_AT)):
+                self._seen.forget((h.pk, h.sk))  # its value moved: learn it anew
+                continue  # no container lent from it for SHARD_MEMORY_S: back to its single item
             if old.get(escrow.SHARDED):
                 self._shards.at_least(_scope(plan, i), int(old.get(escrow.SHARDS, escrow.FIRST_SHARDS)))
-                self._state(h).warned |= bool(old.get(escrow.WARNED))
+                self._state(h).warned = bool(old.get(escrow.WARNED))
                 sliced.add(i)
         return sliced
 
@@ -348,7 +361,9 @@ class Ledger:
         if st is None:
             st = self._escrow[key] = escrow.State()
             while len(self._escrow) > _SEEN_MAX:
-                self._escrow.popitem(last=False)
+                self._escrow.popitem(last=False)  # the least recently used
+        else:
+            self._escrow.move_to_end(key)
         return st
 
     def _reserve_sharded(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int],
@@ -402,7 +417,7 @@ class Ledger:
                 self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
                 if c.conflict:  # contended even so: more slices, another pick, after a backoff
-                    self._contended(plan, {i: hot[i] for i in sliced})
+                    self._contended(plan, {i: hot[i] for i in sliced}, c.reasons, extras, base)
                     pick = self._pick(plan, sliced)
                     take, gives = {i: None for i in sliced}, {}
                     self._backoff(0)
@@ -449,9 +464,9 @@ class Ledger:
                 rebalance.add(i)
                 continue
             was = st.warned
-            st.warned |= bool(old.get(escrow.WARNED))
+            st.warned = bool(old.get(escrow.WARNED))
             if st.warned != was:
-                continue  # borrow again, as a warned counter
+                continue  # borrow again, as the pool is now known (warned or not)
             spare = {a: old.get(a, h.start[a]) - k for a, k in h.keep(st.warned).items()}
             full = {a: n_ * escrow.REFILL_REQUESTS for a, n_ in h.need.items()}
             if all(spare[a] >= full[a] for a in full):
@@ -472,11 +487,11 @@ class Ledger:
         """Read counter h (one strongly consistent read) and plan how this request gets its `need` from it:
         (the slice to reserve on, what it receives, who gives it, whether to mark the counter warned now).
         Raises the refusal when the counter's total cannot fit this request."""
-        snap = escrow.read(self.client, self.budgets, h)
+        snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
         total = snap.total(h)
         st = self._state(h)
         st.left = total
-        st.warned |= bool((snap.pool or {}).get(escrow.WARNED))
+        st.warned = bool((snap.pool or {}).get(escrow.WARNED))
         self._short(plan, h, total, snap.pool)
         if h.index < len(plan.levels):
             seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
@@ -496,7 +511,7 @@ class Ledger:
         st = self._escrow.get((h.pk, h.sk))
         if st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items()):
             return
-        snap = escrow.read(self.client, self.budgets, h)
+        snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
         st.left = snap.total(h)
         self._short(plan, h, st.left, snap.pool)
 
@@ -855,8 +870,8 @@ class Ledger:
 
     @staticmethod
     def _backoff(attempt: int) -> None:
-        """Exponential backoff with full jitter (Developer Guide, "Error retries and exponential backoff")."""
-        time.sleep(random.uniform(0.005, 0.03) * (2 ** min(attempt, 4)))
+        """Sleep before retry `attempt`: tollgate.store.escrow.backoff."""
+        escrow.backoff(attempt)
 
 
 _COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tollgate.errors import Conflict
 from tollgate.store import counters as budgets, escrow
 from tollgate.store.dynamo import from_item, to_item, values
 from tollgate.money import text as usd
@@ -67,12 +68,16 @@ class LimitsStore:
         return from_item(item) if item else None
 
     def set_counter_limit(self, pk: str, sk: str, limit: Decimal) -> None:
-        """Change a period's limit now: remaining moves by the difference, so the next request sees it.
+        """Change a period's limit (USD) now: remaining moves by the difference, so the next request sees it.
 
-        Optimistic: read the old limit, write with a condition on it, retry if a request moved it.
+        Optimistic: read the old limit, write with a condition on it, retry if a request moved it. A lowered
+        limit on a hot key's counter (tollgate.store.escrow) is written only while its slices hold nothing
+        (escrow.lower), so no slice spends what the new limit took away; a raised one clears its `warned`
+        mark (escrow.WARNED), so the new limit's warning is sent when due.
+        Raises Conflict (409) when the limit kept changing, or the slices kept borrowing (limit unchanged).
         """
         for _ in range(5):
-            old = self._pool(pk, sk)  # the limit lives on the pool; remaining moves there (escrow slices keep theirs)
+            old = self._pool(pk, sk)  # the limit lives on the pool; remaining moves there
             if old is None:
                 try:
                     self.client.put_item(
@@ -83,18 +88,22 @@ class LimitsStore:
                 except self.client.exceptions.ConditionalCheckFailedException:
                     continue
             old_limit = Decimal(old.get("limitUsd", limit))
+            # A raised limit clears a hot counter's warned mark: the ledger marks it again when a read finds
+            # it inside the new limit's warning zone (and that request sends the warning).
+            clear = f" REMOVE {escrow.WARNED}" if limit > old_limit and old.get(escrow.WARNED) else ""
+            update = {"UpdateExpression": "SET limitUsd = :new, remainingUsd = remainingUsd + :delta" + clear,
+                      "ConditionExpression": "limitUsd = :old",
+                      "ExpressionAttributeValues": values(new=limit, delta=limit - old_limit, old=old_limit)}
+            if old.get(escrow.SHARDED) and limit < old_limit:
+                if escrow.lower(self.client, self.table, pk, sk, update):
+                    return
+                continue
             try:
-                self.client.update_item(
-                    TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
-                    UpdateExpression="SET limitUsd = :new, remainingUsd = remainingUsd + :delta",
-                    ConditionExpression="limitUsd = :old",
-                    ExpressionAttributeValues=values(new=limit, delta=limit - old_limit, old=old_limit))
-                if old.get(escrow.SHARDED) and limit < old_limit:  # slices must not spend past the new limit
-                    escrow.collect(self.client, self.table, pk, sk)
+                self.client.update_item(TableName=self.table, Key=to_item({"pk": pk, "sk": sk}), **update)
                 return
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
-        raise RuntimeError("budget limit kept changing; try again")
+        raise Conflict("The budget limit kept changing; try again.", code="limit_change_conflict")
 
 
 def summary(item: dict[str, Any] | None, limit: Decimal, period: str) -> dict[str, Any]:
