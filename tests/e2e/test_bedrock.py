@@ -5,10 +5,7 @@ event-stream frames that botocore decodes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import openai
@@ -17,19 +14,13 @@ import pytest
 from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
+from tests.e2e.cli import tollgate
 
 CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                            "required": ["city"]}}}
-
-
-def tollgate(local_stack, *args):
-    done = subprocess.run([str(Path(sys.executable).parent / "tollgate"), *args, "--json"], env=local_stack.env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +150,7 @@ def test_openai_sdk_on_an_anthropic_api_claude_costs_what_the_same_request_throu
         {"role": "user", "content": [{"type": "text", "text": prompt},
                                      {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                                                   "data": PNG_URL.split(",", 1)[1]}}]}])
+    assert msg.type == "message" and msg.content[0].text
 
     chunks = list(oai.chat.completions.create(model=model, max_tokens=40, stream=True,
                                               stream_options={"include_usage": True},

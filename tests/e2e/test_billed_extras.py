@@ -4,11 +4,7 @@ reports — a web search call (per call), a priority-tier call (the tier's rates
 reasoning tokens (billed as output). The fake reports each as the provider does (local/fake_extras.py)."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import openai
@@ -16,15 +12,9 @@ import pytest
 
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
+from tests.e2e.cli import tollgate
 
 SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
-
-
-def tollgate(local_stack, *args):
-    done = subprocess.run([str(Path(sys.executable).parent / "tollgate"), *args, "--json"], env=local_stack.env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def _key(local_stack, user):

@@ -16,13 +16,7 @@ import requests
 from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.openai_provider import usage_from
-
-
-def tollgate(local_stack, *args):
-    done = subprocess.run([str(Path(sys.executable).parent / "tollgate"), *args, "--json"], env=local_stack.env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+from tests.e2e.cli import tollgate
 
 
 def _key(local_stack, user):

@@ -4,11 +4,7 @@ deployment; the request is metered once, for the deployment that answered; never
 has begun."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import openai
@@ -17,17 +13,11 @@ import pytest
 from local.dev import REGION
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
+from tests.e2e.cli import tollgate
 
 PUBLIC = "claude-sonnet-4-5"
 BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 ANTHROPIC_FAILS = "[[fake:status=503]] [[fake:retry_after_ms=1]] [[fake:bedrock_status=200]]"
-
-
-def tollgate(local_stack, *args):
-    done = subprocess.run([str(Path(sys.executable).parent / "tollgate"), *args, "--json"], env=local_stack.env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def _new_user(local_stack, user):

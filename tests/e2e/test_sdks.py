@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import anthropic
 import requests
@@ -16,13 +14,7 @@ import pytest
 
 from tollgate.pricing import Catalogue
 from tollgate.providers.base import Usage
-
-
-def tollgate(local_stack, *args):
-    done = subprocess.run([str(Path(sys.executable).parent / "tollgate"), *args, "--json"], env=local_stack.env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+from tests.e2e.cli import tollgate
 
 
 @pytest.fixture(scope="module")

@@ -50,3 +50,14 @@ def principal(user: str, key_id: str, **limits: Any) -> Principal:
     from tollgate.auth.principal import Limits
 
     return Principal(kind="api_key", id=key_id, user=user, scopes=frozenset({"ai:complete"}), limits=Limits(**limits))
+
+
+def run_containers(target: Any, count: int, timeout_s: float = 240) -> None:
+    """Run `target(n)` for n in 0..count-1, each on its own thread (one "Lambda container" each), and wait for
+    all of them; fails the test if any is still running after `timeout_s` seconds (bounded, never hangs)."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s)
+    assert not any(t.is_alive() for t in threads), "a container did not finish in time"

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.concurrency import independent_gateway, principal
+from tests.integration.concurrency import independent_gateway, principal, run_containers
 from tollgate import budgets
 from tollgate.errors import BudgetExceeded, RateLimited
 from tollgate.service import MeteredRequest
@@ -57,12 +57,7 @@ def test_32_containers_never_overshoot_one_users_budget_and_the_ledger_balances(
             with lock:
                 accepted[rid] = Decimal(reply.headers["x-tollgate-cost-usd"])
 
-    threads = [threading.Thread(target=container, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not any(t.is_alive() for t in threads)
+    run_containers(container, THREADS)
 
     records = _items(world, "TOLLGATE_USAGE_TABLE")
     by_request = {r["requestId"]: r for r in records}
@@ -107,10 +102,6 @@ def test_independent_instances_share_one_keys_requests_per_minute(world, instanc
             with lock:
                 outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(instances * 4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    run_containers(worker, instances * 4, timeout_s=120)
     assert len(outcomes) == instances * 4 * 6
     assert outcomes.count("ok") == rpm

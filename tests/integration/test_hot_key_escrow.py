@@ -13,6 +13,8 @@ from decimal import Decimal
 import boto3
 import pytest
 
+from tests.integration.concurrency import run_containers
+
 from tollgate.errors import BudgetExceeded
 from tollgate.store import escrow, ledger as ledger_module
 from tollgate.store.counters import USER_MONTH, Level, Window, month_sk, user_pk
@@ -86,12 +88,7 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
             with lock:
                 admitted.append(actual)
 
-    threads = [threading.Thread(target=container, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not any(t.is_alive() for t in threads)
+    run_containers(container, THREADS)
 
     items = _items(world, "hot")
     assert len(items) > 2, "the level should have been spread over slices"

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.integration.concurrency import independent_gateway, principal
+from tests.integration.concurrency import independent_gateway, principal, run_containers
 from tests.integration.test_budgets import _alerts_queue, _counter, _usage
 from tests.integration.world import body_of, headers_of
 from tollgate import budgets, periods, wiring
@@ -200,12 +200,7 @@ def test_eight_concurrent_containers_report_exact_or_no_remaining_values(world):
                 else:
                     omitted.append(reply.headers["x-request-id"])
 
-    threads = [threading.Thread(target=container, args=(n,)) for n in range(containers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not any(t.is_alive() for t in threads)
+    run_containers(container, containers)
     assert len(reported) + len(omitted) == containers * per_container == rpm
     # Each reported value is the exact count left when that request took its place: all distinct, in range.
     assert len(set(reported)) == len(reported) and set(reported) <= set(range(rpm))
