@@ -3,6 +3,8 @@ each now gets, and for revocation being final. The property-based test over ever
 tests/e2e/test_bad_input_fuzz.py."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from local.lambda_context import LambdaContext
@@ -223,3 +225,16 @@ def test_a_suspended_key_still_resumes(world, root):
     resp = world.call("POST", f"/admin/keys/{record.key_id}/resume", principal=root)
     assert resp["statusCode"] == 200 and body_of(resp)["status"] == "active"
     assert _authorize(raw)["principalId"] == record.key_id
+
+
+@pytest.mark.parametrize("extra", ['"tools": [{"type": "function", "function": "nope"}]', '"stop": 5',
+                                   '"messages": [{"role": "user", "content": [{"type": "image_url", '
+                                   '"image_url": "data:image/png;base64,AAAA"}]}]'])
+def test_a_chat_body_a_claude_translation_cannot_read_is_400_and_releases_its_reservation(world, root, extra):
+    messages = '' if '"messages"' in extra else '"messages": [{"role": "user", "content": "x"}], '
+    raw = '{"model": "claude-haiku-4-5", "max_tokens": 5, %s%s}' % (messages, extra)
+    error = _openai_error(world.call("POST", CHAT, raw, principal=root), 400)
+    assert error["code"] == "invalid_request_body", error
+    assert not world.fake.calls
+    budget = body_of(world.call("GET", "/admin/budgets", query={"user": root.user}, principal=root))
+    assert Decimal(budget["reserved_usd"]) == 0, budget

@@ -58,8 +58,11 @@ def is_claude(model_id: str) -> bool:
 
 def translate_error(exc: Exception, model: str) -> errors.TollgateError:
     """A boto3 / botocore exception as our domain error (see the module docstring)."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ParamValidationError
+    from botocore.exceptions import ReadTimeoutError
 
+    if isinstance(exc, ParamValidationError):  # botocore checked the request before sending it: the client's input
+        return errors.InvalidRequest(f"Bedrock cannot take this request: {exc}", code="invalid_request_body")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message") or code or "Bedrock refused the request"

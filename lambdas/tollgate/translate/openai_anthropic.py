@@ -24,12 +24,13 @@ from typing import Any, Iterator
 from tollgate.errors import InvalidRequest
 from tollgate.providers import _common
 from tollgate.providers.base import CHAT, MESSAGES, ProviderResult, Usage
-from tollgate.translate.openai_chat import append_turn, data_url, parse_arguments, texts
+from tollgate.translate.openai_chat import append_turn, client_shaped, data_url, parse_arguments, texts
 
 FINISH_REASON = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                  "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
 
 
+@client_shaped
 def to_messages(body: dict[str, Any]) -> dict[str, Any]:
     """A Messages request body from an OpenAI chat body (see the module docstring)."""
     if isinstance(body.get("n"), int) and body["n"] > 1:

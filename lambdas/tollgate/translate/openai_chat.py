@@ -6,10 +6,34 @@ assistant's `tool_calls[].function.arguments` is a JSON string.
 """
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from tollgate.errors import InvalidRequest
+from tollgate.errors import InvalidRequest, TollgateError
+
+_Translation = TypeVar("_Translation", bound=Callable[..., Any])
+
+
+def client_shaped(translate: _Translation) -> _Translation:
+    """Wrap a translation of a client's OpenAI chat body so that a body it cannot read is the client's 400,
+    never a 500: the edge types only the fields every route reads, and a translation reads more (`tools[]`
+    as objects with a `function`, `stop` as a string or a list, `image_url` parts as objects with a `url`).
+    Raises InvalidRequest (400) for a field of the wrong type or shape; domain errors pass through."""
+
+    @functools.wraps(translate)
+    def translated(body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return translate(body, *args, **kwargs)
+        except TollgateError:
+            raise
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            raise InvalidRequest(
+                "The body does not have the shape of an OpenAI chat completions request (see its API reference "
+                "for `messages`, `tools`, `tool_choice`, `stop` and content parts): a field has the wrong type "
+                f"({type(exc).__name__}).", code="invalid_request_body") from None
+
+    return translated  # type: ignore[return-value]
 
 
 def append_turn(messages: list[dict[str, Any]], role: str, content: list[dict[str, Any]]) -> None:

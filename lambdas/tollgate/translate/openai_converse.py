@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 from tollgate.errors import InvalidRequest
-from tollgate.translate.openai_chat import append_turn, data_url, parse_arguments, texts
+from tollgate.translate.openai_chat import append_turn, client_shaped, data_url, parse_arguments, texts
 
 FINISH_REASON = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                  "content_filtered": "content_filter", "guardrail_intervened": "content_filter",
@@ -32,6 +32,7 @@ _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg",
                   "image/webp": "webp"}
 
 
+@client_shaped
 def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     """boto3 keyword arguments for `converse` / `converse_stream` from an OpenAI chat body."""
     system: list[dict[str, Any]] = []
