@@ -19,7 +19,9 @@ baseline `import boto3; boto3.client("dynamodb")` right after it, and the ratio 
 pairs' ratios, so a machine busy with other work slows both sides of a pair alike.
 
 The last lines are `cold_import_ratio_gateway=R`, `cold_import_ratio_authorizer=R`,
-`first_request_ratio_gateway=R` (the first request in a fresh process, against the same baseline) and
+`first_request_ratio_gateway_no_snapstart=R` (the first request in a fresh process, against the same
+baseline), `first_request_ratio_gateway=R` (the same in a process as SnapStart restores it, as deployed: init
+and the before-snapshot work done before the clock starts, the after-restore hook on it; tollgate.snapshot) and
 `dynamodb_calls_per_request=N`, for the scripts that watch them.
 """
 from __future__ import annotations
@@ -53,50 +55,71 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-# A fresh interpreter: times the import of MODULE, then (with an event file) the first call of ENTRY.
+# A fresh interpreter: times the import of MODULE, then (with an event file) the first call of ENTRY. With
+# "restored", it plays a SnapStart restore (tollgate.snapshot): the Web Adapter's before-snapshot call runs
+# before the clock starts, like the rest of init; the after-restore call and the first request are timed.
 _COLD_SCRIPT = """
-import json, sys, time
+import http.client, json, sys, time
 t = time.perf_counter()
 {import_line}
 imported = time.perf_counter() - t
-first = None
+first = restore = None
 if len(sys.argv) > 1:
     from local.lambda_context import LambdaContext
     from local import web_adapter
+    from tollgate import snapshot
     event = json.load(open(sys.argv[1]))
-    web_adapter.start()  # the app server is up before the first request, as after the adapter's readiness check
+    port = web_adapter.start()  # the app server is up before the first request, as after the adapter's readiness check
+
+    def hook(path):
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        connection.request("POST", path, body=b"")
+        assert connection.getresponse().status == 204
+        connection.close()
+
+    restored = sys.argv[2:] == ["restored"]
+    if restored:
+        hook(snapshot.BEFORE_SNAPSHOT_PATH)
     t = time.perf_counter()
+    if restored:
+        hook(snapshot.AFTER_RESTORE_PATH)
+        restore = time.perf_counter() - t
     response = web_adapter.invoke_buffered(event, LambdaContext(function_name="gateway"))
     first = time.perf_counter() - t
     assert response["statusCode"] == 200, response
 import resource
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-print(json.dumps({{"import": imported, "first": first, "peak_mb": peak_mb}}))
+print(json.dumps({{"import": imported, "first": first, "restore": restore, "peak_mb": peak_mb}}))
 """
 
 
-def _run(import_line: str, env: dict[str, str], event_file: str | None = None) -> dict:
+def _run(import_line: str, env: dict[str, str], *args: str) -> dict:
     code = _COLD_SCRIPT.format(import_line=import_line)
-    out = subprocess.run([sys.executable, "-c", code, *([event_file] if event_file else [])], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cold(module: str, env: dict[str, str], event_file: str | None = None, entry: str = GATEWAY_ENTRY) -> dict:
     """Median over COLD_RUNS pairs: the module's import (and first request with `event_file`) in seconds,
-    and each as a ratio to the baseline measured right after it in a fresh interpreter of its own."""
+    and each as a ratio to the baseline measured right after it in a fresh interpreter of its own. With
+    `event_file`, also the first request of a process restored from a SnapStart snapshot ("restored", its
+    after-restore hook included; "restore_hook": that hook alone), in a third interpreter of the same pair."""
     line = f"import {module} as _m; handler = getattr(_m, {entry!r}, None)"
     runs = []
     for _ in range(COLD_RUNS):
-        measured = _run(line, env, event_file)
+        measured = _run(line, env, *([event_file] if event_file else []))
+        restored = _run(line, env, event_file, "restored") if event_file else {}
         base = _run(BASELINE, env)["import"]
         runs.append({"import": measured["import"], "first": measured["first"], "base": base,
-                     "peak_mb": measured["peak_mb"]})
+                     "peak_mb": measured["peak_mb"], "restored": restored.get("first"),
+                     "restore_hook": restored.get("restore"), "restored_peak_mb": restored.get("peak_mb")})
     out = {k: statistics.median(r[k] for r in runs) for k in ("import", "base", "peak_mb")}
     out["import_ratio"] = statistics.median(r["import"] / r["base"] for r in runs)
     if event_file:
-        out["first"] = statistics.median(r["first"] for r in runs)
+        for k in ("first", "restored", "restore_hook", "restored_peak_mb"):
+            out[k] = statistics.median(r[k] for r in runs)
         out["first_ratio"] = statistics.median(r["first"] / r["base"] for r in runs)
+        out["restored_ratio"] = statistics.median(r["restored"] / r["base"] for r in runs)
     return out
 
 
@@ -250,15 +273,19 @@ def main() -> None:
     g_cold, a_cold = gateway_cold, authorizer_cold
     print(f"cold starts (fresh interpreters as in Lambda, tracing on; median of {COLD_RUNS} pairs with the baseline)")
     print(f"  import {GATEWAY_MODULE:<27}{g_cold['import'] * 1000:8.1f} ms   ratio to baseline = {g_cold['import_ratio']:.2f}x")
-    print(f"  its first request                 {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
-    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB")
+    print(f"  its first request, no SnapStart   {g_cold['first'] * 1000:8.1f} ms   ratio to baseline = {g_cold['first_ratio']:.2f}x")
+    print(f"  its first request after a SnapStart restore (after-restore hook {g_cold['restore_hook'] * 1000:.1f} ms "
+          f"included) {g_cold['restored'] * 1000:8.1f} ms   ratio to baseline = {g_cold['restored_ratio']:.2f}x")
+    print(f"  peak RSS after its first request  {g_cold['peak_mb']:8.1f} MB   (restored, SDKs loaded before the "
+          f"snapshot: {g_cold['restored_peak_mb']:.1f} MB)")
     print(f"  peak RSS, warm ({WARM_ROUNDS}x chat+messages, streamed and not) {warm_mb:6.1f} MB   "
           f"(sets the gateway's memory size: stacks/api_stack.py)")
     print(f"  import {AUTHORIZER_MODULE:<27}{a_cold['import'] * 1000:8.1f} ms   ratio to baseline = {a_cold['import_ratio']:.2f}x")
     print(f"  baseline: {BASELINE:<24}{g_cold['base'] * 1000:8.1f} ms")
     print(f"cold_import_ratio_gateway={g_cold['import_ratio']:.2f}")
     print(f"cold_import_ratio_authorizer={a_cold['import_ratio']:.2f}")
-    print(f"first_request_ratio_gateway={g_cold['first_ratio']:.2f}")
+    print(f"first_request_ratio_gateway_no_snapstart={g_cold['first_ratio']:.2f}")
+    print(f"first_request_ratio_gateway={g_cold['restored_ratio']:.2f}")
     _streaming_time_to_first_token()
     print(f"dynamodb_calls_per_request={calls_per_request:g}")
 

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from handlers._api import principal_for, usable_id, validated_body
-from tollgate import anthropic_api, errors, metric_names, model_list, response_cache, routes, scopes, wiring
+from tollgate import anthropic_api, errors, metric_names, model_list, response_cache, routes, scopes, snapshot, wiring
 from tollgate.auth.principal import IAM, Principal
 from tollgate.deployments import Deployments
 from tollgate.observability import logger, metrics
@@ -210,6 +210,11 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     request = await _read(scope, receive)
+    hook = _SNAPSHOT_HOOKS.get(request.path) if request.method == "POST" else None
+    if hook is not None:  # the Web Adapter's SnapStart lifecycle calls (tollgate.snapshot); it refuses outside ones
+        await asyncio.get_running_loop().run_in_executor(_threads, hook)
+        await _send_whole(Answer(204, {}), send)
+        return
     _start_log_context(request)
     try:
         result = await asyncio.get_running_loop().run_in_executor(_threads, answer, request)
@@ -221,6 +226,10 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
         await _send_whole(result, send)
     else:
         await _send_stream(result, send, receive)
+
+
+_SNAPSHOT_HOOKS = {snapshot.BEFORE_SNAPSHOT_PATH: snapshot.before_snapshot,
+                   snapshot.AFTER_RESTORE_PATH: snapshot.after_restore}
 
 
 def _flush_metrics() -> None:

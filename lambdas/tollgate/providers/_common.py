@@ -178,6 +178,8 @@ class SdkAdapter:
     sdk_module = ""
     client_class = ""
     models_page: dict[str, Any] = {}  # arguments that make models.list return one full page
+    # The client attributes the adapter's calls reach: the SDK imports their modules on first access.
+    client_paths: tuple[str, ...] = ()
 
     def __init__(self, settings: Any):
         self._settings = settings
@@ -187,6 +189,19 @@ class SdkAdapter:
         import importlib
 
         return importlib.import_module(self.sdk_module)
+
+    def preload(self) -> None:
+        """Do the import work of a first call ahead of it (before a SnapStart snapshot, tollgate.snapshot): import
+        the SDK, then build a client with a placeholder key, reach each of `client_paths` on it (which imports
+        their resource modules and the HTTP transport) and close it. Nothing is sent and no key is read."""
+        import operator
+
+        client = self._new_client("placeholder-never-sent", self._base_url(), max_retries=0)
+        try:
+            for path in self.client_paths:
+                operator.attrgetter(path)(client)
+        finally:
+            client.close()
 
     def _base_url(self) -> str | None:
         raise NotImplementedError

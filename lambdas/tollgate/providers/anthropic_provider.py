@@ -95,6 +95,8 @@ class AnthropicProvider(_common.SdkAdapter):
     name = "anthropic"
     sdk_module = "anthropic"
     client_class = "Anthropic"
+    client_paths = ("messages.with_streaming_response.create", "messages.with_streaming_response.count_tokens",
+                    "models.with_streaming_response.list")
     models_page = {"limit": 1000}
 
     def _base_url(self) -> str | None:

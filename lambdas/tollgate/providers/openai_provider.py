@@ -140,6 +140,8 @@ class OpenAIProvider(_common.SdkAdapter):
     name = "openai"
     sdk_module = "openai"
     client_class = "OpenAI"
+    client_paths = ("chat.completions.with_streaming_response.create", "embeddings.with_streaming_response.create",
+                    "responses.with_streaming_response.create", "models.with_streaming_response.list")
 
     def _base_url(self) -> str | None:
         return self._settings.openai_base_url

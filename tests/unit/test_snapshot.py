@@ -1,0 +1,51 @@
+"""SnapStart (tollgate.snapshot): an environment restored from the snapshot shares nothing unique or secret with
+the others restored from it."""
+from __future__ import annotations
+
+import random
+
+import boto3
+import pytest
+
+from tollgate import snapshot, wiring
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wiring():
+    wiring.reset()
+    yield
+    wiring.reset()
+
+
+def test_after_restore_reseeds_random():
+    random.seed(1234)  # the state every environment restored from one snapshot starts with
+    in_snapshot = random.getstate()
+    snapshot.after_restore()
+    one = [random.random() for _ in range(4)]
+    random.setstate(in_snapshot)
+    snapshot.after_restore()
+    other = [random.random() for _ in range(4)]
+    random.setstate(in_snapshot)
+    assert one != other
+    assert one != [random.random() for _ in range(4)]
+
+
+def test_after_restore_drops_clients_and_credentials(monkeypatch):
+    gateway, dynamodb, openai = wiring.gateway(), wiring.dynamodb(), wiring.providers()["openai"]
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "testing"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "after-restore")  # what this environment is given now
+
+    snapshot.after_restore()
+
+    assert wiring.gateway() is not gateway
+    assert wiring.dynamodb() is not dynamodb
+    assert wiring.providers()["openai"] is not openai  # and with it the SDK clients and their connections
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "after-restore"
+
+
+def test_after_restore_forgets_cached_secrets():
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS["secrets"] = object()  # Powertools' provider, holding the platform keys it fetched
+    snapshot.after_restore()
+    assert "secrets" not in DEFAULT_PROVIDERS
