@@ -32,6 +32,7 @@ API_STACK_NAME = "TollgateApi"
 # halves too: its own work (~50 ms at 1024 MB) takes ~0.2 s, and a cold start's imports 4x what they take at
 # 1024 MB; the provider wait does not change (docs/design-decisions.md, issue 15).
 GATEWAY_MEMORY_MB = 256
+GATEWAY_ALIAS = "live"  # what API Gateway invokes: the published version SnapStart restores
 # X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
 # follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
 # request each second, then 5%) would trace almost every request, at $5 per million traces.
@@ -63,7 +64,7 @@ class ApiStack(Stack):
 
         def function(construct_id: str, module: str, description: str, *, memory_mb: int, timeout: Duration,
                      env: dict[str, str] | None = None, handler: str | None = None,
-                     extra_layers: tuple[lambda_.ILayerVersion, ...] = ()) -> TollgateFunction:
+                     extra_layers: tuple[lambda_.ILayerVersion, ...] = (), snap_start: bool = False) -> TollgateFunction:
             return TollgateFunction(
                 self, construct_id,
                 handler=handler or f"handlers.{module}.lambda_handler",
@@ -74,6 +75,7 @@ class ApiStack(Stack):
                 memory_mb=memory_mb,
                 timeout=timeout,
                 extra_layers=extra_layers,
+                snap_start=snap_start,
             )
 
         # bcrypt is CPU-bound and Lambda CPU scales with memory: 1024 MB keeps a cold key check short.
@@ -93,7 +95,14 @@ class ApiStack(Stack):
                  Env.PLATFORM_KEYS_SECRET_ARN: data.platform_keys_secret.secret_arn,
                  Env.RESERVATION_TTL_S: str(settings.timeouts.reservation_ttl_s),
                  Env.PROVIDER_TIMEOUT_S: str(settings.timeouts.provider_s), Env.PROVIDER_MAX_RETRIES: "0",
-                 Env.IAM_PRINCIPALS: json.dumps(iam_principals or {}, sort_keys=True)})
+                 Env.IAM_PRINCIPALS: json.dumps(iam_principals or {}, sort_keys=True)},
+            snap_start=True)
+        # SnapStart: a restored gateway has imported its provider SDKs and built its collaborators before the
+        # snapshot (tollgate.snapshot), so its first request pays for neither (`make bench`,
+        # first_request_ratio_gateway). SnapStart applies to published versions only: API Gateway invokes this
+        # alias, which each deployment moves to the new version.
+        self.gateway_alias = lambda_.Alias(self, "GatewayLive", alias_name=GATEWAY_ALIAS,
+                                           version=self.gateway.function.current_version)
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
             memory_mb=512, timeout=Duration.seconds(30),
@@ -123,7 +132,7 @@ class ApiStack(Stack):
         self.rest_api = TollgateRestApi(
             self, "Http",
             authorizer=self.authorizer.function,
-            functions={routes.GATEWAY_FUNCTION: self.gateway.function, routes.ADMIN_FUNCTION: self.admin.function,
+            functions={routes.GATEWAY_FUNCTION: self.gateway_alias, routes.ADMIN_FUNCTION: self.admin.function,
                        routes.RUNS_FUNCTION: self.runs.function},
             timeouts={routes.GATEWAY_FUNCTION: Duration.seconds(settings.timeouts.integration_s)},
             streamed={routes.GATEWAY_FUNCTION},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -56,6 +56,7 @@ class TollgateFunction(Construct):
         memory_mb: int,
         timeout: Duration,
         extra_layers: tuple[lambda_.ILayerVersion, ...] = (),  # e.g. the Lambda Web Adapter (stacks/web_adapter.py)
+        snap_start: bool = False,  # SnapStart on published versions; each replaced version is deleted with its snapshot
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
@@ -78,8 +79,14 @@ class TollgateFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             role=self.role,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY) if snap_start else None,
         )
         self.log_group.grant_write(self.role)
+        if snap_start:
+            Annotations.of(self.function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "The caller publishes the function's current_version and invokes it through an alias.")
         # lambda.Function always adds DependsOn on its role on top of the GetAtt; cfn-lint flags the
         # redundancy (W3005). Harmless, and not ours to remove.
         self.function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})

@@ -15,7 +15,7 @@ from stacks.functions import LAMBDAS_DIR, ROOT
 from .cfn import function_id, resources
 
 STREAMING_URI = re.compile(r"^arn:\$\{AWS::Partition\}:apigateway:\$\{AWS::Region\}:lambda:path/2021-11-15/functions/"
-                           r"\$\{(?P<function>[A-Za-z0-9]+)\.Arn\}/response-streaming-invocations$")
+                           r"\$\{(?P<function>[A-Za-z0-9]+)(\.Arn)?\}/response-streaming-invocations$")
 
 
 def _joined(value) -> str:
@@ -38,11 +38,19 @@ def gateway_id(api_template) -> str:
 
 
 @pytest.fixture(scope="module")
+def gateway_target(api_template, gateway_id) -> str:
+    """What API Gateway invokes: the gateway's alias (SnapStart restores published versions only)."""
+    [alias] = [k for k, v in resources(api_template, "AWS::Lambda::Alias").items()
+               if v["Properties"]["FunctionName"] == {"Ref": gateway_id}]
+    return alias
+
+
+@pytest.fixture(scope="module")
 def gateway(api_template, gateway_id) -> dict:
     return api_template["Resources"][gateway_id]["Properties"]
 
 
-def test_every_gateway_route_streams_through_invoke_with_response_stream(api_template, gateway_id):
+def test_every_gateway_route_streams_through_invoke_with_response_stream(api_template, gateway_id, gateway_target):
     gateway_paths = {r.path for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION}
     res = resources(api_template, "AWS::ApiGateway::Resource")
     streamed, buffered = 0, 0
@@ -52,14 +60,14 @@ def test_every_gateway_route_streams_through_invoke_with_response_stream(api_tem
             continue
         uri = _joined(integration["Uri"])
         match = STREAMING_URI.match(uri)
-        if match and match["function"] == gateway_id:
+        if match and match["function"] == gateway_target:
             assert integration["ResponseTransferMode"] == "STREAM"
             assert integration["Type"] == "AWS_PROXY"
             streamed += 1
         else:
             assert "response-streaming-invocations" not in uri
             assert integration.get("ResponseTransferMode", "BUFFERED") == "BUFFERED"
-            assert gateway_id not in json.dumps(integration["Uri"])
+            assert gateway_id not in json.dumps(integration["Uri"]) and gateway_target not in json.dumps(integration["Uri"])
             buffered += 1
     assert streamed == len([r for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION])
     assert buffered == len(routes.ROUTES) - streamed and res  # the admin and runs routes stay buffered
@@ -69,7 +77,7 @@ def test_every_gateway_route_streams_through_invoke_with_response_stream(api_tem
 def test_the_gateway_runs_behind_the_arm64_lambda_web_adapter_layer(gateway):
     assert gateway["Architectures"] == ["arm64"]
     layers = [_joined(layer) for layer in gateway["Layers"] if "Fn::Join" in layer]
-    assert layers == ["arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:26"]
+    assert layers == ["arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:30"]
     assert len(gateway["Layers"]) == 2  # and the dependency layer (uvicorn among them)
     env = gateway["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"

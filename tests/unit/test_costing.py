@@ -176,3 +176,36 @@ def test_index_writes_follow_the_projection(before, after, expected):
 def test_a_change_of_a_projected_attribute_is_one_index_write():
     table = TableSpec("T", ("pk", "sk"), (IndexSpec("all", ("g",), "ALL"),), None)
     assert [(w.action, w.units) for w in index_writes(table, _item(g="1", x="a"), _item(g="1", x="b"))] == [("update", 1)]
+
+
+# -- SnapStart (issue 15 item 4) -------------------------------------------------------------------------------
+
+def _snapstart_template(apply_on: str | None) -> dict:
+    t = copy.deepcopy(REQUEST_TEMPLATE)
+    t["Resources"]["GatewayFunctionAB12"]["Properties"].update({"MemorySize": 256} if apply_on is None else
+                                                               {"MemorySize": 256, "SnapStart": {"ApplyOn": apply_on}})
+    t["Resources"]["GatewayVersion1"] = {"Type": "AWS::Lambda::Version",
+                                         "Properties": {"FunctionName": {"Ref": "GatewayFunctionAB12"}}}
+    return t
+
+
+def test_a_snapstart_version_idle_is_cached_until_lambda_deletes_its_uninvoked_snapshot():
+    without = model.total(_idle(_snapstart_template(None)), model.IDLE)
+    lines = _idle(_snapstart_template("PublishedVersions"))
+    [cache] = [line for line in lines if "SnapStart" in line.item]
+    assert cache.quantity == Decimal("0.25") * 14 * 86400  # GB x the 14 days an uninvoked snapshot is kept
+    assert model.total(lines, model.IDLE) - without == cache.quantity * PRICES["lambda_snapstart_cache_gb_s"].usd
+    assert not [line for line in _idle(_snapstart_template("None")) if "SnapStart" in line.item]
+
+
+def test_traffic_keeps_the_snapshot_all_month_and_each_cold_start_restores_the_gateways_memory():
+    def snapstart(t: dict) -> list[model.Line]:
+        lines = model.request_lines(Templates({"S": t}), PRICES, A, _measurement([2]), {})
+        return [line for line in lines if "SnapStart" in line.item or "restores" in line.item]
+
+    cache, restore = snapstart(_snapstart_template("PublishedVersions"))
+    idle = Decimal("0.25") * 14 * 86400
+    assert cache.quantity + idle == Decimal("0.25") * 730 * 3600  # with traffic, the whole month
+    assert restore.quantity == 1_000_000 * A.cold_start_share * Decimal("0.25")  # GB restored per million requests
+    assert restore.price.key == "lambda_snapstart_restore_gb"
+    assert snapstart(_snapstart_template(None)) == []

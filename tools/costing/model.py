@@ -46,7 +46,8 @@ FREE = {
     "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::SubnetCidrBlock", "AWS::ECS::Cluster",
     "AWS::ECS::ClusterCapacityProviderAssociations", "AWS::ECS::Service", "AWS::ECS::TaskDefinition",
     "AWS::Events::Rule", "AWS::IAM::InstanceProfile", "AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::Role",
-    "AWS::KMS::Alias", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Function", "AWS::Lambda::LayerVersion",
+    "AWS::KMS::Alias", "AWS::Lambda::Alias", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Function",
+    "AWS::Lambda::LayerVersion",
     "AWS::Lambda::Permission", "AWS::Logs::LogGroup", "AWS::SNS::Subscription", "AWS::SNS::Topic",
     "AWS::SNS::TopicPolicy", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::WAFv2::LoggingConfiguration",
     "AWS::WAFv2::WebACLAssociation", "Custom::VpcRestrictDefaultSG", "Custom::LogRetention",
@@ -57,6 +58,7 @@ PRICED = {
     "AWS::EC2::NatGateway", "AWS::EC2::EIP", "AWS::EC2::Instance", "AWS::EC2::VPCEndpoint",
     "AWS::WAFv2::WebACL", "AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::InsightRule",
     "AWS::KMS::Key", "AWS::SecretsManager::Secret", "AWS::Scheduler::Schedule",
+    "AWS::Lambda::Version",  # free, unless its function has SnapStart: then its snapshot is cached (snapstart_versions)
 }
 
 
@@ -144,12 +146,36 @@ def idle_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions) -> lis
     for r in t.resources("AWS::Scheduler::Schedule"):
         add(f"EventBridge schedule {r.name}, millions", _per_month(r.properties["ScheduleExpression"], a) / MILLION,
             "scheduler_million")
+    for version, fn in snapstart_versions(t):
+        memory = Decimal(fn.properties.get("MemorySize", 128)) / 1024
+        add(f"SnapStart snapshot of {version.name}, GB-seconds cached ({memory * 1024:.0f} MB; with no traffic "
+            f"Lambda deletes it after {SNAPSHOT_KEPT_UNINVOKED_S / 86400:.0f} days)",
+            memory * min(SNAPSHOT_KEPT_UNINVOKED_S, a.seconds_per_month), "lambda_snapstart_cache_gb_s")
     if a.idle_custom_metrics:
         add("custom metrics the scheduled functions emit", a.idle_custom_metrics, "cw_metric_month")
     for r in t.resources("AWS::ECS::Service"):
         if int(r.properties.get("DesiredCount", 1)):
             for key, amount in fargate_task(t, r):
                 add(f"Fargate {r.name}: {key}", amount * h * int(r.properties["DesiredCount"]), key)
+    return out
+
+
+# "Lambda automatically deletes snapshots that are not invoked for 14 days"
+# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-security.html): a month with no traffic pays for 14
+# days of a snapshot's cache, a month with traffic for all of it.
+SNAPSHOT_KEPT_UNINVOKED_S = Decimal(14 * 86400)
+
+
+def snapstart_versions(t: Templates) -> list[tuple[Resource, Resource]]:
+    """(version, its function) for each published version of a function with SnapStart on published versions:
+    Lambda caches a snapshot of each such version for as long as it exists, billed per GB of the function's
+    memory per second (https://aws.amazon.com/lambda/pricing/, SnapStart)."""
+    out = []
+    for version in t.resources("AWS::Lambda::Version"):
+        [fn_id] = refs(version.properties["FunctionName"])
+        fn = t.get(version.stack, fn_id)
+        if (fn.properties.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions":
+            out.append((version, fn))
     return out
 
 
@@ -323,6 +349,14 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
             Decimal(m.metric_series) * a.providers_used, "cw_metric_month")
     add(f"Secrets Manager reads at cold starts ({a.cold_start_share:.1%} of requests), 10k calls",
         n * a.cold_start_share / 10_000, "secret_api_10k")
+    for version, fn in snapstart_versions(t):
+        fmem = Decimal(fn.properties.get("MemorySize", 128)) / 1024
+        kept = a.seconds_per_month - min(SNAPSHOT_KEPT_UNINVOKED_S, a.seconds_per_month)
+        add(f"SnapStart snapshot of {version.name}, GB-seconds cached for the rest of the month (traffic keeps it)",
+            fmem * kept, "lambda_snapstart_cache_gb_s")
+        if fn.logical_id == gateway.logical_id:
+            add(f"  its restores, GB restored (the gateway's cold starts, {fmem * 1024:.0f} MB each)",
+                n * a.cold_start_share * fmem, "lambda_snapstart_restore_gb")
     return out
 
 
