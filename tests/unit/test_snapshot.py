@@ -49,3 +49,31 @@ def test_after_restore_forgets_cached_secrets():
     DEFAULT_PROVIDERS["secrets"] = object()  # Powertools' provider, holding the platform keys it fetched
     snapshot.after_restore()
     assert "secrets" not in DEFAULT_PROVIDERS
+
+
+def _call_app(method: str, path: str) -> int:
+    """One request to the gateway's ASGI app, as the Web Adapter sends its lifecycle calls; the status answered."""
+    import asyncio
+
+    from handlers import gateway
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    asyncio.run(gateway.app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_the_app_runs_the_after_restore_hook_for_the_web_adapters_post_only():
+    gateway = wiring.gateway()
+    assert _call_app("POST", snapshot.AFTER_RESTORE_PATH) == 204  # the adapter fails the restore on a non-2xx
+    assert wiring.gateway() is not gateway
+    rebuilt = wiring.gateway()
+    assert _call_app("GET", snapshot.AFTER_RESTORE_PATH) == 404  # not a route: nothing is reset
+    assert wiring.gateway() is rebuilt
