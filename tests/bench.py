@@ -103,13 +103,13 @@ def cold(module: str, env: dict[str, str], event_file: str | None = None, entry:
     """Median over COLD_RUNS pairs: the module's import (and first request with `event_file`) in seconds,
     and each as a ratio to the baseline measured right after it in a fresh interpreter of its own. With
     `event_file`, also the first request of a process restored from a SnapStart snapshot ("restored", its
-    after-restore hook included; "restore_hook": that hook alone), in a third interpreter of the same pair."""
+    after-restore hook included; "restore_hook": that hook alone), in a third interpreter right after the pair."""
     line = f"import {module} as _m; handler = getattr(_m, {entry!r}, None)"
     runs = []
     for _ in range(COLD_RUNS):
         measured = _run(line, env, *([event_file] if event_file else []))
+        base = _run(BASELINE, env)["import"]  # right after the import it is paired with
         restored = _run(line, env, event_file, "restored") if event_file else {}
-        base = _run(BASELINE, env)["import"]
         runs.append({"import": measured["import"], "first": measured["first"], "base": base,
                      "peak_mb": measured["peak_mb"], "restored": restored.get("first"),
                      "restore_hook": restored.get("restore"), "restored_peak_mb": restored.get("peak_mb")})
