@@ -29,8 +29,9 @@ API_STACK_NAME = "TollgateApi"
 # app, both provider SDKs, 10 rounds of chat completions and messages, streamed and not) peaks at 105-140 MB
 # RSS (`make bench`, "peak RSS, warm"); the Web Adapter extension adds ~10 MB. 256 MB keeps ~1.7x headroom at
 # half the GB-seconds of 512 MB (-$2.00 per million requests, `make cost`). Lambda's CPU share
-# halves too: its own work (~50 ms at 1024 MB) takes ~0.2 s, and a cold start's imports 4x what they take at
-# 1024 MB; the provider wait does not change (docs/design-decisions.md, issue 15).
+# halves too: its own work (~50 ms at 1024 MB) takes ~0.2 s; the provider wait does not change, and the
+# imports a cold start would pay are done before the SnapStart snapshot (docs/design-decisions.md, issue 15).
+# The snapshot's cache is billed on this memory too (make cost).
 GATEWAY_MEMORY_MB = 256
 GATEWAY_ALIAS = "live"  # what API Gateway invokes: the published version SnapStart restores
 # X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
