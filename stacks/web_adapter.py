@@ -42,6 +42,8 @@ ENVIRONMENT = {
     # SnapStart's lifecycle, bridged to the app (tollgate.snapshot).
     "AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH": snapshot.BEFORE_SNAPSHOT_PATH,
     "AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH": snapshot.AFTER_RESTORE_PATH,
+    # Non-HTTP events (the keep-active schedule's) are POSTed here.
+    "AWS_LWA_PASS_THROUGH_PATH": snapshot.KEEP_ACTIVE_PATH,
 }
 
 

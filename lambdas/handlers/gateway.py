@@ -215,6 +215,9 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
         await asyncio.get_running_loop().run_in_executor(_threads, hook)
         await _send_whole(Answer(204, {}), send)
         return
+    if _is_keep_active(request):
+        await _send_whole(Answer(200, {"content-type": "application/json"}, b'{"active":true}'), send)
+        return
     _start_log_context(request)
     try:
         result = await asyncio.get_running_loop().run_in_executor(_threads, answer, request)
@@ -230,6 +233,14 @@ async def app(scope: dict, receive: Receive, send: Send) -> None:
 
 _SNAPSHOT_HOOKS = {snapshot.BEFORE_SNAPSHOT_PATH: snapshot.before_snapshot,
                    snapshot.AFTER_RESTORE_PATH: snapshot.after_restore}
+
+
+def _is_keep_active(request: Request) -> bool:
+    """The scheduled keep-active event (tollgate.snapshot.KEEP_ACTIVE_PATH), answered at once: no ledger, no
+    provider. The Web Adapter POSTs a non-HTTP event there with no API Gateway request context (it sends the
+    context `null`); a request that came through API Gateway always carries one (and API Gateway has no route to
+    the path: its catch-all answers 404 without a function), so it is routed like any other request: 404."""
+    return request.method == "POST" and request.path == snapshot.KEEP_ACTIVE_PATH and not request.context
 
 
 def _flush_metrics() -> None:

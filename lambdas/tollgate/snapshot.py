@@ -20,6 +20,13 @@ import sys
 
 BEFORE_SNAPSHOT_PATH = "/snapstart/before"
 AFTER_RESTORE_PATH = "/snapstart/after"
+# A published version that is not invoked for 14 days becomes Inactive, and invoking it fails with
+# SnapStartNotReadyException until Lambda has made it Active again (docs.aws.amazon.com/lambda/latest/dg/
+# snapstart-troubleshooting.html): an unused gateway would answer its user's first calls with 5xx. A schedule
+# (stacks/api_stack.py) invokes the version's alias with a non-HTTP event, which the Web Adapter POSTs to this
+# path (AWS_LWA_PASS_THROUGH_PATH; docs/guide "Non-HTTP Event Triggers"); the app answers it without the
+# ledger or a provider (handlers/gateway.py).
+KEEP_ACTIVE_PATH = "/events"
 
 _POWERTOOLS_PARAMETERS = "aws_lambda_powertools.utilities.parameters"
 

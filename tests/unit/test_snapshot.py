@@ -2,6 +2,7 @@
 the others restored from it."""
 from __future__ import annotations
 
+import json
 import random
 
 import boto3
@@ -51,8 +52,13 @@ def test_after_restore_forgets_cached_secrets():
     assert "secrets" not in DEFAULT_PROVIDERS
 
 
-def _call_app(method: str, path: str) -> int:
+def _call_app(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> int:
     """One request to the gateway's ASGI app, as the Web Adapter sends its lifecycle calls; the status answered."""
+    return _answer(method, path, headers, body)[0]
+
+
+def _answer(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> tuple[int, bytes]:
+    """(status, body) the gateway's ASGI app answers one request with."""
     import asyncio
 
     from handlers import gateway
@@ -60,14 +66,15 @@ def _call_app(method: str, path: str) -> int:
     sent: list[dict] = []
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"",
+             "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]}
     asyncio.run(gateway.app(scope, receive, send))
-    return sent[0]["status"]
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def test_the_app_runs_the_after_restore_hook_for_the_web_adapters_post_only():
@@ -77,3 +84,28 @@ def test_the_app_runs_the_after_restore_hook_for_the_web_adapters_post_only():
     rebuilt = wiring.gateway()
     assert _call_app("GET", snapshot.AFTER_RESTORE_PATH) == 404  # not a route: nothing is reset
     assert wiring.gateway() is rebuilt
+
+
+# The keep-active schedule's event, as the Web Adapter passes a non-HTTP event through: POSTed to
+# AWS_LWA_PASS_THROUGH_PATH with the request context `null` (lambda_http's RequestContext::PassThrough).
+_SCHEDULED_EVENT = json.dumps({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}).encode()
+_PASS_THROUGH = {"x-amzn-request-context": "null", "content-type": "application/json"}
+
+
+def test_the_keep_active_event_is_answered_without_the_ledger_or_a_provider(monkeypatch):
+    def touched(*_args, **_kwargs):
+        raise AssertionError("the keep-active event must not reach the ledger, a provider or AWS")
+
+    for name in ("gateway", "providers", "settings"):
+        monkeypatch.setattr(wiring, name, touched)
+    monkeypatch.setattr(boto3, "client", touched)
+    monkeypatch.setattr(boto3, "resource", touched)
+    assert _answer("POST", snapshot.KEEP_ACTIVE_PATH, _PASS_THROUGH, _SCHEDULED_EVENT) == (200, b'{"active":true}')
+
+
+def test_a_request_to_the_keep_active_path_through_api_gateway_is_routed_like_any_other():
+    context = json.dumps({"requestId": "r-1", "path": snapshot.KEEP_ACTIVE_PATH,
+                          "authorizer": {"principalId": "u-1", "userId": "u-1"}})
+    status, body = _answer("POST", snapshot.KEEP_ACTIVE_PATH, {"x-amzn-request-context": context}, _SCHEDULED_EVENT)
+    assert status == 404 and b"active" not in body
+    assert _call_app("GET", snapshot.KEEP_ACTIVE_PATH, _PASS_THROUGH) == 404  # the adapter only POSTs events
