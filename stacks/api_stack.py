@@ -34,6 +34,8 @@ API_STACK_NAME = "TollgateApi"
 # The snapshot's cache is billed on this memory too (make cost).
 GATEWAY_MEMORY_MB = 256
 GATEWAY_ALIAS = "live"  # what API Gateway invokes: the published version SnapStart restores
+KEEP_ACTIVE_EVERY = Duration.days(1)  # the gateway's version goes Inactive after 14 days without an invocation
+KEEP_ACTIVE_EVENT = {"tollgate": "keep-active"}  # not an HTTP event: the Web Adapter passes it through
 # X-Ray: API Gateway decides per request whether it is traced (by this rule) and the functions behind it
 # follow that decision. 5% and no reservoir: at 1M requests a month X-Ray's default rule (the first
 # request each second, then 5%) would trace almost every request, at $5 per million traces.
@@ -104,6 +106,18 @@ class ApiStack(Stack):
         # alias, which each deployment moves to the new version.
         self.gateway_alias = lambda_.Alias(self, "GatewayLive", alias_name=GATEWAY_ALIAS,
                                            version=self.gateway.function.current_version)
+        # A version not invoked for 14 days becomes Inactive and fails its next calls with
+        # SnapStartNotReadyException until Lambda has made it Active again (snapstart-troubleshooting.html): a
+        # gateway nobody used for two weeks would answer 5xx. This schedule invokes the alias (the version API
+        # Gateway calls) with an event the app answers at once (tollgate.snapshot.KEEP_ACTIVE_PATH). Daily, not
+        # weekly: 13 missed pings in a row before the version goes inactive, for ~$0.001 a month (make cost).
+        events.Rule(
+            self, "GatewayKeepActive",
+            description="Tollgate: keeps the gateway's SnapStart version active (invoked at least every 14 days)",
+            schedule=events.Schedule.rate(KEEP_ACTIVE_EVERY),
+            targets=[targets.LambdaFunction(self.gateway_alias, event=events.RuleTargetInput.from_object(KEEP_ACTIVE_EVENT),
+                                            retry_attempts=2, max_event_age=Duration.hours(1))],
+        )
         self.admin = function(
             "Admin", "admin", "Tollgate: admin API (keys, budgets, usage)",
             memory_mb=512, timeout=Duration.seconds(30),

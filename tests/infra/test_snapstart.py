@@ -3,12 +3,14 @@ alias of the current one, a replaced version is deleted with its snapshot, and t
 snapshot's lifecycle to the app (tollgate.snapshot)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match, Template
 from tollgate import snapshot
 
 from stacks import web_adapter
-from stacks.api_stack import API_STACK_NAME, GATEWAY_ALIAS
+from stacks.api_stack import API_STACK_NAME, GATEWAY_ALIAS, KEEP_ACTIVE_EVENT
 
 from .cfn import function_id, resources
 
@@ -64,3 +66,28 @@ def test_the_web_adapter_calls_the_apps_snapshot_hooks(template):
         "Layers": Match.array_with([{"Fn::Join": ["", Match.array_with([
             Match.string_like_regexp(r":layer:LambdaAdapterLayerArm64:(3\d|[4-9]\d)$")])]}]),
     })
+
+
+def test_a_daily_schedule_keeps_the_alias_version_active(api_template, template):
+    """A version not invoked for 14 days goes Inactive (SnapStartNotReadyException): the schedule invokes the alias
+    API Gateway calls, not $LATEST, with a permission on the alias only, and the adapter passes its event to the
+    app's keep-active path."""
+    gateway_id = function_id(api_template, web_adapter.HANDLER)
+    [alias_id] = [k for k, v in resources(api_template, "AWS::Lambda::Alias").items()
+                  if v["Properties"]["FunctionName"] == {"Ref": gateway_id}]
+    [(rule_id, rule)] = [(k, v) for k, v in resources(api_template, "AWS::Events::Rule").items()
+                         if any(t["Arn"] == {"Ref": alias_id} for t in v["Properties"]["Targets"])]
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"  # well inside the 14 days
+    [target] = rule["Properties"]["Targets"]
+    assert json.loads(target["Input"]) == KEEP_ACTIVE_EVENT
+    template.has_resource_properties("AWS::Lambda::Permission", {
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": alias_id}, "Principal": "events.amazonaws.com",
+        "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}})
+    # No schedule reaches the gateway's $LATEST.
+    for permission in resources(api_template, "AWS::Lambda::Permission").values():
+        if permission["Properties"]["Principal"] == "events.amazonaws.com":
+            assert gateway_id not in str(permission["Properties"]["FunctionName"]) or \
+                permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+    template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": web_adapter.HANDLER,
+        "Environment": {"Variables": Match.object_like({"AWS_LWA_PASS_THROUGH_PATH": snapshot.KEEP_ACTIVE_PATH})}})
