@@ -1,8 +1,7 @@
-"""TollgateMonitoring: one dashboard (business rows, then infrastructure health), the alarms and the
-top-spenders rule.
+"""TollgateMonitoring: one dashboard (business rows, then infrastructure health) and the alarms.
 
 - Business rows: requests, tokens, cost per hour, refusals by kind, provider errors and latency, and the
-  top spenders by user (a Contributor Insights rule over the gateway's structured logs).
+  top spenders by user (a CloudWatch Logs Insights query over the gateway's structured logs).
 - Infrastructure health rows: every function's duration, errors and throttles; the API's 4xx, 5xx and
   latency; WAF blocks; DynamoDB throttles of every table; the agent service's CPU and memory and its
   queues, when the agents stack is deployed.
@@ -101,29 +100,17 @@ def cost_per_hour() -> cw.MathExpression:
     return all_providers(mn.COST_USD, label="Cost per hour (USD)", period=ONE_HOUR)
 
 
-class ContributorInsightsWidget(cw.ConcreteWidget):
-    """A graph of a Contributor Insights rule's top contributors (CDK has no widget for it)."""
-
-    def __init__(self, *, rule_name: str, title: str, width: int = 12, height: int = 6,
-                 period: Duration = ONE_HOUR, top: int = TOP_CONTRIBUTORS) -> None:
-        super().__init__(width, height)
-        self._rule_name, self._title, self._period, self._top = rule_name, title, period, top
-        self._position = (0, 0)
-
-    def position(self, x: int, y: int) -> None:
-        self._position = (x, y)
-
-    def to_json(self) -> list:
-        x, y = self._position
-        return [{
-            "type": "metric", "width": self.width, "height": self.height, "x": x, "y": y,
-            "properties": {
-                "title": self._title, "region": Aws.REGION, "view": "timeSeries", "stacked": False,
-                "period": self._period.to_seconds(),
-                "insightRule": {"ruleName": self._rule_name, "maxContributorCount": self._top, "orderBy": "Sum"},
-                "legend": {"position": "bottom"},
-            },
-        }]
+def top_spenders_query(top: int = TOP_CONTRIBUTORS) -> list[str]:
+    """Logs Insights query lines over the gateway's log group: the `top` users by the sum of their metered answers'
+    cost (USD) in the dashboard's time range, from the one structured line per metered answer
+    (tollgate.metric_names.METERED_LOG_MESSAGE; Logs Insights discovers a JSON line's fields).
+    Logs Insights bills per GB scanned, only when the widget is drawn (https://aws.amazon.com/cloudwatch/pricing/):
+    nothing at all while nobody looks, where a Contributor Insights rule costs $0.50 a month and $0.02 per million
+    lines it matches."""
+    return [f'filter message = "{mn.METERED_LOG_MESSAGE}"',
+            f"stats sum({mn.LOG_COST_USD}) as spent_usd, count(*) as answers by {mn.LOG_USER}",
+            "sort spent_usd desc",
+            f"limit {top}"]
 
 
 class MonitoringStack(Stack):
@@ -148,7 +135,7 @@ class MonitoringStack(Stack):
         self.stage = api.rest_api.api.deployment_stage
         self.alarms: list[cw.IAlarm] = []
 
-        self.top_spenders = self._top_spenders_rule(api)
+        self.gateway_log_group = api.gateway.log_group
         self._cost_alarms(settings.cost_per_hour_ceiling_usd)
         self._error_rate_alarm()
         for logical_id, table in self.tables.items():
@@ -293,22 +280,6 @@ class MonitoringStack(Stack):
             threshold=1, evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD)
 
-    # -- top spenders ----------------------------------------------------------------------------------
-    def _top_spenders_rule(self, api: ApiStack) -> cw.CfnInsightRule:
-        body = {
-            "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
-            "LogGroupNames": [api.gateway.log_group.log_group_name],
-            "LogFormat": "JSON",
-            "Contribution": {
-                "Keys": [f"$.{mn.LOG_USER}"],
-                "ValueOf": f"$.{mn.LOG_COST_USD}",
-                "Filters": [{"Match": "$.message", "In": [mn.METERED_LOG_MESSAGE]}],
-            },
-            "AggregateOn": "Sum",
-        }
-        return cw.CfnInsightRule(self, "TopSpenders", rule_name=f"{self.stack_name}-TopSpendersByUser",
-                                 rule_state="ENABLED", rule_body=self.to_json_string(body))
-
     # -- dashboards ------------------------------------------------------------------------------------
     def _business_widgets(self, ceiling_usd: float) -> list[list[cw.IWidget]]:
         def per_provider(name: str, title: str, *, statistic: str = "Sum", period: Duration = FIVE_MINUTES,
@@ -344,8 +315,9 @@ class MonitoringStack(Stack):
                     for p in mn.PROVIDERS for s in ("p50", "p90")]),
             ],
             [
-                ContributorInsightsWidget(rule_name=self.top_spenders.attr_rule_name,
-                                          title="Top spenders by user (USD per hour)", width=16),
+                cw.LogQueryWidget(log_group_names=[self.gateway_log_group.log_group_name],
+                                  query_lines=top_spenders_query(), view=cw.LogQueryVisualizationType.TABLE,
+                                  title="Top spenders by user (USD, dashboard time range)", width=16, height=6),
                 cw.GraphWidget(title="Reservations released by the sweeper", width=8, height=6,
                                left=[tollgate_metric(mn.RESERVATIONS_RELEASED, None)]),
             ],

@@ -84,9 +84,9 @@ def _metered(request: Request, principal: Principal) -> Answer:
 
 
 def _log_metered(principal: Principal, body: dict, reply: Reply | StreamingReply) -> None:
-    """One structured line per metered answer, read by the top-spenders Contributor Insights rule. Who,
+    """One structured line per metered answer, read by the dashboard's top-spenders Logs Insights query. Who,
     which model, what it cost: never the prompt or the completion. The cost is a JSON number here (the
-    rule sums it); the usage table keeps the exact Decimal."""
+    query sums it); the usage table keeps the exact Decimal."""
     logger.info(metric_names.METERED_LOG_MESSAGE, extra={
         metric_names.LOG_USER: principal.user, metric_names.LOG_COST_USD: float(reply.cost or 0),
         "model": body.get("model"), "status": reply.status, "replayed": reply.replayed})

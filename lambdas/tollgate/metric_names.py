@@ -27,8 +27,8 @@ DIM_PROVIDER = "provider"
 # and alarms add the per-provider series up, so a provider added there is added here (a test checks).
 PROVIDERS = ("openai", "anthropic", "bedrock")
 
-# The one structured log line per metered answer (handlers/gateway.py), read by the Contributor Insights
-# rule of the top spenders (stacks/monitoring_stack.py): {"message": METERED_LOG_MESSAGE, LOG_USER: ...,
+# The one structured log line per metered answer (handlers/gateway.py), read by the dashboard's Logs Insights
+# query of the top spenders (stacks/monitoring_stack.py): {"message": METERED_LOG_MESSAGE, LOG_USER: ...,
 # LOG_COST_USD: <number>}.
 METERED_LOG_MESSAGE = "metered request"
 LOG_USER = "user"

@@ -8,6 +8,7 @@ either side fails here: CloudWatch would show an empty graph and an alarm that n
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -164,7 +165,7 @@ def test_the_providers_of_metric_names_are_the_gateways_providers():
     assert set(mn.PROVIDERS) == set(DEFAULT_FACTORIES) == {m.provider for m in Catalogue.load().models()}
 
 
-def test_one_structured_line_per_metered_answer_as_the_top_spenders_rule_reads_it(local_stack, monitoring_template):
+def test_one_structured_line_per_metered_answer_as_the_top_spenders_query_reads_it(local_stack, monitoring_template):
     client = Client(local_stack.url, local_stack.admin_key)
     user = f"obs-spender-{uuid.uuid4().hex[:8]}"
     key = client.key(user)
@@ -173,15 +174,14 @@ def test_one_structured_line_per_metered_answer_as_the_top_spenders_rule_reads_i
         client.call(key, "openai", "[[fake:status=500]]")  # failed: not a metered answer
     assert [a.status_code for a in answers] == [200] * len(MODELS)
 
-    [rule] = [r for r in monitoring_template["Resources"].values() if r["Type"] == "AWS::CloudWatch::InsightRule"]
-    from tests.infra.dashboards import flatten
+    from tests.infra.dashboards import widgets
 
-    body = json.loads(flatten(rule["Properties"]["RuleBody"]))
-    [user_field] = [k.removeprefix("$.") for k in body["Contribution"]["Keys"]]
-    cost_field = body["Contribution"]["ValueOf"].removeprefix("$.")
-    [message_filter] = body["Contribution"]["Filters"]
+    # The dashboard's Logs Insights query: filter <field> = "<message>" | stats sum(<cost>) ... by <user>
+    [query] = [w["properties"]["query"] for w in widgets(monitoring_template) if w["type"] == "log"]
+    message_field, message = re.search(r'filter (\w+) = "([^"]+)"', query).groups()
+    cost_field, user_field = re.search(r"stats sum\((\w+)\) as \w+.* by (\w+)", query).groups()
 
-    lines = [r for r in out.log_records() if r.get(message_filter["Match"].removeprefix("$.")) in message_filter["In"]]
+    lines = [r for r in out.log_records() if r.get(message_field) == message]
     assert len(lines) == len(MODELS)
     for line, answer in zip(lines, answers):
         assert line[user_field] == user

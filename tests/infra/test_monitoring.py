@@ -286,24 +286,23 @@ def test_tollgate_metrics_have_only_low_cardinality_dimensions(monitoring_templa
 
 # -- top spenders ----------------------------------------------------------------------------------------
 
-def test_top_spenders_rule_sums_cost_by_user_over_the_gateway_logs(monitoring_template, api_template):
+def test_top_spenders_is_a_logs_insights_query_over_the_gateway_logs(monitoring_template, api_template):
+    """The top spenders are a Logs Insights query widget (billed per GB scanned when drawn), not a Contributor
+    Insights rule ($0.50 a month whether anyone looks or not)."""
     from .cfn import function_id
 
-    [rule_id, rule] = next(iter(resources(monitoring_template, "AWS::CloudWatch::InsightRule").items()))
-    props = rule["Properties"]
-    assert props["RuleState"] == "ENABLED"
-    body = json.loads(flatten(props["RuleBody"]))
-    assert body["LogFormat"] == "JSON" and body["AggregateOn"] == "Sum"
-    assert body["Contribution"]["Keys"] == [f"$.{mn.LOG_USER}"]
-    assert body["Contribution"]["ValueOf"] == f"$.{mn.LOG_COST_USD}"
-    assert body["Contribution"]["Filters"] == [{"Match": "$.message", "In": [mn.METERED_LOG_MESSAGE]}]
+    assert not resources(monitoring_template, "AWS::CloudWatch::InsightRule")
+    [widget] = [w for w in widgets(monitoring_template) if w["type"] == "log"]
+    query = widget["properties"]["query"]
     # The log group is the gateway function's.
     gateway = api_template["Resources"][function_id(api_template, web_adapter.HANDLER)]
     [group] = local_refs(gateway["Properties"]["LoggingConfig"]["LogGroup"])
     [output] = [n for n, o in api_template["Outputs"].items() if local_refs(o["Value"]) == {group}]
-    assert body["LogGroupNames"] == [f"<output:{output}>"]
-    [widget] = [w for w in widgets(monitoring_template) if "insightRule" in w["properties"]]
-    assert widget["properties"]["insightRule"]["ruleName"] == f"<{rule_id}>"
+    assert query.startswith(f"SOURCE '<output:{output}>' | ")
+    assert f'filter message = "{mn.METERED_LOG_MESSAGE}"' in query
+    assert f"stats sum({mn.LOG_COST_USD}) as spent_usd" in query and query.count(f"by {mn.LOG_USER}") == 1
+    assert "sort spent_usd desc" in query and "limit 10" in query
+    assert widget["properties"]["view"] == "table"
 
 
 # -- optional agents inputs -------------------------------------------------------------------------------

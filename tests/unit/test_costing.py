@@ -189,23 +189,46 @@ def _snapstart_template(apply_on: str | None) -> dict:
     return t
 
 
-def test_a_snapstart_version_idle_is_cached_until_lambda_deletes_its_uninvoked_snapshot():
+def _kept_active(t: dict, expression: str = "rate(1 day)") -> dict:
+    """The keep-active schedule: a rule invoking the SnapStart version's alias."""
+    t = copy.deepcopy(t)
+    t["Resources"]["GatewayLive"] = {"Type": "AWS::Lambda::Alias", "Properties": {
+        "FunctionName": {"Ref": "GatewayFunctionAB12"}, "FunctionVersion": {"Fn::GetAtt": ["GatewayVersion1", "Version"]}}}
+    t["Resources"]["KeepActive"] = {"Type": "AWS::Events::Rule", "Properties": {
+        "ScheduleExpression": expression, "Targets": [{"Id": "T", "Arn": {"Ref": "GatewayLive"}}]}}
+    return t
+
+
+def test_a_snapstart_version_is_cached_all_month_even_idle():
+    """The version is kept invoked (a version uninvoked for 14 days goes Inactive and fails its calls), so idle
+    pays for the whole month of its snapshot, never the 14 days Lambda keeps an uninvoked one."""
     without = model.total(_idle(_snapstart_template(None)), model.IDLE)
     lines = _idle(_snapstart_template("PublishedVersions"))
     [cache] = [line for line in lines if "SnapStart" in line.item]
-    assert cache.quantity == Decimal("0.25") * 14 * 86400  # GB x the 14 days an uninvoked snapshot is kept
+    assert cache.quantity == Decimal("0.25") * A.seconds_per_month  # GB x every second of the month
+    assert cache.quantity > Decimal("0.25") * 14 * 86400
     assert model.total(lines, model.IDLE) - without == cache.quantity * PRICES["lambda_snapstart_cache_gb_s"].usd
     assert not [line for line in _idle(_snapstart_template("None")) if "SnapStart" in line.item]
 
 
-def test_traffic_keeps_the_snapshot_all_month_and_each_cold_start_restores_the_gateways_memory():
+def test_the_keep_active_schedule_costs_its_invocations_and_a_restore_each():
+    t = _snapstart_template("PublishedVersions")
+    added = [line for line in _idle(_kept_active(t), sweeper_s=Decimal(1)) if line not in _idle(t, sweeper_s=Decimal(1))]
+    runs = A.seconds_per_month / 86400
+    by_key = {line.price.key: line.quantity for line in added}
+    assert by_key["lambda_requests_million"] == runs / 1_000_000  # through the alias to its function
+    assert by_key["lambda_arm_gb_s"] == runs * Decimal("0.25")
+    assert by_key["lambda_snapstart_restore_gb"] == runs * Decimal("0.25")  # a day apart: each run is a restore
+    weekly = [line for line in _idle(_kept_active(t, "rate(7 days)")) if line.price.key == "lambda_snapstart_restore_gb"]
+    assert [line.quantity for line in weekly] == [runs / 7 * Decimal("0.25")]
+
+
+def test_traffic_adds_only_a_restore_per_cold_start():
     def snapstart(t: dict) -> list[model.Line]:
         lines = model.request_lines(Templates({"S": t}), PRICES, A, _measurement([2]), {})
-        return [line for line in lines if "SnapStart" in line.item or "restores" in line.item]
+        return [line for line in lines if line.price.key.startswith("lambda_snapstart")]
 
-    cache, restore = snapstart(_snapstart_template("PublishedVersions"))
-    idle = Decimal("0.25") * 14 * 86400
-    assert cache.quantity + idle == Decimal("0.25") * 730 * 3600  # with traffic, the whole month
+    [restore] = snapstart(_snapstart_template("PublishedVersions"))  # the cache is all in idle
     assert restore.quantity == 1_000_000 * A.cold_start_share * Decimal("0.25")  # GB restored per million requests
     assert restore.price.key == "lambda_snapstart_restore_gb"
     assert snapstart(_snapstart_template(None)) == []

@@ -143,14 +143,16 @@ def idle_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions) -> lis
         add("  its log GB", per_month * (a.sweeper_log_bytes + a.lambda_platform_log_bytes) / GB, "cw_logs_ingest_gb")
         if (fn.properties.get("TracingConfig") or {}).get("Mode") == "Active":
             add("  its X-Ray traces, millions (each run is sampled)", per_month / MILLION, "xray_traces_million")
+        if _snapstart(fn):  # a day apart, no environment is still warm: each run is a restore
+            add(f"  its restores, GB restored ({memory * 1024:.0f} MB each)", per_month * memory,
+                "lambda_snapstart_restore_gb")
     for r in t.resources("AWS::Scheduler::Schedule"):
         add(f"EventBridge schedule {r.name}, millions", _per_month(r.properties["ScheduleExpression"], a) / MILLION,
             "scheduler_million")
     for version, fn in snapstart_versions(t):
         memory = Decimal(fn.properties.get("MemorySize", 128)) / 1024
-        add(f"SnapStart snapshot of {version.name}, GB-seconds cached ({memory * 1024:.0f} MB; with no traffic "
-            f"Lambda deletes it after {SNAPSHOT_KEPT_UNINVOKED_S / 86400:.0f} days)",
-            memory * min(SNAPSHOT_KEPT_UNINVOKED_S, a.seconds_per_month), "lambda_snapstart_cache_gb_s")
+        add(f"SnapStart snapshot of {version.name}, GB-seconds cached ({memory * 1024:.0f} MB, all month)",
+            memory * a.seconds_per_month, "lambda_snapstart_cache_gb_s")
     if a.idle_custom_metrics:
         add("custom metrics the scheduled functions emit", a.idle_custom_metrics, "cw_metric_month")
     for r in t.resources("AWS::ECS::Service"):
@@ -160,23 +162,24 @@ def idle_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions) -> lis
     return out
 
 
-# "Lambda automatically deletes snapshots that are not invoked for 14 days"
-# (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-security.html): a month with no traffic pays for 14
-# days of a snapshot's cache, a month with traffic for all of it.
-SNAPSHOT_KEPT_UNINVOKED_S = Decimal(14 * 86400)
-
-
 def snapstart_versions(t: Templates) -> list[tuple[Resource, Resource]]:
     """(version, its function) for each published version of a function with SnapStart on published versions:
     Lambda caches a snapshot of each such version for as long as it exists, billed per GB of the function's
-    memory per second (https://aws.amazon.com/lambda/pricing/, SnapStart)."""
+    memory per second (https://aws.amazon.com/lambda/pricing/, SnapStart). The whole month, idle or not: a
+    version left uninvoked for 14 days goes Inactive and fails its calls (snapstart-troubleshooting.html), so
+    a deployment keeps it invoked (stacks/api_stack.py, the keep-active schedule; priced in idle with the other
+    scheduled functions)."""
     out = []
     for version in t.resources("AWS::Lambda::Version"):
         [fn_id] = refs(version.properties["FunctionName"])
         fn = t.get(version.stack, fn_id)
-        if (fn.properties.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions":
+        if _snapstart(fn):
             out.append((version, fn))
     return out
+
+
+def _snapstart(fn: Resource) -> bool:
+    return (fn.properties.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"
 
 
 def alarm_metrics(alarm: Resource) -> int:
@@ -225,7 +228,8 @@ def _per_month(expression: str, a: Assumptions) -> Decimal:
 
 
 def scheduled_functions(t: Templates, a: Assumptions) -> list[tuple[Resource, Resource, Decimal]]:
-    """(rule, function, invocations per month) for each Lambda target of a scheduled EventBridge rule."""
+    """(rule, function, invocations per month) for each Lambda target of a scheduled EventBridge rule: a function,
+    or an alias or version of one."""
     out = []
     for rule in t.resources("AWS::Events::Rule"):
         if "ScheduleExpression" not in rule.properties:
@@ -233,6 +237,9 @@ def scheduled_functions(t: Templates, a: Assumptions) -> list[tuple[Resource, Re
         for target in rule.properties.get("Targets", []):
             for fid in refs(target.get("Arn")):
                 fn = t.get(rule.stack, fid)
+                if fn.type in ("AWS::Lambda::Alias", "AWS::Lambda::Version"):
+                    [fid] = refs(fn.properties["FunctionName"])
+                    fn = t.get(rule.stack, fid)
                 if fn.type == "AWS::Lambda::Function":
                     out.append((rule, fn, _per_month(rule.properties["ScheduleExpression"], a)))
     return out
@@ -349,13 +356,10 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
             Decimal(m.metric_series) * a.providers_used, "cw_metric_month")
     add(f"Secrets Manager reads at cold starts ({a.cold_start_share:.1%} of requests), 10k calls",
         n * a.cold_start_share / 10_000, "secret_api_10k")
-    for version, fn in snapstart_versions(t):
-        fmem = Decimal(fn.properties.get("MemorySize", 128)) / 1024
-        kept = a.seconds_per_month - min(SNAPSHOT_KEPT_UNINVOKED_S, a.seconds_per_month)
-        add(f"SnapStart snapshot of {version.name}, GB-seconds cached for the rest of the month (traffic keeps it)",
-            fmem * kept, "lambda_snapstart_cache_gb_s")
+    for _version, fn in snapstart_versions(t):  # its cache is in idle (all month)
         if fn.logical_id == gateway.logical_id:
-            add(f"  its restores, GB restored (the gateway's cold starts, {fmem * 1024:.0f} MB each)",
+            fmem = Decimal(fn.properties.get("MemorySize", 128)) / 1024
+            add(f"SnapStart restores, GB restored (the gateway's cold starts, {fmem * 1024:.0f} MB each)",
                 n * a.cold_start_share * fmem, "lambda_snapstart_restore_gb")
     return out
 
