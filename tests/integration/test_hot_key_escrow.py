@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.concurrency import run_containers
 
-from tollgate.errors import BudgetExceeded
+from tollgate.errors import BudgetExceeded, Conflict
 from tollgate.store import escrow, ledger as ledger_module
 from tollgate.store.counters import USER_MONTH, Level, Window, month_sk, user_pk
 from tollgate.store.ledger import Ledger, Plan
@@ -27,6 +27,14 @@ LIMIT = Decimal("0.50")
 FLOOR = LIMIT * Decimal("0.2")
 RPM = 100_000
 NOW = datetime(2026, 11, 27, 14, 30, 5, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _emulator_time(monkeypatch):
+    """The emulator serialises every call (~30 ms each in-process), so 64 threads queue for seconds per call
+    where DynamoDB answers in milliseconds: the escrow's time budget is scaled to match (a test that loops
+    still ends)."""
+    monkeypatch.setattr(ledger_module, "_SHARDED_BUDGET_S", 120.0)
 
 
 def _ledger(world, shards=SHARDS) -> Ledger:
@@ -106,6 +114,51 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
     window = escrow.read_counter(world.dynamodb, world.env["TOLLGATE_BUDGETS_TABLE"], w.pk, w.sk)
     requests_left = sum(int(i.get("remainingRequests", 0)) for i in [window.pool or {}, *window.slices.values()])
     assert requests_left == RPM - len(admitted)
+
+
+def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(world):
+    """Every request settles at its worst case, so the level's remaining value only ever falls: a request
+    refused at some moment, because the total then could not fit it, cannot fit what is left at the end
+    either. A refusal while the level had room for it (a 409, or a budget refusal on one slice's word) fails."""
+    admitted: list[Decimal] = []
+    refused: list[tuple[Decimal, Decimal]] = []  # (worst case, the remaining the refusal stated)
+    conflicts: list[Exception] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def container(n: int) -> None:
+        ledger, rng = _ledger(world), random.Random(1000 + n)
+        start.wait()
+        for _ in range(2):
+            cost = Decimal(rng.randint(2, 25)) / Decimal(1000)  # $0.002 to $0.025
+            try:
+                res = ledger.reserve(_plan("tail", cost))
+            except BudgetExceeded as e:
+                with lock:
+                    refused.append((cost, e.remaining))
+                continue
+            except Conflict as e:
+                with lock:
+                    conflicts.append(e)
+                continue
+            _settle(ledger, res, cost)
+            with lock:
+                admitted.append(cost)
+
+    run_containers(container, THREADS)
+
+    assert not conflicts, [str(e) for e in conflicts]
+    items = _items(world, "tail")
+    assert len(items) > 2, "the level should have been spread over slices"
+    spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
+    assert spent <= LIMIT
+    assert spent == sum(admitted, Decimal(0)) == sum((Decimal(u["costUsd"]) for u in _usage(world, "tail")), Decimal(0))
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
+    assert sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0)) == LIMIT - spent
+    assert refused, "the budget should have run out during the test"
+    for cost, stated in refused:
+        assert stated < cost  # the refusal named a total that could not fit it ...
+        assert LIMIT - spent < cost  # ... and it cannot fit what is left now (which only fell since)
 
 
 def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monkeypatch):
@@ -214,7 +267,6 @@ def test_a_lowered_limit_is_not_overspent_by_slices_reserving_during_the_change(
 
 
 def test_a_lowered_limit_is_refused_with_409_while_the_slices_keep_borrowing(world, monkeypatch):
-    from tollgate.errors import Conflict
     from tollgate.store.limits import LimitsStore
 
     monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)
