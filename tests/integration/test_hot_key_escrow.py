@@ -116,10 +116,34 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
     assert requests_left == RPM - len(admitted)
 
 
-def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(world):
-    """Every request settles at its worst case, so the level's remaining value only ever falls: a request
-    refused at some moment, because the total then could not fit it, cannot fit what is left at the end
-    either. A refusal while the level had room for it (a 409, or a budget refusal on one slice's word) fails."""
+class _Contended:
+    """A DynamoDB client on which, while `on`, a share `rate` of transactions is cancelled with
+    TransactionConflict (what DynamoDB answers when another transaction holds one of the items; the
+    emulator, serialising every call, never does). Seeded: one per container."""
+
+    def __init__(self, client, seed: int, rate: float):
+        self._client, self._rng, self._rate, self.on = client, random.Random(seed), rate, False
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        if self.on and self._rng.random() < self._rate:
+            reasons = [{"Code": "None"}] * len(kw["TransactItems"])
+            reasons[0] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+            raise self._client.exceptions.TransactionCanceledException(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                 "CancellationReasons": reasons}, "TransactWriteItems")
+        return self._client.transact_write_items(**kw)
+
+
+def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(world, monkeypatch):
+    """Half the reservations' transactions meet a TransactionConflict, as on a hot key. Every request
+    settles at its worst case, so the level's remaining value only ever falls: a request refused at some
+    moment, because the total then could not fit it, cannot fit what is left at the end either. A refusal
+    while the level had room for it (a 409, or a budget refusal on one slice's word) fails."""
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: time.sleep(0.001))
     admitted: list[Decimal] = []
     refused: list[tuple[Decimal, Decimal]] = []  # (worst case, the remaining the refusal stated)
     conflicts: list[Exception] = []
@@ -127,11 +151,13 @@ def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(wo
     start = threading.Barrier(THREADS)
 
     def container(n: int) -> None:
-        ledger, rng = _ledger(world), random.Random(1000 + n)
+        client, rng = _Contended(boto3.client("dynamodb"), n, 0.5), random.Random(1000 + n)
+        ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], client, shards=SHARDS)
         start.wait()
         for _ in range(2):
             cost = Decimal(rng.randint(2, 25)) / Decimal(1000)  # $0.002 to $0.025
             try:
+                client.on = True
                 res = ledger.reserve(_plan("tail", cost))
             except BudgetExceeded as e:
                 with lock:
@@ -141,6 +167,8 @@ def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(wo
                 with lock:
                     conflicts.append(e)
                 continue
+            finally:
+                client.on = False
             _settle(ledger, res, cost)
             with lock:
                 admitted.append(cost)

@@ -6,9 +6,12 @@ Each simulated request runs in its own Lambda container (one request at a time, 
 new container, with an empty memory, when none is free): reserve, the provider's answer, settle. Reported
 per design and budget: admitted requests a second, p99 of the time spent in DynamoDB calls (reserve +
 settle: the latency the ledger adds), the share of transactions cancelled by TransactionConflict, write
-units per admitted request, and overshoot in USD (spent beyond a level's limit, over every level).
-Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the largest
-overshoot of any run). Deterministic (seeded), about a minute at most.
+units per admitted request, overshoot in USD (spent beyond a level's limit, over every level), and the
+requests refused (409, or a budget or rate refusal) while every counter they needed had room for them at
+that instant (the counter's pool and slices summed): "near" starts each level with $4 left, which runs out
+during the run. The line before the last: `refused_with_money=N one_shard_refused_with_money=M` (over
+both budgets). Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the
+largest overshoot of any run). Deterministic (seeded), a few minutes of CPU.
 """
 from __future__ import annotations
 

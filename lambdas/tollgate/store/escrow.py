@@ -16,10 +16,14 @@ below zero: the hard cap holds whatever N is, and N is only each container's rou
   at most its share), on the condition that the pool keeps the counter's warning floor, until the counter
   is WARNED. So, until then, the pool holds at least the floor and the counter (pool + slices >= pool) is
   clear of its warning zone; a borrow proves it, as the single item's floor condition does.
-- When the pool cannot lend, the counter is REBALANCED from one strongly consistent read of all its items:
-  refused if their total cannot fit the request (so nothing is refused while the counter has room for it:
-  "the last cent is reachable"); else reserved on a slice that holds enough, or with other slices and the
-  pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
+- When the pool cannot lend a full borrow, the counter is REBALANCED from one strongly consistent read of
+  all its items: refused if their total cannot fit the request (so nothing is refused while the counter has
+  room for it: "the last cent is reachable"); else reserved on a slice that holds enough (one chosen at
+  random, the same k for every counter of the request); else, when no one item holds enough (the counter's
+  TAIL), the richest slices are DRAINED into the pool in the same transaction (each giving all it holds, on
+  the condition it still holds it) and the request reserves on the pool, which then serves the requests
+  after it from one item with its own condition. A reservation is retried (after a backoff when it met
+  contention) until it is admitted or a total refuses it, within a time budget (tollgate.store.ledger).
   A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
   transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
 A key never found contended stays at N = 1: its counters are exactly the single items they always were.
@@ -107,11 +111,13 @@ class Hot:
 
 @dataclass
 class State:
-    """What a container knows of one escrow counter: whether it is warned, and its remaining values when
-    last read (None: not known)."""
+    """What a container knows of one escrow counter: whether it is warned, its remaining values when last
+    read (None: not known), and whether its pool could then no longer lend a full borrow (`poor`: near its
+    limit, its value is in the slices, so a request reads where it is before it picks a slice)."""
 
     warned: bool = False
     left: dict[str, Any] | None = None
+    poor: bool = False
 
 
 def _ttl_set(h: Hot, vals: dict[str, Any]) -> str:
@@ -239,9 +245,11 @@ class Snapshot:
         (`h.start`) if the pool was never written."""
         return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
 
-    def holders(self, h: Hot) -> set[int]:
-        """The slices that hold `need` on their own."""
-        return {j for j, s in self.slices.items() if all(s.get(a, 0 * n) >= n for a, n in h.need.items())}
+    def holders(self, h: Hot) -> dict[int, int]:
+        """The slices that hold `need` on their own, each with how many times it holds it."""
+        fits = {j: min((int(s.get(a, 0 * n) // n) if n else int(s.get(a, 0 * n) >= 0) for a, n in h.need.items()),
+                       default=1) for j, s in self.slices.items()}
+        return {j: times for j, times in fits.items() if times >= 1}
 
     def lends(self, h: Hot, keep: dict[str, Any]) -> bool:
         """Whether the pool can lend a full borrow (REFILL_REQUESTS requests' worth) beyond `keep`."""
@@ -263,7 +271,7 @@ class Snapshot:
             return k, chunk, {0: chunk}
         holds = self.holders(h)
         if holds:
-            return random.choice(sorted(holds)), None, {}
+            return weighted(holds), None, {}
         pool = self.pool_value(h)
         want = {a: n + keep[a] - pool[a] for a, n in h.need.items()}
         gives: dict[int, dict[str, Any]] = {}
@@ -276,6 +284,12 @@ class Snapshot:
                 want = {a: want[a] - give[a] for a in want}
         received = {a: sum((g[a] for g in gives.values()), 0 * n) for a, n in h.need.items()}
         return 0, received, gives
+
+
+def weighted(times: dict[int, int]) -> int:
+    """A slice drawn at random in proportion to the requests it can serve (`times`, by slice; not empty), so
+    the requests that read where the value is spread over it as it lies, not onto its smallest crumbs."""
+    return random.choices(sorted(times), weights=[times[k] for k in sorted(times)])[0]
 
 
 def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:

@@ -54,7 +54,7 @@ _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
 # An escrow reservation is tried until it is admitted or a limit refuses it, each contention after a backoff,
 # for at most this many seconds; then 409 (the counters were too busy, not short: logged)
-_SHARDED_BUDGET_S = 3.0
+_SHARDED_BUDGET_S = 5.0
 # CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
 # ThrottlingError: an item over its partition's throughput)
 _RETRYABLE = ("TransactionConflict", "ThrottlingError")
@@ -391,6 +391,8 @@ class Ledger:
             if i not in sliced:
                 self._fall_back(plan, i, plain, floor)
         pick = self._pick(plan, sliced)
+        if any(self._state(hot[i]).poor for i in sliced):  # near a limit: read where the value is first
+            rebalance |= sliced
         take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}  # what the item reserved on receives
         gives: dict[int, dict[int, dict[str, Any]]] = {}  # counter -> giver (0: the pool) -> amounts
         warn: set[int] = set()  # counters this reservation marks warned
@@ -435,7 +437,7 @@ class Ledger:
                     break
                 if c.conflict:  # contended even so: more slices; after a backoff, another pick or a new read
                     self._contended(plan, {i: hot[i] for i in sliced}, c.reasons, extras, base)
-                    if any(i in gives or take[i] for i in sliced):
+                    if any(i in gives or take[i] or self._state(hot[i]).poor for i in sliced):
                         rebalance |= sliced
                     else:
                         pick = self._pick(plan, sliced)
@@ -504,6 +506,7 @@ class Ledger:
             if all(spare[a] >= full[a] for a in full):
                 take[i] = full
             else:  # the pool is running dry: lending crumbs would make it the hot item; read the counter
+                st.poor = True
                 rebalance.add(i)
         for i in sliced - handled:
             if reasons[i].get("Code") == "ConditionalCheckFailed":  # the slice is short: borrow
@@ -541,8 +544,11 @@ class Ledger:
                 warn.add(i)
             keep[i] = h.keep(st.warned or i in warn)
         poor = [i for i, h in hot.items() if not snaps[i].lends(h, keep[i])]
-        common = set.intersection(*(snaps[i].holders(hot[i]) for i in poor)) if poor else set()
-        k = random.choice(sorted(common)) if common else max(self._pick(plan, set(hot)).values())
+        for i, h in hot.items():
+            self._state(h).poor = i in poor
+        holds = [snaps[i].holders(hot[i]) for i in poor]
+        common = {k: min(h[k] for h in holds) for k in set.intersection(*map(set, holds))} if poor else {}
+        k = escrow.weighted(common) if common else max(self._pick(plan, set(hot)).values())
         for i, h in hot.items():
             if i in poor and k in common or i not in poor and k in snaps[i].holders(h):
                 pick[i], take[i], gives[i] = k, None, {}
