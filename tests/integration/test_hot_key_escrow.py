@@ -214,6 +214,29 @@ def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monk
     assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
 
 
+def test_a_tail_no_single_item_holds_is_drained_into_the_pool_which_serves_it(world):
+    from tollgate.store.dynamo import to_item
+
+    table, level = world.env["TOLLGATE_BUDGETS_TABLE"], Level(USER_MONTH, user_pk("thin"), month_sk(NOW), LIMIT, FLOOR)
+    cent = Decimal("0.01")  # $0.09 left of $0.50: a cent in the pool and in each of the 8 slices
+    world.dynamodb.put_item(TableName=table, Item=to_item({
+        "pk": level.pk, "sk": level.sk, "limitUsd": LIMIT, "remainingUsd": cent, "reservedUsd": Decimal(0),
+        "spentUsd": LIMIT - 9 * cent, escrow.SHARDED: True, escrow.SHARDS: SHARDS, escrow.WARNED: True}))
+    for k in range(1, SHARDS + 1):
+        world.dynamodb.put_item(TableName=table, Item=to_item({
+            "pk": escrow.slice_pk(level.pk, k), "sk": level.sk, "remainingUsd": cent}))
+    ledger = _ledger(world)
+    res = ledger.reserve(_plan("thin", Decimal("0.035"), window=False))  # fits the total, no single item
+    assert res.key(0) == (level.pk, level.sk)  # reserved on the pool, which three slices gave all they held
+    items = _items(world, "thin")
+    assert items[0]["remainingUsd"] == Decimal("0.005") and items[0]["reservedUsd"] == Decimal("0.035")
+    assert sorted(Decimal(i["remainingUsd"]) for i in items[1:]) == [0, 0, 0] + [cent] * 5
+    _settle(ledger, res, Decimal("0.03"))
+    items = _items(world, "thin")
+    assert sum(Decimal(i["remainingUsd"]) for i in items) == Decimal("0.06")  # 0.09 - 0.03 spent
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
+
+
 def test_a_quiet_key_stays_on_its_one_item(world):
     ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"))
     for _ in range(3):

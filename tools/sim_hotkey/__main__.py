@@ -202,11 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     for r in runs:
         print(f"{r.design:10} {r.budget:6} {r.offered:7d} {r.admitted / p.seconds:10.0f} {r.refused:7d} {r.failed:6d} "
               f"{r.settle_failed:9d} {r.p99_ms():12.1f} {r.conflicts / max(1, r.transactions):9.1%} "
-              f"{r.write_units / max(1, r.admitted):7.1f} {r.overshoot_usd:11.7f} {r.left_usd:10.7f} {r.balanced!s:8} {r.refused_with_money:16d}")
+              f"{r.write_units / max(1, r.admitted):7.1f} {r.overshoot_usd:11.7f} {r.left_usd:10.7f} "
+              f"{r.balanced!s:8} {r.refused_with_money:16d}")
     adaptive_far = next(r for r in runs if r.design == "adaptive" and r.budget == "far")
     overshoot = max(max(r.overshoot_usd for r in runs), Decimal(0))
-    print(" ".join(f"{'one_shard_' if design == '1 shard' else ''}refused_with_money="
-                   f"{sum(r.refused_with_money for r in runs if r.design == design)}" for design in ("adaptive", "1 shard")))
+    with_money = {d: sum(r.refused_with_money for r in runs if r.design == d) for d in ("adaptive", "1 shard")}
+    print(f"refused_with_money={with_money['adaptive']} one_shard_refused_with_money={with_money['1 shard']}")
     print(f"hot_key_rps={adaptive_far.admitted / p.seconds:.0f} overshoot_usd={overshoot.normalize():f}")
 
 

@@ -17,13 +17,14 @@ below zero: the hard cap holds whatever N is, and N is only each container's rou
   is WARNED. So, until then, the pool holds at least the floor and the counter (pool + slices >= pool) is
   clear of its warning zone; a borrow proves it, as the single item's floor condition does.
 - When the pool cannot lend a full borrow, the counter is REBALANCED from one strongly consistent read of
-  all its items: refused if their total cannot fit the request (so nothing is refused while the counter has
-  room for it: "the last cent is reachable"); else reserved on a slice that holds enough (one chosen at
-  random, the same k for every counter of the request); else, when no one item holds enough (the counter's
-  TAIL), the richest slices are DRAINED into the pool in the same transaction (each giving all it holds, on
-  the condition it still holds it) and the request reserves on the pool, which then serves the requests
-  after it from one item with its own condition. A reservation is retried (after a backoff when it met
-  contention) until it is admitted or a total refuses it, within a time budget (tollgate.store.ledger).
+  all its items: refused if their total cannot fit the request (so nothing is refused while the counter
+  has room for it: "the last cent is reachable"); else reserved on a slice that holds enough (drawn in
+  proportion to what it holds, the same k for every counter of the request); else, when no one item
+  holds enough (the counter's TAIL), the richest slices are DRAINED into the pool in the same transaction
+  (each giving all it holds, on the condition it still holds it) and the request reserves on the pool,
+  which then serves the requests after it from one item with its own condition. A reservation is retried
+  (after a backoff when it met contention) until it is admitted or a total refuses it, within a time
+  budget (tollgate.store.ledger).
   A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
   transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
 A key never found contended stays at N = 1: its counters are exactly the single items they always were.
@@ -208,10 +209,11 @@ def _pool(table: str, h: Hot, out: dict[str, Any], warned: bool, warn: bool, sha
             cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fresh else f"{a} >= :k{n}")
     if h.book:
         vals.update(zero=Decimal(0), limit=h.start["remainingUsd"])
-        booked = ":zero)" if shards is not None else ":zero) + :cost"
-        if shards is None:
+        reserved = "if_not_exists(reservedUsd, :zero)"
+        if shards is None:  # this request's own reservation
             vals["cost"] = h.need["remainingUsd"]
-        sets.append(f"reservedUsd = if_not_exists(reservedUsd, {booked}, spentUsd = if_not_exists(spentUsd, :zero), "
+            reserved += " + :cost"
+        sets.append(f"reservedUsd = {reserved}, spentUsd = if_not_exists(spentUsd, :zero), "
                     "limitUsd = if_not_exists(limitUsd, :limit)")
     update = "SET " + ", ".join(sets) + _ttl_set(h, vals)
     item = _update(table, h.pk, h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
@@ -260,12 +262,12 @@ class Snapshot:
              ) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
         """Where a request whose slice k could not serve it takes `need` from this snapshot: (the item to
         reserve on, k >= 1 a slice or 0 the pool; what it receives; what each giver gives, 0 the pool).
-        A slice that holds enough on its own, at random (so the requests that rebalance do not pile onto
-        one); else slice k borrows a full chunk (REFILL_REQUESTS requests' worth) if the pool can lend it
-        beyond `keep` (what it must keep); else the counter's value is spread too thin for any one item
-        (its tail): the richest slices are DRAINED into the pool, each giving all it holds, until the pool
-        fits the request, which the pool then serves (and the requests after it: one item, its own
-        condition). Assumes the total fits."""
+        Slice k borrows a chunk (REFILL_REQUESTS requests' worth, at most its share of `shards`) if the pool
+        can lend a full one beyond `keep` (what it must keep); else a slice that holds enough on its own,
+        at random in proportion to what it holds (so the requests that rebalance do not pile onto one);
+        else the counter's value is spread too thin for any one item (its tail): the richest slices are
+        DRAINED into the pool, each giving all it holds, until the pool fits the request, which the pool
+        then serves (and the requests after it: one item, its own condition). Assumes the total fits."""
         if self.lends(h, keep):
             chunk = h.chunk(shards, {a: v - keep[a] for a, v in self.pool_value(h).items()})
             return k, chunk, {0: chunk}

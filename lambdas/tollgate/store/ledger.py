@@ -376,10 +376,12 @@ class Ledger:
         REBALANCED from one read of each sliced counter (_rebalance): onto a slice that holds enough, or,
         when none does (the counter's tail), with the richest slices drained into the pool, which serves it;
         or refused when a counter's total cannot fit. A borrow or rebalance that met contention is
-        rebalanced again (the pool and the givers are the busiest items; another slice may hold enough).
-        Every other counter is held on its own item by its limit (a budget level first with its warning
-        floor left over). Two calls (one transaction) while the slice holds enough or the pool
-        lends; a borrow the pool refuses adds one, a rebalance two (a read, a transaction).
+        rebalanced again (the pool and the givers are the busiest items; another slice may hold enough), and
+        a container that last found a counter's pool unable to lend (escrow.State.poor: near its limit, most
+        slices are empty) rebalances before its first try. Every other counter is held on its own item by
+        its limit (a budget level first with its warning floor left over). Two calls (one transaction)
+        while the slice holds enough or the pool lends; a borrow the pool refuses adds one, a rebalance a
+        read per sliced counter and a transaction.
         Tried again after each cancellation (after a backoff when it was contention) until it is admitted
         or refused by a limit, for at most _SHARDED_BUDGET_S; then the counters are read once more, so a
         refusal still names the limit that cannot fit, and only otherwise Conflict (409)."""
