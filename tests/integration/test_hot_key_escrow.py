@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.concurrency import run_containers
 
-from tollgate.errors import BudgetExceeded
+from tollgate.errors import BudgetExceeded, Conflict
 from tollgate.store import escrow, ledger as ledger_module
 from tollgate.store.counters import USER_MONTH, Level, Window, month_sk, user_pk
 from tollgate.store.ledger import Ledger, Plan
@@ -27,6 +27,14 @@ LIMIT = Decimal("0.50")
 FLOOR = LIMIT * Decimal("0.2")
 RPM = 100_000
 NOW = datetime(2026, 11, 27, 14, 30, 5, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _emulator_time(monkeypatch):
+    """The emulator serialises every call (~30 ms each in-process), so 64 threads queue for seconds per call
+    where DynamoDB answers in milliseconds: the escrow's time budget is scaled to match (a test that loops
+    still ends)."""
+    monkeypatch.setattr(ledger_module, "_SHARDED_BUDGET_S", 120.0)
 
 
 def _ledger(world, shards=SHARDS) -> Ledger:
@@ -108,6 +116,79 @@ def test_64_containers_on_8_slices_never_overshoot_and_every_slice_balances(worl
     assert requests_left == RPM - len(admitted)
 
 
+class _Contended:
+    """A DynamoDB client on which, while `on`, a share `rate` of transactions is cancelled with
+    TransactionConflict (what DynamoDB answers when another transaction holds one of the items; the
+    emulator, serialising every call, never does). Seeded: one per container."""
+
+    def __init__(self, client, seed: int, rate: float):
+        self._client, self._rng, self._rate, self.on = client, random.Random(seed), rate, False
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kw):
+        if self.on and self._rng.random() < self._rate:
+            reasons = [{"Code": "None"}] * len(kw["TransactItems"])
+            reasons[0] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+            raise self._client.exceptions.TransactionCanceledException(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                 "CancellationReasons": reasons}, "TransactWriteItems")
+        return self._client.transact_write_items(**kw)
+
+
+def test_64_containers_are_refused_only_when_the_levels_total_cannot_fit_them(world, monkeypatch):
+    """Half the reservations' transactions meet a TransactionConflict, as on a hot key. Every request
+    settles at its worst case, so the level's remaining value only ever falls: a request refused at some
+    moment, because the total then could not fit it, cannot fit what is left at the end either. A refusal
+    while the level had room for it (a 409, or a budget refusal on one slice's word) fails."""
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: time.sleep(0.001))
+    admitted: list[Decimal] = []
+    refused: list[tuple[Decimal, Decimal]] = []  # (worst case, the remaining the refusal stated)
+    conflicts: list[Exception] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def container(n: int) -> None:
+        client, rng = _Contended(boto3.client("dynamodb"), n, 0.5), random.Random(1000 + n)
+        ledger = Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], client, shards=SHARDS)
+        start.wait()
+        for _ in range(2):
+            cost = Decimal(rng.randint(2, 25)) / Decimal(1000)  # $0.002 to $0.025
+            try:
+                client.on = True
+                res = ledger.reserve(_plan("tail", cost))
+            except BudgetExceeded as e:
+                with lock:
+                    refused.append((cost, e.remaining))
+                continue
+            except Conflict as e:
+                with lock:
+                    conflicts.append(e)
+                continue
+            finally:
+                client.on = False
+            _settle(ledger, res, cost)
+            with lock:
+                admitted.append(cost)
+
+    run_containers(container, THREADS)
+
+    assert not conflicts, [str(e) for e in conflicts]
+    items = _items(world, "tail")
+    assert len(items) > 2, "the level should have been spread over slices"
+    spent = sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0))
+    assert spent <= LIMIT
+    assert spent == sum(admitted, Decimal(0)) == sum((Decimal(u["costUsd"]) for u in _usage(world, "tail")), Decimal(0))
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
+    assert sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0)) == LIMIT - spent
+    assert refused, "the budget should have run out during the test"
+    for cost, stated in refused:
+        assert stated < cost  # the refusal named a total that could not fit it ...
+        assert LIMIT - spent < cost  # ... and it cannot fit what is left now (which only fell since)
+
+
 def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monkeypatch):
     ledger = _ledger(world)
     picks = iter(range(10_000))
@@ -130,6 +211,29 @@ def test_the_last_cent_is_reachable_when_the_requests_slice_is_empty(world, monk
     items = _items(world, "last")
     assert sum((Decimal(i.get("spentUsd", 0)) for i in items), Decimal(0)) == LIMIT
     assert sum((Decimal(i.get("remainingUsd", 0)) for i in items), Decimal(0)) == 0
+    assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
+
+
+def test_a_tail_no_single_item_holds_is_drained_into_the_pool_which_serves_it(world):
+    from tollgate.store.dynamo import to_item
+
+    table, level = world.env["TOLLGATE_BUDGETS_TABLE"], Level(USER_MONTH, user_pk("thin"), month_sk(NOW), LIMIT, FLOOR)
+    cent = Decimal("0.01")  # $0.09 left of $0.50: a cent in the pool and in each of the 8 slices
+    world.dynamodb.put_item(TableName=table, Item=to_item({
+        "pk": level.pk, "sk": level.sk, "limitUsd": LIMIT, "remainingUsd": cent, "reservedUsd": Decimal(0),
+        "spentUsd": LIMIT - 9 * cent, escrow.SHARDED: True, escrow.SHARDS: SHARDS, escrow.WARNED: True}))
+    for k in range(1, SHARDS + 1):
+        world.dynamodb.put_item(TableName=table, Item=to_item({
+            "pk": escrow.slice_pk(level.pk, k), "sk": level.sk, "remainingUsd": cent}))
+    ledger = _ledger(world)
+    res = ledger.reserve(_plan("thin", Decimal("0.035"), window=False))  # fits the total, no single item
+    assert res.key(0) == (level.pk, level.sk)  # reserved on the pool, which three slices gave all they held
+    items = _items(world, "thin")
+    assert items[0]["remainingUsd"] == Decimal("0.005") and items[0]["reservedUsd"] == Decimal("0.035")
+    assert sorted(Decimal(i["remainingUsd"]) for i in items[1:]) == [0, 0, 0] + [cent] * 5
+    _settle(ledger, res, Decimal("0.03"))
+    items = _items(world, "thin")
+    assert sum(Decimal(i["remainingUsd"]) for i in items) == Decimal("0.06")  # 0.09 - 0.03 spent
     assert all(Decimal(i.get("reservedUsd", 0)) == 0 for i in items)
 
 
@@ -214,7 +318,6 @@ def test_a_lowered_limit_is_not_overspent_by_slices_reserving_during_the_change(
 
 
 def test_a_lowered_limit_is_refused_with_409_while_the_slices_keep_borrowing(world, monkeypatch):
-    from tollgate.errors import Conflict
     from tollgate.store.limits import LimitsStore
 
     monkeypatch.setattr(escrow, "backoff", lambda attempt: None, raising=False)

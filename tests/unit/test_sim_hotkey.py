@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from tools.sim_hotkey.__main__ import run
+from tollgate.store import escrow
+from tools.sim_hotkey.__main__ import BUDGETS, _levels, room, run
 from tools.sim_hotkey.params import Params
 from tools.sim_hotkey.table import Tables
 
@@ -16,6 +17,7 @@ def test_a_tiny_run_admits_within_the_budget_and_balances():
     assert near.admitted and near.refused  # the budget ran out during the run
     assert near.overshoot_usd <= 0 and near.balanced and near.left_usd >= 0
     assert near.settle_failed == 0  # every admitted request was metered
+    assert near.refused_with_money == 0  # every refusal: the level's total could not fit the request
     again = run(p, "adaptive", None, "near", Decimal("0.3"))
     assert (again.admitted, again.refused, again.left_usd) == (near.admitted, near.refused, near.left_usd)  # seeded
 
@@ -33,3 +35,20 @@ def test_the_table_cancels_on_a_failed_condition_with_the_old_item():
     assert t.items[("b", "a", "x")] == {"pk": "a", "sk": "x", "r": Decimal("0.4"), "n": 1}
     [reason] = t.transact([take])
     assert reason["Code"] == "ConditionalCheckFailed" and reason["Item"]["r"] == {"N": "0.4"}
+
+
+def test_a_refusal_counts_as_with_money_when_the_pool_and_slices_together_fit_the_request():
+    from tollgate.store.counters import Window
+
+    levels = _levels(Decimal("10"))
+    window = Window("RATE#k", "MIN#x", 100, 1_000_000, 60, 1_900_000_000)
+    t = Tables({BUDGETS: ("pk", "sk")})
+    for lvl in levels:  # $0.02 in each pool, $0.03 on slice 5: no single item fits $0.04, the level does
+        t.items[(BUDGETS, lvl.pk, lvl.sk)] = {"remainingUsd": Decimal("0.02")}
+        t.items[(BUDGETS, escrow.slice_pk(lvl.pk, 5), lvl.sk)] = {"remainingUsd": Decimal("0.03")}
+    assert room(t, levels, window, Decimal("0.05"), 100)
+    assert not room(t, levels, window, Decimal("0.0500001"), 100)
+    t.items[(BUDGETS, window.pk, window.sk)] = {"remainingRequests": 0, "remainingTokens": 5}
+    assert not room(t, levels, window, Decimal("0.01"), 100)  # the window has no request left
+    t.items[(BUDGETS, escrow.slice_pk(window.pk, 2), window.sk)] = {"remainingRequests": 1, "remainingTokens": 95}
+    assert room(t, levels, window, Decimal("0.01"), 100)  # ... but its slice 2 has, with the tokens

@@ -6,9 +6,12 @@ Each simulated request runs in its own Lambda container (one request at a time, 
 new container, with an empty memory, when none is free): reserve, the provider's answer, settle. Reported
 per design and budget: admitted requests a second, p99 of the time spent in DynamoDB calls (reserve +
 settle: the latency the ledger adds), the share of transactions cancelled by TransactionConflict, write
-units per admitted request, and overshoot in USD (spent beyond a level's limit, over every level).
-Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the largest
-overshoot of any run). Deterministic (seeded), about a minute at most.
+units per admitted request, overshoot in USD (spent beyond a level's limit, over every level), and the
+requests refused (409, or a budget or rate refusal) while every counter they needed had room for them at
+that instant (the counter's pool and slices summed): "near" starts each level with $4 left, which runs out
+during the run. The line before the last: `refused_with_money=N one_shard_refused_with_money=M` (over
+both budgets). Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the
+largest overshoot of any run). Deterministic (seeded), a few minutes of CPU.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class Result:
     refused: int = 0  # BudgetExceeded: the budget had no room (correct answers near the limit)
     failed: int = 0  # Conflict / throttled beyond the ledger's retries: a 409 the client may retry
     settle_failed: int = 0
+    refused_with_money: int = 0  # refused (either way) while every counter it needed had room for it: must be 0
     added_s: list[float] = field(default_factory=list)
     transactions: int = 0
     conflicts: int = 0
@@ -67,6 +71,22 @@ def _levels(limit: Decimal) -> tuple[Level, ...]:
     return (Level(KEY_MONTH, principal_pk("sk-hotkey0001"), month_sk(NOW), limit, floor),
             Level(KEY_HOUR, principal_pk("sk-hotkey0001"), hour_sk(NOW), limit, floor, 1_900_000_000),
             Level(USER_MONTH, user_pk("fleet"), month_sk(NOW), limit, floor))
+
+
+def room(tables: Tables, levels: tuple[Level, ...], window: Window, cost: Decimal, tokens: int) -> bool:
+    """Whether, at this instant, every counter a request needs has room for it: each level's remaining USD
+    and the window's remaining requests and tokens, summed over the counter's pool (its limit if never
+    written) and its slices, fit the request's worst case (`cost` USD, `tokens`)."""
+    def total(pk: str, sk: str, attribute: str, start: Decimal | int) -> Decimal:
+        pool = tables.items.get((BUDGETS, pk, sk))
+        out = Decimal((pool or {}).get(attribute, start))
+        for k in range(1, escrow.MAX_SHARDS + 1):
+            out += Decimal(tables.items.get((BUDGETS, escrow.slice_pk(pk, k), sk), {}).get(attribute, 0))
+        return out
+
+    return (all(total(lvl.pk, lvl.sk, "remainingUsd", lvl.limit) >= cost for lvl in levels)
+            and total(window.pk, window.sk, "remainingRequests", window.rpm) >= 1
+            and total(window.pk, window.sk, "remainingTokens", window.tpm) >= tokens)
 
 
 def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal | None = None) -> Result:
@@ -97,12 +117,12 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         t0 = clock.now
         try:
             res = ledger.reserve(plan)
-        except BudgetExceeded:
-            stats.refused += 1
-            free.append(ledger)
-            return
-        except (Conflict, RateLimited):
-            stats.failed += 1
+        except (BudgetExceeded, Conflict, RateLimited) as refusal:
+            if isinstance(refusal, BudgetExceeded):
+                stats.refused += 1
+            else:
+                stats.failed += 1
+            out.refused_with_money += room(tables, levels, window, cost, plan.tokens)  # in any phase
             free.append(ledger)
             return
         reserved = clock.now - t0
@@ -131,7 +151,8 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         out.offered += t >= p.warmup_s
         n += 1
     real_time = escrow.time  # the ledger's backoff sleeps in virtual time (shardedAt keeps the wall clock)
-    escrow.time = types.SimpleNamespace(sleep=clock.sleep, time=real_time.time)  # type: ignore[assignment]
+    escrow.time = types.SimpleNamespace(sleep=clock.sleep, time=real_time.time,  # type: ignore[assignment]
+                                        monotonic=lambda: clock.now)
     try:
         clock.run()
     finally:
@@ -177,13 +198,16 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(run(p, design, shards, budget, left))
     print(f"{'design':10} {'budget':6} {'offered':>7} {'admitted/s':>10} {'refused':>7} {'failed':>6} "
           f"{'unsettled':>9} {'p99 added ms':>12} {'conflicts':>9} {'WRU/req':>7} {'overshoot $':>11} "
-          f"{'left $':>10} balanced")
+          f"{'left $':>10} balanced {'refused w/ money':>16}")
     for r in runs:
         print(f"{r.design:10} {r.budget:6} {r.offered:7d} {r.admitted / p.seconds:10.0f} {r.refused:7d} {r.failed:6d} "
               f"{r.settle_failed:9d} {r.p99_ms():12.1f} {r.conflicts / max(1, r.transactions):9.1%} "
-              f"{r.write_units / max(1, r.admitted):7.1f} {r.overshoot_usd:11.7f} {r.left_usd:10.7f} {r.balanced}")
+              f"{r.write_units / max(1, r.admitted):7.1f} {r.overshoot_usd:11.7f} {r.left_usd:10.7f} "
+              f"{r.balanced!s:8} {r.refused_with_money:16d}")
     adaptive_far = next(r for r in runs if r.design == "adaptive" and r.budget == "far")
     overshoot = max(max(r.overshoot_usd for r in runs), Decimal(0))
+    with_money = {d: sum(r.refused_with_money for r in runs if r.design == d) for d in ("adaptive", "1 shard")}
+    print(f"refused_with_money={with_money['adaptive']} one_shard_refused_with_money={with_money['1 shard']}")
     print(f"hot_key_rps={adaptive_far.admitted / p.seconds:.0f} overshoot_usd={overshoot.normalize():f}")
 
 

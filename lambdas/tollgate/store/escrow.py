@@ -16,10 +16,15 @@ below zero: the hard cap holds whatever N is, and N is only each container's rou
   at most its share), on the condition that the pool keeps the counter's warning floor, until the counter
   is WARNED. So, until then, the pool holds at least the floor and the counter (pool + slices >= pool) is
   clear of its warning zone; a borrow proves it, as the single item's floor condition does.
-- When the pool cannot lend, the counter is REBALANCED from one strongly consistent read of all its items:
-  refused if their total cannot fit the request (so nothing is refused while the counter has room for it:
-  "the last cent is reachable"); else reserved on a slice that holds enough, or with other slices and the
-  pool giving to this one in the same transaction (each giver on the condition it holds what it gives).
+- When the pool cannot lend a full borrow, the counter is REBALANCED from one strongly consistent read of
+  all its items: refused if their total cannot fit the request (so nothing is refused while the counter
+  has room for it: "the last cent is reachable"); else reserved on a slice that holds enough (drawn in
+  proportion to what it holds, the same k for every counter of the request); else, when no one item
+  holds enough (the counter's TAIL), the richest slices are DRAINED into the pool in the same transaction
+  (each giving all it holds, on the condition it still holds it) and the request reserves on the pool,
+  which then serves the requests after it from one item with its own condition. A reservation is retried
+  (after a backoff when it met contention) until it is admitted or a total refuses it, within a time
+  budget (tollgate.store.ledger).
   A read whose total, less this request, is inside the warning zone marks the pool WARNED in that
   transaction (the 80% warning is sent by that request), and a warned pool lends to its last cent.
 A key never found contended stays at N = 1: its counters are exactly the single items they always were.
@@ -107,11 +112,13 @@ class Hot:
 
 @dataclass
 class State:
-    """What a container knows of one escrow counter: whether it is warned, and its remaining values when
-    last read (None: not known)."""
+    """What a container knows of one escrow counter: whether it is warned, its remaining values when last
+    read (None: not known), and whether its pool could then no longer lend a full borrow (`poor`: near its
+    limit, its value is in the slices, so a request reads where it is before it picks a slice)."""
 
     warned: bool = False
     left: dict[str, Any] | None = None
+    poor: bool = False
 
 
 def _ttl_set(h: Hot, vals: dict[str, Any]) -> str:
@@ -173,21 +180,46 @@ def pool_lend(table: str, h: Hot, take: dict[str, Any], shards: int, warned: boo
     the counter, the pool plus its slices, is clear of its warning zone); once warned, down to its last
     cent. `warn`: mark it warned now (a read found it in its warning zone). Marks the pool sharded over
     `shards` slices, now (shardedAt). A pool never written starts at the counter's allowance."""
-    vals: dict[str, Any] = {"yes": True, "shards": shards, "at": now()}
-    sets = [f"{SHARDED} = :yes", f"{SHARDS} = :shards", f"{SHARDED_AT} = :at"] + ([f"{WARNED} = :yes"] if warn else [])
+    return _pool(table, h, take, warned, warn, shards=shards)
+
+
+def pool_reserve(table: str, h: Hot, got: dict[str, Any] | None, warned: bool, warn: bool = False) -> dict[str, Any]:
+    """Reserve `need` on the pool itself (a counter whose value no longer fits in one slice: its tail),
+    receiving `got` in the same transaction from slices drained into it (slice_give): on the conditions of
+    pool_lend (its floor until the counter is warned), without marking it sharded."""
+    return _pool(table, h, {a: n - (got or {}).get(a, 0 * n) for a, n in h.need.items()}, warned, warn)
+
+
+def _pool(table: str, h: Hot, out: dict[str, Any], warned: bool, warn: bool, shards: int | None = None) -> dict[str, Any]:
+    """The pool's update taking `out` (per attribute; negative: it receives) for a slice (`shards`: a lend,
+    marking the pool sharded) or for this request's own reservation (shards None: booked as reserved)."""
+    vals: dict[str, Any] = {"yes": True} if warn or shards is not None else {}
+    sets = [f"{WARNED} = :yes"] if warn else []
+    if shards is not None:
+        vals.update(shards=shards, at=now())
+        sets += [f"{SHARDED} = :yes", f"{SHARDS} = :shards", f"{SHARDED_AT} = :at"]
     cond = [] if warn else [f"attribute_exists({WARNED})" if warned else f"attribute_not_exists({WARNED})"]
     keep = h.keep(warned or warn)
-    for n, (a, amount) in enumerate(take.items()):
-        vals.update({f"s{n}": h.start[a], f"t{n}": amount, f"k{n}": amount + keep[a]})
+    for n, (a, amount) in enumerate(out.items()):
+        vals.update({f"s{n}": h.start[a], f"t{n}": amount})
         sets.append(f"{a} = if_not_exists({a}, :s{n}) - :t{n}")
-        fresh = h.start[a] >= amount + keep[a]
-        cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fresh else f"{a} >= :k{n}")
+        if amount + keep[a] > 0:  # the pool must hold it (what it receives here counts)
+            vals[f"k{n}"] = amount + keep[a]
+            fresh = h.start[a] >= amount + keep[a]
+            cond.append(f"(attribute_not_exists({a}) OR {a} >= :k{n})" if fresh else f"{a} >= :k{n}")
     if h.book:
         vals.update(zero=Decimal(0), limit=h.start["remainingUsd"])
-        sets.append("reservedUsd = if_not_exists(reservedUsd, :zero), spentUsd = if_not_exists(spentUsd, :zero), "
+        reserved = "if_not_exists(reservedUsd, :zero)"
+        if shards is None:  # this request's own reservation
+            vals["cost"] = h.need["remainingUsd"]
+            reserved += " + :cost"
+        sets.append(f"reservedUsd = {reserved}, spentUsd = if_not_exists(spentUsd, :zero), "
                     "limitUsd = if_not_exists(limitUsd, :limit)")
     update = "SET " + ", ".join(sets) + _ttl_set(h, vals)
-    return _update(table, h.pk, h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+    item = _update(table, h.pk, h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
+    if not cond:  # a warning marked now, and it receives at least what it gives
+        del item["Update"]["ConditionExpression"], item["Update"]["ReturnValuesOnConditionCheckFailure"]
+    return item
 
 
 @dataclass(frozen=True)
@@ -215,29 +247,51 @@ class Snapshot:
         (`h.start`) if the pool was never written."""
         return {a: (self.pool or {}).get(a, h.start[a]) for a in h.need}
 
-    def plan(self, h: Hot, k: int) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
-        """How a request that found slice k and the pool short gets `need` from this snapshot: (the slice to
-        reserve on, what that slice receives, what each giving slice gives, the pool as slice 0). A slice
-        holding enough on its own (one at random) is used as it is; otherwise slices give to slice k,
-        richest first, then the pool what it may lend. Assumes the total fits."""
-        holds = {j: s for j, s in self.slices.items() if all(s.get(a, 0 * n) >= n for a, n in h.need.items())}
-        if holds:  # any of them, at random: every request that rebalances must not pile onto the richest
-            return random.choice(sorted(holds)), None, {}
-        own = self.slices.get(k, {})
-        want = {a: n - max(own.get(a, 0 * n), 0 * n) for a, n in h.need.items()}
+    def holders(self, h: Hot) -> dict[int, int]:
+        """The slices that hold `need` on their own, each with how many times it holds it."""
+        fits = {j: min((int(s.get(a, 0 * n) // n) if n else int(s.get(a, 0 * n) >= 0) for a, n in h.need.items()),
+                       default=1) for j, s in self.slices.items()}
+        return {j: times for j, times in fits.items() if times >= 1}
+
+    def lends(self, h: Hot, keep: dict[str, Any]) -> bool:
+        """Whether the pool can lend a full borrow (REFILL_REQUESTS requests' worth) beyond `keep`."""
+        pool = self.pool_value(h)
+        return all(pool[a] - keep[a] >= n * REFILL_REQUESTS for a, n in h.need.items())
+
+    def plan(self, h: Hot, k: int, keep: dict[str, Any], shards: int
+             ) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]]]:
+        """Where a request whose slice k could not serve it takes `need` from this snapshot: (the item to
+        reserve on, k >= 1 a slice or 0 the pool; what it receives; what each giver gives, 0 the pool).
+        Slice k borrows a chunk (REFILL_REQUESTS requests' worth, at most its share of `shards`) if the pool
+        can lend a full one beyond `keep` (what it must keep); else a slice that holds enough on its own,
+        at random in proportion to what it holds (so the requests that rebalance do not pile onto one);
+        else the counter's value is spread too thin for any one item (its tail): the richest slices are
+        DRAINED into the pool, each giving all it holds, until the pool fits the request, which the pool
+        then serves (and the requests after it: one item, its own condition). Assumes the total fits."""
+        if self.lends(h, keep):
+            chunk = h.chunk(shards, {a: v - keep[a] for a, v in self.pool_value(h).items()})
+            return k, chunk, {0: chunk}
+        holds = self.holders(h)
+        if holds:
+            return weighted(holds), None, {}
+        pool = self.pool_value(h)
+        want = {a: n + keep[a] - pool[a] for a, n in h.need.items()}
         gives: dict[int, dict[str, Any]] = {}
-        others = ((j, s) for j, s in self.slices.items() if j != k)
-        for j, s in sorted(others, key=lambda js: tuple(js[1].get(a, 0) for a in h.need), reverse=True):
+        for j, s in sorted(self.slices.items(), key=lambda js: tuple(js[1].get(a, 0) for a in h.need), reverse=True):
             if all(w <= 0 for w in want.values()):
                 break
-            give = {a: min(max(s.get(a, 0 * n), 0 * n), max(want[a], 0 * n)) for a, n in h.need.items()}
+            give = {a: max(s.get(a, 0 * n), 0 * n) for a, n in h.need.items()}
             if any(give.values()):
                 gives[j] = give
                 want = {a: want[a] - give[a] for a in want}
-        if any(w > 0 for w in want.values()):  # the rest from the pool (pool_lend's condition keeps its floor)
-            gives[0] = {a: max(w, 0 * w) for a, w in want.items()}
-        received = {a: sum((g.get(a, 0 * n) for g in gives.values()), 0 * n) for a, n in h.need.items()}
-        return k, received, gives
+        received = {a: sum((g[a] for g in gives.values()), 0 * n) for a, n in h.need.items()}
+        return 0, received, gives
+
+
+def weighted(times: dict[int, int]) -> int:
+    """A slice drawn at random in proportion to the requests it can serve (`times`, by slice; not empty), so
+    the requests that read where the value is spread over it as it lies, not onto its smallest crumbs."""
+    return random.choices(sorted(times), weights=[times[k] for k in sorted(times)])[0]
 
 
 def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
@@ -252,6 +306,11 @@ def read_counter(client: Any, table: str, pk: str, sk: str) -> Snapshot:
     pool = next((i for i in found if i["pk"] == pk), None)
     slices = {int(i["pk"].split("#", 2)[1]): i for i in found if i["pk"] != pk}
     return Snapshot(pool, slices)
+
+
+def clock() -> float:
+    """Seconds on a monotonic clock (a reservation's time budget)."""
+    return time.monotonic()
 
 
 def backoff(attempt: int) -> None:

@@ -52,7 +52,9 @@ RESERVATION_SK = "RESV"
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
-_SHARDED_TRIES = 16  # attempts of an escrow reservation (a borrow, a rebalance and a conflict each take one)
+# An escrow reservation is tried until it is admitted or a limit refuses it, each contention after a backoff,
+# for at most this many seconds; then 409 (the counters were too busy, not short: logged)
+_SHARDED_BUDGET_S = 5.0
 # CancellationReasons codes worth retrying (transaction-apis.html, "Transaction conflict handling";
 # ThrottlingError: an item over its partition's throughput)
 _RETRYABLE = ("TransactionConflict", "ThrottlingError")
@@ -345,7 +347,8 @@ class Ledger:
             if i >= len(reasons) or reasons[i].get("Code") != "ConditionalCheckFailed":
                 continue
             old = from_item(reasons[i].get("Item") or {})
-            if old.get(escrow.SHARDED) and h.book and escrow.stale(old) and escrow.unshard(
+            fits = all(old.get(a, h.start[a]) >= n for a, n in h.need.items())  # the pool alone: else sliced, read
+            if old.get(escrow.SHARDED) and h.book and fits and escrow.stale(old) and escrow.unshard(
                     self.client, self.budgets, h.pk, h.sk, old.get(escrow.SHARDED_AT)):
                 self._seen.forget((h.pk, h.sk))  # its value moved: learn it anew
                 continue  # no container lent from it for SHARD_MEMORY_S: back to its single item
@@ -370,11 +373,18 @@ class Ledger:
                          rebalance: set[int]) -> Reservation:
         """Reserve with the counters in `sliced` held on one slice each: as it is while the slice holds
         enough; else borrowing from the pool in the same transaction; else, when the pool cannot lend,
-        REBALANCED from one read of the counter: onto a slice that holds enough, or with other slices (and
-        the pool) giving to this one in the same transaction, or refused when the counter's total cannot
-        fit. Every other counter is held on its own item by its limit (a budget level first with its
-        warning floor left over). Two calls (one transaction) while the slice holds enough or the pool
-        lends; a borrow the pool refuses adds one, a rebalance two (a read, a transaction)."""
+        REBALANCED from one read of each sliced counter (_rebalance): onto a slice that holds enough, or,
+        when none does (the counter's tail), with the richest slices drained into the pool, which serves it;
+        or refused when a counter's total cannot fit. A borrow or rebalance that met contention is
+        rebalanced again (the pool and the givers are the busiest items; another slice may hold enough), and
+        a container that last found a counter's pool unable to lend (escrow.State.poor: near its limit, most
+        slices are empty) rebalances before its first try. Every other counter is held on its own item by
+        its limit (a budget level first with its warning floor left over). Two calls (one transaction)
+        while the slice holds enough or the pool lends; a borrow the pool refuses adds one, a rebalance a
+        read per sliced counter and a transaction.
+        Tried again after each cancellation (after a backoff when it was contention) until it is admitted
+        or refused by a limit, for at most _SHARDED_BUDGET_S; then the counters are read once more, so a
+        refusal still names the limit that cannot fit, and only otherwise Conflict (409)."""
         n_levels = len(plan.levels)
         keys = _counter_keys(plan)
         floor: set[int] = set()
@@ -383,26 +393,34 @@ class Ledger:
             if i not in sliced:
                 self._fall_back(plan, i, plain, floor)
         pick = self._pick(plan, sliced)
-        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}  # what the slice receives
+        if any(self._state(hot[i]).poor for i in sliced):  # near a limit: read where the value is first
+            rebalance |= sliced
+        take: dict[int, dict[str, Any] | None] = {i: None for i in sliced}  # what the item reserved on receives
         gives: dict[int, dict[int, dict[str, Any]]] = {}  # counter -> giver (0: the pool) -> amounts
         warn: set[int] = set()  # counters this reservation marks warned
         seen_remaining: dict[str, Decimal] = {}
-        for attempt in range(_SHARDED_TRIES):
-            for i in sorted(rebalance):  # gives[i] set (maybe empty): chosen by a rebalance
-                pick[i], take[i], gives[i], flip = self._rebalance(plan, hot[i], pick[i], seen_remaining)
-                if flip:
-                    warn.add(i)
+        deadline = escrow.clock() + _SHARDED_BUDGET_S
+        attempt = busy = 0
+        while True:
+            if rebalance:  # every sliced counter: gives[i] set (maybe empty), chosen by a rebalance
+                self._rebalance(plan, {i: hot[i] for i in sliced}, pick, take, gives, warn, seen_remaining)
             rebalance.clear()
-            at = {i: (escrow.slice_pk(hot[i].pk, pick[i]), hot[i].sk) for i in sliced}
+            at = {i: (escrow.slice_pk(hot[i].pk, pick[i]) if pick[i] else hot[i].pk, hot[i].sk) for i in sliced}
             items = self._reserve_items(plan, {}, floor, at=at)
             extras: list[tuple[int, int]] = []  # (counter, giver) of each item after the plan's own
             lent_clear: set[int] = set()  # counters an unwarned pool lent to: proved clear of the warning zone
             for i in sliced:
                 h, st = hot[i], self._state(hot[i])
-                items[i] = escrow.slice_reserve(self.budgets, h, pick[i], take[i])
-                givers = gives[i] if i in gives else ({0: take[i]} if take[i] else {})
-                if i in warn and 0 not in givers:
-                    givers = {**givers, 0: {a: 0 * n for a, n in h.need.items()}}
+                if pick[i]:
+                    items[i] = escrow.slice_reserve(self.budgets, h, pick[i], take[i])
+                    givers = gives[i] if i in gives else ({0: take[i]} if take[i] else {})
+                    if i in warn and 0 not in givers:
+                        givers = {**givers, 0: {a: 0 * n for a, n in h.need.items()}}
+                else:  # on the pool itself (the counter's tail), which marks the warning if due
+                    items[i] = escrow.pool_reserve(self.budgets, h, take[i], st.warned, warn=i in warn)
+                    givers = gives.get(i, {})
+                    if not st.warned and i not in warn:
+                        lent_clear.add(i)
                 for j, amounts in sorted(givers.items()):
                     extras.append((i, j))
                     if j:
@@ -416,22 +434,36 @@ class Ledger:
             try:
                 self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
-                if c.conflict:  # contended even so: more slices, another pick, after a backoff
+                attempt += 1
+                if escrow.clock() >= deadline:
+                    break
+                if c.conflict:  # contended even so: more slices; after a backoff, another pick or a new read
                     self._contended(plan, {i: hot[i] for i in sliced}, c.reasons, extras, base)
-                    pick = self._pick(plan, sliced)
+                    if any(i in gives or take[i] or self._state(hot[i]).poor for i in sliced):
+                        rebalance |= sliced
+                    else:
+                        pick = self._pick(plan, sliced)
                     take, gives = {i: None for i in sliced}, {}
-                    self._backoff(0)
+                    self._backoff(busy)
+                    busy += 1
                     continue
                 reasons = list(c.reasons) + [{}] * (len(items) - len(c.reasons))
                 handled = self._escrow_failed(plan, hot, sliced, extras, base, reasons, take, gives, rebalance)
+                for i in self._escrowed(plan, {i: h for i, h in hot.items() if i not in sliced}, reasons[:base]):
+                    sliced.add(i)  # others hold it in escrow: its pool alone is not its value
+                    floor.discard(i)
+                    plain.discard(i)
+                    pick[i], take[i] = self._pick(plan, {i})[i], None
+                    handled.add(i)
                 for i, r in enumerate(reasons[:base]):
-                    if i in floor and r.get("Code") == "ConditionalCheckFailed" and i < n_levels:
+                    if i in keys and i not in sliced and r.get("Code") == "ConditionalCheckFailed" and i < n_levels:
                         lvl = plan.levels[i]
                         left = Decimal(from_item(r.get("Item") or {}).get("remainingUsd", lvl.limit))
-                        if left >= plan.cost:  # inside its warning zone: say so, then hold it by its limit
-                            seen_remaining[lvl.kind] = left - plan.cost
-                            floor.discard(i)
-                            plain.add(i)
+                        if left >= plan.cost:  # it fits: inside its warning zone (say so) or unsharded since
+                            if i in floor:
+                                seen_remaining[lvl.kind] = left - plan.cost
+                                floor.discard(i)
+                                plain.add(i)
                             handled.add(i)
                 self._check_hard_limits(plan, [{} if i in handled else r for i, r in enumerate(reasons[:base])])
                 if not handled:
@@ -445,7 +477,11 @@ class Ledger:
             res.clear_of_warning = {plan.levels[i].kind for i in floor | lent_clear if i < n_levels}
             res.seen_remaining = seen_remaining
             return res
-        raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+        for i in sorted(sliced):  # out of time: a counter short of this request is the answer, not contention
+            self._refuse_if_short(plan, hot[i], read=True)
+        log.warning("escrow reservation out of time", extra={"seconds": _SHARDED_BUDGET_S, "attempts": attempt})
+        raise Conflict(f"The key's budget and rate counters were too busy to reserve this request within "
+                       f"{_SHARDED_BUDGET_S:g} s; retry the request.", code="reservation_conflict")
 
     def _escrow_failed(self, plan: Plan, hot: dict[int, escrow.Hot], sliced: set[int], extras: list[tuple[int, int]],
                        base: int, reasons: list[dict[str, Any]], take: dict[int, dict[str, Any] | None],
@@ -471,33 +507,55 @@ class Ledger:
             full = {a: n_ * escrow.REFILL_REQUESTS for a, n_ in h.need.items()}
             if all(spare[a] >= full[a] for a in full):
                 take[i] = full
-            else:  # the pool is running dry: lending crumbs would make it the hot item; take from the slices
+            else:  # the pool is running dry: lending crumbs would make it the hot item; read the counter
+                st.poor = True
                 rebalance.add(i)
         for i in sliced - handled:
             if reasons[i].get("Code") == "ConditionalCheckFailed":  # the slice is short: borrow
                 handled.add(i)
-                if i in gives:  # it was chosen by a rebalance (the pool could not lend): rebalance again
+                if i in gives:  # the item a rebalance chose (a slice, or the pool) changed since: read again
                     rebalance.add(i)
                     continue
                 take[i] = hot[i].chunk(self._shards.get(_scope(plan, i)))
         return handled
 
-    def _rebalance(self, plan: Plan, h: escrow.Hot, k: int, seen_remaining: dict[str, Decimal]
-                   ) -> tuple[int, dict[str, Any] | None, dict[int, dict[str, Any]], bool]:
-        """Read counter h (one strongly consistent read) and plan how this request gets its `need` from it:
-        (the slice to reserve on, what it receives, who gives it, whether to mark the counter warned now).
-        Raises the refusal when the counter's total cannot fit this request."""
-        snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
-        total = snap.total(h)
-        st = self._state(h)
-        st.left = total
-        st.warned = bool((snap.pool or {}).get(escrow.WARNED))
-        self._short(plan, h, total, snap.pool)
-        if h.index < len(plan.levels):
-            seen_remaining[plan.levels[h.index].kind] = total["remainingUsd"] - plan.cost
-        flip = not st.warned and any(total[a] - n < h.floor.get(a, 0 * n) for a, n in h.need.items())
-        slice_k, receives, givers = snap.plan(h, k)
-        return slice_k, receives, givers, flip
+    def _rebalance(self, plan: Plan, hot: dict[int, escrow.Hot], pick: dict[int, int],
+                   take: dict[int, dict[str, Any] | None], gives: dict[int, dict[int, dict[str, Any]]],
+                   warn: set[int], seen_remaining: dict[str, Decimal]) -> None:
+        """Read each counter in `hot` (one strongly consistent read each) and choose where this request takes
+        its `need` from, into pick/take/gives (and `warn`: counters to mark warned now). A slice k is chosen
+        for all of them, so the transaction still touches the k-th slice of each: at random among the slices
+        that hold enough in every counter whose pool can no longer lend a full borrow (near its limit: the
+        value is in the slices, and a pick blind to it lands on empty ones), else at random. Each counter
+        then reserves on slice k if it holds enough, else as escrow.Snapshot.plan says (a borrow into k,
+        another slice that holds enough, or its tail drained into the pool).
+        Raises the refusal when a counter's total cannot fit this request."""
+        snaps: dict[int, escrow.Snapshot] = {}
+        keep: dict[int, dict[str, Any]] = {}
+        for i, h in hot.items():
+            snap = snaps[i] = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
+            total = snap.total(h)
+            st = self._state(h)
+            st.left = total
+            st.warned = bool((snap.pool or {}).get(escrow.WARNED))
+            self._short(plan, h, total, snap.pool)
+            if i < len(plan.levels):
+                seen_remaining[plan.levels[i].kind] = total["remainingUsd"] - plan.cost
+            warn.discard(i)
+            if not st.warned and any(total[a] - n < h.floor.get(a, 0 * n) for a, n in h.need.items()):
+                warn.add(i)
+            keep[i] = h.keep(st.warned or i in warn)
+        poor = [i for i, h in hot.items() if not snaps[i].lends(h, keep[i])]
+        for i, h in hot.items():
+            self._state(h).poor = i in poor
+        holds = [snaps[i].holders(hot[i]) for i in poor]
+        common = {k: min(h[k] for h in holds) for k in set.intersection(*map(set, holds))} if poor else {}
+        k = escrow.weighted(common) if common else max(self._pick(plan, set(hot)).values())
+        for i, h in hot.items():
+            if i in poor and k in common or i not in poor and k in snaps[i].holders(h):
+                pick[i], take[i], gives[i] = k, None, {}
+            else:
+                pick[i], take[i], gives[i] = snaps[i].plan(h, k, keep[i], self._shards.get(_scope(plan, i)))
 
     def _pick(self, plan: Plan, sliced: set[int]) -> dict[int, int]:
         """The slice of each counter: one draw for the request, so its transaction touches the k-th slice of
@@ -505,11 +563,11 @@ class Ledger:
         u = random.random()
         return {i: 1 + int(u * max(1, self._shards.get(_scope(plan, i)))) for i in sliced}
 
-    def _refuse_if_short(self, plan: Plan, h: escrow.Hot) -> None:
-        """A counter this container last saw short of this request: read its items (one strongly
-        consistent read, no transaction on the hot pool) and refuse if their total is short too."""
-        st = self._escrow.get((h.pk, h.sk))
-        if st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items()):
+    def _refuse_if_short(self, plan: Plan, h: escrow.Hot, read: bool = False) -> None:
+        """A counter this container last saw short of this request (or any, with `read`): read its items (one
+        strongly consistent read, no transaction on the hot pool) and refuse if their total is short too."""
+        st = self._state(h) if read else self._escrow.get((h.pk, h.sk))
+        if not read and (st is None or not st.left or all(st.left.get(a, n) >= n for a, n in h.need.items())):
             return
         snap = escrow.read_counter(self.client, self.budgets, h.pk, h.sk)
         st.left = snap.total(h)
