@@ -1,12 +1,16 @@
 """The ledger: reserve before the provider call, settle after it. Two DynamoDB calls per request.
 
 reserve: ONE TransactWriteItems takes the rate-limit window and reserves the worst-case cost on every
-budget level, each with its own condition, and writes a reservation item for the sweeper. Which
-condition failed names the limit (CancellationReasons, with the item's old values).
+budget level, each with its own condition, and puts the request's usage record as `pending`: the
+reservation itself (what was reserved on which items, until when), found by the sweeper through the
+usage table's sparse `pending` index. Which condition failed names the limit (CancellationReasons, with
+the item's old values).
 
-settle: ONE TransactWriteItems deletes the reservation, writes the usage record (condition: no record
-for this request yet, so it is written exactly once) and moves every level from reserved to spent,
-returning the unused part.
+settle: ONE TransactWriteItems turns the pending usage record into the final one (condition: it is still
+pending, so it is settled exactly once, and never after the sweeper released it) and moves every level
+from reserved to spent, returning the unused part. The sweeper's release is the same record's other
+exit (condition: still pending, then `released`), so a settle and a release of one request race safely:
+exactly one of them wins. A settle that finds its record released charges the actual cost afresh.
 
 A transaction returns no values on success, yet the answer reports exact remaining values (rate-limit
 and budget headers, warnings). So each counter's condition checks the value this container EXPECTS
@@ -41,14 +45,18 @@ from typing import Any
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
 from tollgate.store import escrow
+from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
+from tollgate.store.usage import PENDING, RELEASED
 from tollgate.money import text as usd
 
 log = logging.getLogger(__name__)
 
 PENDING_SHARDS = 8
-RESERVATION_SK = "RESV"
+# Attributes a usage record holds only while it is a reservation (the sweeper's index keys and what to
+# give back); the settle and the release remove them.
+_RESERVATION_ONLY = ("pendingShard", "expiresAt", "levels", "window", "idempotencyPk", "reservedUsd", "reservedTokens")
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
@@ -188,10 +196,6 @@ class _Seen:
     def forget(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._items.pop(key, None)
-
-
-def reservation_pk(request_id: str) -> str:
-    return f"RESV#{request_id}"
 
 
 def pending_shard(request_id: str) -> str:
@@ -663,15 +667,17 @@ class Ledger:
                 "ConditionExpression": "attribute_not_exists(pk)",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
-        items.append({"Put": {
-            "TableName": self.budgets,
+        items.append({"Put": {  # the pending usage record: the reservation (module docstring)
+            "TableName": self.usage,
             "Item": to_item({
-                "pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK, "user": plan.user,
-                "principal": plan.principal_id, "costUsd": plan.cost, "tokens": plan.tokens,
+                "pk": plan.user, "sk": plan.usage_sk, "requestId": plan.request_id, "status": PENDING,
+                "time": iso(plan.started_at), "principal": plan.principal_id,
+                "reservedUsd": plan.cost, "reservedTokens": plan.tokens,
                 "levels": [dict(zip(("pk", "sk"), (at or {}).get(i, (lvl.pk, lvl.sk)))) for i, lvl in enumerate(plan.levels)],
                 "window": dict(zip(("pk", "sk"), (at or {}).get(len(plan.levels), (w.pk, w.sk)))) if w else None,
-                "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk, "idempotencyPk": plan.idempotency_pk,
+                "idempotencyPk": plan.idempotency_pk,
                 "pendingShard": pending_shard(plan.request_id), "expiresAt": iso(plan.expires_at),
+                USAGE.ttl_attribute: int(plan.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
             }),
             "ConditionExpression": "attribute_not_exists(pk)",
         }})
@@ -735,12 +741,7 @@ class Ledger:
         transaction (a stored response's owner: tollgate.store.responses)."""
         plan = res.plan
         refund = plan.cost - actual_cost
-        items = [
-            {"Delete": {"TableName": self.budgets,
-                        "Key": to_item({"pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK}),
-                        "ConditionExpression": "attribute_exists(pk)"}},
-            self._usage_put(usage_item),
-        ]
+        items = [self._usage_final(plan, usage_item, PENDING)]
         for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
@@ -758,10 +759,9 @@ class Ledger:
         try:
             self._transact(items, token=f"{plan.request_id}/s", retries=_SETTLE_RETRIES)
         except _Cancelled as c:
-            codes = [r.get("Code") for r in c.reasons]
-            if codes[1] == "ConditionalCheckFailed":
-                return False  # the usage record exists: settled before
-            if codes[0] == "ConditionalCheckFailed":
+            if c.reasons and c.reasons[0].get("Code") == "ConditionalCheckFailed":
+                if from_item(c.reasons[0].get("Item") or {}).get("status") != RELEASED:
+                    return False  # settled before (or never reserved)
                 log.warning("late settle: reservation already released by the sweeper",
                             extra={"request_id": plan.request_id})
                 for key in _counter_keys(plan).values():  # the sweeper changed them: no longer known
@@ -775,8 +775,10 @@ class Ledger:
         return True
 
     def _settle_without_reservation(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+        """Settle a request whose reservation the sweeper released: the record, from `released`, becomes final
+        (once: its condition) and every level is charged the actual cost afresh."""
         plan = res.plan
-        items = [self._usage_put(usage_item)]
+        items = [self._usage_final(plan, usage_item, RELEASED)]
         for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
@@ -811,9 +813,22 @@ class Ledger:
                            "ExpressionAttributeNames": {"#ttl": "ttl"},
                            "ExpressionAttributeValues": values(minus=-1, refund=-loop.cost, ttl=loop.expires)}}
 
-    def _usage_put(self, usage_item: dict[str, Any]) -> dict[str, Any]:
-        return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
-                        "ConditionExpression": "attribute_not_exists(pk)"}}
+    def _usage_final(self, plan: Plan, usage_item: dict[str, Any], was: str) -> dict[str, Any]:
+        """The Update that makes the request's usage record final (`usage_item`'s attributes; the reservation's
+        removed), on the condition that its status is still `was` (PENDING, or RELEASED for a late settle):
+        exactly once. A failed condition returns the record as it is (ALL_OLD)."""
+        final = {k: v for k, v in usage_item.items() if k not in ("pk", "sk") and v is not None}
+        gone = (*_RESERVATION_ONLY, *(() if "status" in final else ("status",)))  # a record without one is final
+        names = {f"#{k}": k for k in (*final, *gone, "status")}
+        return {"Update": {
+            "TableName": self.usage, "Key": to_item({"pk": plan.user, "sk": plan.usage_sk}),
+            "UpdateExpression": ("SET " + ", ".join(f"#{k} = :v_{k}" for k in final)
+                                 + " REMOVE " + ", ".join(f"#{k}" for k in gone)),
+            "ConditionExpression": "#status = :was",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values(was=was, **{f"v_{k}": v for k, v in final.items()}),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }}
 
     def _token_refund(self, key: tuple[str, str], tokens: int) -> dict[str, Any]:
         return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": key[0], "sk": key[1]}),
@@ -822,21 +837,29 @@ class Ledger:
 
     # -- sweeper -----------------------------------------------------------------------------
     def expired_reservations(self, now: datetime, index_name: str = "pending") -> list[dict[str, Any]]:
+        """Pending usage records whose reservation expired before `now`: one Query per shard of the usage
+        table's sparse `pending` index."""
         found = []
         for shard in range(PENDING_SHARDS):
             pages = self.client.get_paginator("query").paginate(
-                TableName=self.budgets, IndexName=index_name,
+                TableName=self.usage, IndexName=index_name,
                 KeyConditionExpression="pendingShard = :s AND expiresAt < :now",
                 ExpressionAttributeValues=values(s=f"p{shard}", now=iso(now)))
             found += [from_item(i) for page in pages for i in page["Items"]]
         return found
 
     def release(self, reservation: dict[str, Any]) -> bool:
-        """Give back a reservation whose request never settled. False if it was settled meanwhile."""
-        cost = Decimal(reservation["costUsd"])
-        items = [{"Delete": {"TableName": self.budgets,
-                             "Key": to_item({"pk": reservation["pk"], "sk": reservation["sk"]}),
-                             "ConditionExpression": "attribute_exists(pk)"}}]
+        """Give back the reservation of a pending usage record whose request never settled: the record
+        becomes `released` (condition: still pending, so a settle racing it wins or loses as a whole) and
+        every level it reserved on gets the worst case back. False if it was settled or released meanwhile."""
+        cost = Decimal(reservation["reservedUsd"])
+        items = [{"Update": {
+            "TableName": self.usage, "Key": to_item({"pk": reservation["pk"], "sk": reservation["sk"]}),
+            "UpdateExpression": "SET #status = :released REMOVE " + ", ".join(f"#{k}" for k in _RESERVATION_ONLY),
+            "ConditionExpression": "#status = :pending",
+            "ExpressionAttributeNames": {f"#{k}": k for k in (*_RESERVATION_ONLY, "status")},
+            "ExpressionAttributeValues": values(released=RELEASED, pending=PENDING),
+        }}]
         for key in reservation.get("levels", []):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": key["pk"], "sk": key["sk"]}),
@@ -846,7 +869,7 @@ class Ledger:
         if reservation.get("idempotencyPk"):  # free the key: the request it guarded never finished
             items.append(self._idempotency_outcome(reservation["idempotencyPk"], None))
         try:
-            self._transact(items, token=f"{reservation['pk']}/release")
+            self._transact(items, token=f"{reservation['requestId']}/release")
             return True
         except _Cancelled:
             return False
