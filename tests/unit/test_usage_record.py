@@ -21,6 +21,7 @@ def test_zero_and_false_fields_are_left_out_and_read_back_as_zero_and_false():
     assert not set(metering.OMITTED_WHEN_ZERO) & set(item)
     assert (item["promptTokens"], item["completionTokens"], item["costUsd"]) == (260, 256, Decimal("0.0002"))
     shown = metering.public(item)
+    assert "time" not in item and shown["time"] == "2026-11-27T14:30:00.000Z"  # from the sort key
     assert (shown["cached_tokens"], shown["cache_write_tokens"], shown["cache_write_1h_tokens"],
             shown["reasoning_tokens"], shown["byok"]) == (0, 0, 0, 0, False)
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
-from tollgate.store import escrow
+from tollgate.store import escrow, same_item
 from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
@@ -176,11 +176,16 @@ class _Seen:
     def mark_contended(self, key: tuple[str, str]) -> None:
         self.set(key, {_CONTENDED: _PLAIN_FOR})
 
-    def set(self, key: tuple[str, str], known: dict[str, Any]) -> None:
+    def set(self, key: tuple[str, str], known: dict[str, Any], names: tuple[str, ...] | None = None) -> None:
         """Remember values (a counter still marked contended stays so: values learnt from a cancellation
-        do not make it worth guessing again)."""
+        do not make it worth guessing again). `names`: the attributes `known` speaks for (absent from it:
+        absent from the item), where the item holds other counters too (a key-hour item and its minute
+        windows); the item's other values are kept. None: `known` is all the item holds."""
         with self._lock:
-            left = self._items.get(key, {}).get(_CONTENDED)
+            old = self._items.get(key, {})
+            left = old.get(_CONTENDED)
+            if names is not None:
+                known = {**{k: v for k, v in old.items() if k not in names and k != _CONTENDED}, **known}
             self._items[key] = {**known, _CONTENDED: left} if left and _CONTENDED not in known else known
             self._items.move_to_end(key)
             while len(self._items) > self._maxsize:
@@ -303,7 +308,7 @@ class Ledger:
                     if hot and self._shards.may_grow:  # tried once only: the conflict was on another item
                         self._backoff(attempt)  # (the loop guard...), so the same transaction again
                         continue
-                self._learn(keys, c.reasons)
+                self._learn(plan, keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
                 if not progressed:
@@ -526,7 +531,7 @@ class Ledger:
             if total["remainingUsd"] < plan.cost:
                 limit = Decimal((pool or {}).get("limitUsd", lvl.limit))
                 raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
-        elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
+        elif any(total[a] < n for a, n in h.need.items()):  # the window's requests or tokens
             self._check_hard_limits(plan, [{}] * h.index + [{"Code": "ConditionalCheckFailed", "Item": to_item(total)}])
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
@@ -540,13 +545,13 @@ class Ledger:
                 lvl = plan.levels[i]
                 after = Decimal(old.get("remainingUsd", lvl.limit)) - plan.cost
                 res.budget_remaining[lvl.kind] = after
-                self._seen.set(key, {"remainingUsd": after})
+                self._seen.set(key, {"remainingUsd": after}, _values_of(plan, i))
             else:
                 w = plan.window
-                res.remaining_requests = int(old.get("remainingRequests", w.rpm)) - 1
-                res.remaining_tokens = int(old.get("remainingTokens", w.tpm)) - plan.tokens
-                self._seen.set(key, {"remainingRequests": res.remaining_requests,
-                                     "remainingTokens": res.remaining_tokens})
+                res.remaining_requests = int(old.get(w.requests_attr, w.rpm)) - 1
+                res.remaining_tokens = int(old.get(w.tokens_attr, w.tpm)) - plan.tokens
+                self._seen.set(key, {w.requests_attr: res.remaining_requests, w.tokens_attr: res.remaining_tokens},
+                               _values_of(plan, i))
         return res
 
     @staticmethod
@@ -557,12 +562,13 @@ class Ledger:
         else:
             plain.add(i)
 
-    def _learn(self, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
+    def _learn(self, plan: Plan, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
         """Remember every counter value a cancellation revealed: exact as of that transaction."""
         for i, key in keys.items():
             if i < len(reasons) and reasons[i].get("Code") == "ConditionalCheckFailed":
                 item = from_item(reasons[i].get("Item") or {})
-                self._seen.set(key, {k: item[k] for k in _COUNTER_VALUES if k in item})
+                names = _values_of(plan, i)
+                self._seen.set(key, {k: item[k] for k in names if k in item}, names)
 
     def _replay_if_answered(self, plan: Plan) -> None:
         if not plan.idempotency_pk:
@@ -622,21 +628,19 @@ class Ledger:
         if w:
             vals = dict(rpm=w.rpm, tpm=w.tpm, one=1, tokens=plan.tokens, ttl=w.expires)
             window_expected = expect.get(len(plan.levels))
+            r, t = w.requests_attr, w.tokens_attr
             if window_expected is None:
-                condition = ("attribute_not_exists(remainingRequests) OR "
-                             "(remainingRequests >= :one AND remainingTokens >= :tokens)")
-            elif "remainingRequests" in window_expected:
-                condition = ("remainingRequests = :erequests AND remainingTokens = :etokens AND "
-                             f"remainingRequests >= :one AND remainingTokens >= :tokens AND attribute_not_exists({escrow.SHARDED})")
-                vals.update(erequests=window_expected["remainingRequests"],
-                            etokens=window_expected.get("remainingTokens", w.tpm))
+                condition = f"attribute_not_exists({r}) OR ({r} >= :one AND {t} >= :tokens)"
+            elif r in window_expected:
+                condition = (f"{r} = :erequests AND {t} = :etokens AND {r} >= :one AND {t} >= :tokens AND "
+                             f"attribute_not_exists({escrow.SHARDED})")
+                vals.update(erequests=window_expected[r], etokens=window_expected.get(t, w.tpm))
             else:
-                condition = "attribute_not_exists(remainingRequests)"  # and the limits cover it (checked above)
+                condition = f"attribute_not_exists({r})"  # and the limits cover it (checked above)
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": w.pk, "sk": w.sk}),
-                "UpdateExpression": ("SET remainingRequests = if_not_exists(remainingRequests, :rpm) - :one, "
-                                     "remainingTokens = if_not_exists(remainingTokens, :tpm) - :tokens, "
-                                     "#ttl = if_not_exists(#ttl, :ttl)"),
+                "UpdateExpression": (f"SET {r} = if_not_exists({r}, :rpm) - :one, {t} = if_not_exists({t}, :tpm) - :tokens, "
+                                     "#ttl = if_not_exists(#ttl, :ttl)" + w.remove_others),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#ttl": "ttl"},
                 "ExpressionAttributeValues": values(**vals),
@@ -671,7 +675,7 @@ class Ledger:
             "TableName": self.usage,
             "Item": to_item({
                 "pk": plan.user, "sk": plan.usage_sk, "requestId": plan.request_id, "status": PENDING,
-                "time": iso(plan.started_at), "principal": plan.principal_id,
+                "principal": plan.principal_id,
                 "reservedUsd": plan.cost, "reservedTokens": plan.tokens,
                 "levels": [dict(zip(("pk", "sk"), (at or {}).get(i, (lvl.pk, lvl.sk)))) for i, lvl in enumerate(plan.levels)],
                 "window": dict(zip(("pk", "sk"), (at or {}).get(len(plan.levels), (w.pk, w.sk)))) if w else None,
@@ -711,8 +715,8 @@ class Ledger:
                     raise _budget_error(level, remaining, plan.cost)
             elif i == layout.get("window"):
                 w = plan.window
-                rem_req = int(item.get("remainingRequests", w.rpm))
-                rem_tok = int(item.get("remainingTokens", w.tpm))
+                rem_req = int(item.get(w.requests_attr, w.rpm))
+                rem_tok = int(item.get(w.tokens_attr, w.tpm))
                 if rem_req < 1 or rem_tok < plan.tokens:
                     kind = "requests" if rem_req < 1 else "tokens"
                     limit = w.rpm if rem_req < 1 else w.tpm
@@ -750,7 +754,8 @@ class Ledger:
                 "ExpressionAttributeValues": values(cost=plan.cost, actual=actual_cost, refund=refund),
             }})
         if plan.window and plan.tokens != actual_tokens:
-            items.append(self._token_refund(res.key(len(plan.levels)), plan.tokens - actual_tokens))
+            items.append(self._token_refund(res.key(len(plan.levels)), plan.window.tokens_attr,
+                                            plan.tokens - actual_tokens))
         if plan.idempotency_pk:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         if plan.loop and usage_item.get("status") == FAILED:
@@ -771,7 +776,7 @@ class Ledger:
         for i in range(len(plan.levels)):  # this container's own change to values it knows
             self._seen.add(res.key(i), "remainingUsd", refund)
         if plan.window and plan.tokens != actual_tokens:
-            self._seen.add(res.key(len(plan.levels)), "remainingTokens", plan.tokens - actual_tokens)
+            self._seen.add(res.key(len(plan.levels)), plan.window.tokens_attr, plan.tokens - actual_tokens)
         return True
 
     def _settle_without_reservation(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
@@ -830,9 +835,9 @@ class Ledger:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }}
 
-    def _token_refund(self, key: tuple[str, str], tokens: int) -> dict[str, Any]:
+    def _token_refund(self, key: tuple[str, str], attr: str, tokens: int) -> dict[str, Any]:
         return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": key[0], "sk": key[1]}),
-                           "UpdateExpression": "ADD remainingTokens :t",
+                           "UpdateExpression": f"ADD {attr} :t",
                            "ExpressionAttributeValues": values(t=tokens)}}
 
     # -- sweeper -----------------------------------------------------------------------------
@@ -877,13 +882,15 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------------
     def _transact(self, items: list[dict[str, Any]], token: str, retries: int = _CONFLICT_RETRIES) -> None:
         """One transaction, tried up to `retries` times with backoff on TransactionConflict (and a throttled
-        item); raises _Cancelled."""
+        item); raises _Cancelled, its reasons one per item of `items`. Updates of one item (a key-hour cap
+        and its minute window) are sent as one (tollgate.store.same_item)."""
+        sent, groups = same_item.merge(items)
         for attempt in range(retries):
             try:
-                self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(token, str(attempt)))
+                self.client.transact_write_items(TransactItems=sent, ClientRequestToken=_token(token, str(attempt)))
                 return
             except self.client.exceptions.TransactionCanceledException as e:
-                cancelled = _Cancelled(e.response.get("CancellationReasons") or [])
+                cancelled = _Cancelled(same_item.spread(e.response.get("CancellationReasons") or [], groups))
                 if not cancelled.conflict or attempt == retries - 1:
                     raise cancelled from None
             except self.client.exceptions.IdempotentParameterMismatchException:
@@ -897,7 +904,11 @@ class Ledger:
         escrow.backoff(attempt)
 
 
-_COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
+def _values_of(plan: Plan, i: int) -> tuple[str, ...]:
+    """The attributes holding counter i's value: a budget level's remainingUsd, the window's two counts."""
+    if i < len(plan.levels):
+        return ("remainingUsd",)
+    return plan.window.requests_attr, plan.window.tokens_attr  # type: ignore[union-attr]
 
 
 def _scope(plan: Plan, i: int) -> tuple[str, str]:
@@ -915,8 +926,9 @@ def _hot(plan: Plan) -> dict[int, escrow.Hot]:
     if plan.window:
         w = plan.window
         out[len(plan.levels)] = escrow.Hot(len(plan.levels), w.pk, w.sk,
-                                           {"remainingRequests": 1, "remainingTokens": plan.tokens},
-                                           {"remainingRequests": w.rpm, "remainingTokens": w.tpm}, {}, w.expires, False)
+                                           {w.requests_attr: 1, w.tokens_attr: plan.tokens},
+                                           {w.requests_attr: w.rpm, w.tokens_attr: w.tpm}, {}, w.expires, False,
+                                           w.drop)
     return out
 
 
