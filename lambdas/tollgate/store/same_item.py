@@ -26,7 +26,9 @@ _SIMPLE = re.compile(r"^(?:if_not_exists\(\s*([#A-Za-z0-9_]+)\s*,\s*)?(:[A-Za-z0
 
 
 def _split(text: str, sep: str = ",") -> list[str]:
-    """Split at `sep` outside parentheses."""
+    """Split at `sep` outside parentheses ("|": at the keyword OR)."""
+    if sep == "|":
+        text = re.sub(r"\bOR\b", "|", text)
     out, depth, start = [], 0, 0
     for n, ch in enumerate(text):
         depth += ch == "("
@@ -74,6 +76,12 @@ def _value(rhs: str, values: dict[str, Any]) -> Any:
     return from_item({"v": values[m.group(2)]})["v"] if m else None
 
 
+def _operand(condition: str) -> str:
+    """A condition as an operand of AND: in parentheses if it has an OR outside them (DynamoDB refuses
+    redundant parentheses)."""
+    return f"({condition})" if len(_split(condition, "|")) > 1 else condition
+
+
 def _join(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Two Updates of one item as one (b's placeholders already renamed apart from a's)."""
     names = {**a.get("ExpressionAttributeNames", {}), **b.get("ExpressionAttributeNames", {})}
@@ -97,7 +105,7 @@ def _join(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     parts = [("SET", list(sets.values())), ("REMOVE", list(removes.values())),
              ("ADD", ca["ADD"] + cb["ADD"]), ("DELETE", ca["DELETE"] + cb["DELETE"])]
     update = " ".join(f"{clause} {', '.join(actions)}" for clause, actions in parts if actions)
-    conditions = [f"({u['ConditionExpression']})" for u in (a, b) if u.get("ConditionExpression")]
+    conditions = [_operand(u["ConditionExpression"]) for u in (a, b) if u.get("ConditionExpression")]
     out = {k: v for k, v in a.items() if k not in ("ExpressionAttributeNames", "ExpressionAttributeValues",
                                                      "ConditionExpression", "ReturnValuesOnConditionCheckFailure")}
     out["UpdateExpression"] = update
