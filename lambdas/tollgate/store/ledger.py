@@ -27,7 +27,7 @@ budget (never guessed: it has no warning floor), are held by their limit alone.
 A hot key's budget levels and rate window are held in escrow (tollgate.store.escrow): a container that meets
 a TransactionConflict on them, or finds them sharded by others, reserves on one slice of each instead of
 the single item, borrowing from the counter's pool or rebalancing its slices when short. Settle and the
-sweeper write to the item the reservation took (Reservation.slices; the reservation item records it).
+sweeper write to the item the reservation took (Reservation.slices; the pending usage record records it).
 """
 from __future__ import annotations
 
@@ -586,7 +586,7 @@ class Ledger:
         values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
         others must only fit. A counter held in escrow by others (its item `sharded`) is never held by an
         expected value, and keeps its warning floor (tollgate.store.escrow). `at`: counters reserved on
-        another item than their own (a slice), for the reservation item."""
+        another item than their own (a slice), for the pending usage record."""
         items = []
         for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
