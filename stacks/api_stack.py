@@ -177,10 +177,11 @@ class ApiStack(Stack):
         self._allow(self.authorizer, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
         self._allow(self.authorizer, [p.secret_read(data.jwt_secret)])
 
-        # The gateway reserves and settles in transactions; it writes usage but never reads it, and it
-        # has no access at all to the API keys table (identity arrives in the authorizer context).
+        # The gateway reserves and settles in transactions; it writes usage (a pending record at reserve,
+        # made final at settle) but never reads it, and it has no access at all to the API keys table
+        # (identity arrives in the authorizer context).
         self._allow(self.gateway, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
-        self._allow(self.gateway, p.table_access(usage, USAGE, [p.PUT]))
+        self._allow(self.gateway, p.table_access(usage, USAGE, [p.PUT, p.UPDATE]))
         self._allow(self.gateway, p.table_access(provider_keys, PROVIDER_KEYS, p.READ))
         self._allow(self.gateway, [p.byok_key_use(data.byok_key, ["kms:Decrypt"])])
         self._allow(self.gateway, p.topic_publish(data.alert_topic, data.alert_key))
@@ -196,8 +197,10 @@ class ApiStack(Stack):
         self._allow(self.admin, [p.byok_key_use(data.byok_key, ["kms:GenerateDataKey"])])
         self._allow(self.admin, [p.secret_read(data.jwt_secret)])  # signs service tokens (POST /admin/tokens)
 
-        self._allow(self.sweeper, p.table_access(budgets, BUDGETS, (*p.READ, *p.TRANSACT)))
-        self._allow(self.sweeper, p.table_access(usage, USAGE, [p.PUT]))
+        # The sweeper finds expired pending usage records (Query on the usage table's `pending` index) and
+        # releases each in one transaction: the record (UpdateItem), its levels and idempotency key.
+        self._allow(self.sweeper, p.table_access(budgets, BUDGETS, p.TRANSACT))
+        self._allow(self.sweeper, p.table_access(usage, USAGE, [p.QUERY, p.UPDATE]))
 
         # A run and its budget item are created in one transaction (PutItem on each); a run that could
         # not be queued is marked failed (UpdateItem). On the budgets table, only runs' budget items.

@@ -14,6 +14,11 @@ from tollgate.settings import Settings
 from tollgate.store.counters import (KEY_HOUR, KEY_MONTH, LABELS, RUN, RUN_SK, USER_MONTH, Level,  # noqa: F401
                                      hour_sk, month_sk, principal_pk, run_pk, user_pk)
 
+def hour_expiry(now: datetime) -> int:
+    """Epoch seconds of the TTL of `now`'s key-hour item (its hourly cap and the minute windows it holds)."""
+    return periods.epoch(now + timedelta(days=2))
+
+
 def levels_for(principal: Principal, now: datetime, settings: Settings, *,
                run_id: str | None = None) -> list[Level]:
     lim = principal.limits
@@ -22,13 +27,12 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
     def level(kind: str, pk: str, sk: str, limit: Decimal, expires: int | None = None) -> Level:
         return Level(kind, pk, sk, limit, limit * floor, expires)
 
-    hour_expiry = periods.epoch(now + timedelta(days=2))
     levels = [
         level(KEY_MONTH, principal_pk(principal.account), month_sk(now),
               lim.key_monthly_usd if lim.key_monthly_usd is not None else settings.default_key_monthly_usd),
         level(KEY_HOUR, principal_pk(principal.account), hour_sk(now),
               lim.key_hourly_usd if lim.key_hourly_usd is not None else settings.default_key_hourly_usd,
-              hour_expiry),
+              hour_expiry(now)),
         level(USER_MONTH, user_pk(principal.user), month_sk(now),
               lim.user_monthly_usd if lim.user_monthly_usd is not None
               else settings.default_user_monthly_usd),

@@ -1,27 +1,30 @@
 """Requests- and tokens-per-minute limits: one fixed one-minute window per principal, in DynamoDB.
 
 A fixed window shared by every container is the limit that holds across Lambda instances; the cost
-is that a client may burst up to twice the limit across a window boundary.
+is that a client may burst up to twice the limit across a window boundary. The window's counters are
+attributes of the principal's key-hour budget item, named by the minute (store.counters.minute_window).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from tollgate import periods
 from tollgate.auth.principal import Principal
+from tollgate.budgets import hour_expiry
 from tollgate.settings import Settings
-from tollgate.store.counters import Window
+from tollgate.store.counters import Window, minute_window
 
 
 def window_for(principal: Principal, now: datetime, settings: Settings) -> Window:
+    """The principal's window of `now`'s minute, on its key-hour budget item (counters.minute_window), which
+    expires with that item (tollgate.budgets.hour_expiry)."""
     lim = principal.limits
-    return Window(
-        pk=f"RATE#{principal.account}",
-        sk=f"MIN#{periods.minute(now)}",
+    return minute_window(
+        principal.account, now,
         rpm=lim.rpm if lim.rpm is not None else settings.default_rpm,
         tpm=lim.tpm if lim.tpm is not None else settings.default_tpm,
         resets_in_s=periods.seconds_to_next_minute(now),
-        expires=periods.epoch(now + timedelta(minutes=10)),
+        expires=hour_expiry(now),
     )
 
 

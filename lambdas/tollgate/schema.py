@@ -47,7 +47,10 @@ API_KEYS = Table(
 
 # Usage: one record per request. pk = user id, sk = "<ISO-8601 UTC time>#<request id>", so one user's
 # usage over a date range is a single Query with `sk BETWEEN`, and writes spread over users.
-# No index: nothing reads usage by key, and an index would add a write unit to every request.
+# A record is written `pending` by the reservation (it is the reservation: tollgate.store.ledger) and made
+# final by the settle. The sparse index `pending` holds only unsettled records (the settle removes its
+# keys), so the sweeper queries expired ones instead of scanning. No index by key: nothing reads usage by
+# key, and it would add a write unit to every request.
 # Records expire USAGE_RETENTION_DAYS after the request (attribute `ttl`); each user's monthly spend
 # stays in the budgets table (the user-month budget item's spentUsd), which has no expiry.
 USAGE_RETENTION_DAYS = 400  # at least 13 months
@@ -56,18 +59,17 @@ USAGE = Table(
     env_var="TOLLGATE_USAGE_TABLE",
     partition_key="pk",
     sort_key="sk",
+    indexes=(Index("pending", "pendingShard", "expiresAt"),),
     ttl_attribute="ttl",
 )
 
-# Budgets, rate-limit windows, reservations, limits and notification markers. Generic pk/sk; the
-# item kinds and their key formats live in tollgate.store.keys. The sparse index `pending` holds
-# only unsettled reservations, so the sweeper queries expired ones instead of scanning.
+# Budgets, rate-limit windows, idempotency keys, limits and notification markers. Generic pk/sk; the
+# item kinds and their key formats live in tollgate.store.counters and the stores. No index.
 BUDGETS = Table(
     logical_id="BudgetsTable",
     env_var="TOLLGATE_BUDGETS_TABLE",
     partition_key="pk",
     sort_key="sk",
-    indexes=(Index("pending", "pendingShard", "expiresAt"),),
     ttl_attribute="ttl",
 )
 

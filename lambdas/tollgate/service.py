@@ -240,7 +240,7 @@ class MeteredGateway:
     def _answer_from_cache(self, req: MeteredRequest, price: ModelPrice, res: Reservation, bound: estimate.Bound,
                            found: Answer, body: bytes, content_type: str) -> Reply | streaming.StreamingReply:
         """Answer from the cache: settle the $0 reservation (usage record `cached: true`, no provider tokens;
-        the reservation item is deleted, nothing is spent), then send the stored answer, as a stream if asked."""
+        the pending record is made final, nothing is spent), then send the stored answer, as a stream if asked."""
         started = time.monotonic()
         stream = bool(req.body.get("stream"))
         headers = {**self._headers(req, res, Decimal(0), None, bound, tokens=0), response_cache.HEADER: "hit"}

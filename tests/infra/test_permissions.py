@@ -35,7 +35,7 @@ EXPECTED_TABLE_ACTIONS = {
     },
     GATEWAY: {
         schema.API_KEYS: set(),
-        schema.USAGE: {"dynamodb:PutItem"},
+        schema.USAGE: {"dynamodb:PutItem", "dynamodb:UpdateItem"},  # the pending record at reserve, final at settle
         schema.BUDGETS: READ | TRANSACT,
         schema.PROVIDER_KEYS: READ,
     },
@@ -47,8 +47,8 @@ EXPECTED_TABLE_ACTIONS = {
     },
     SWEEPER: {
         schema.API_KEYS: set(),
-        schema.USAGE: {"dynamodb:PutItem"},
-        schema.BUDGETS: READ | TRANSACT,
+        schema.USAGE: {"dynamodb:Query", "dynamodb:UpdateItem"},  # expired pending records, released
+        schema.BUDGETS: TRANSACT,
         schema.PROVIDER_KEYS: set(),
     },
 }

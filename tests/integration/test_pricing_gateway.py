@@ -17,6 +17,7 @@ from tollgate.pricing import Catalogue
 from tollgate.providers.base import CHAT, MESSAGES, ProviderResult, Usage
 from tollgate.service import MeteredGateway, MeteredRequest
 from tollgate.settings import DEFAULT_TPM, Settings
+from tollgate.store.counters import principal_pk
 from tollgate.store.dynamo import from_item
 from tollgate.store.ledger import Ledger
 
@@ -56,12 +57,13 @@ def test_the_token_window_settles_to_what_the_provider_counts(world):
     assert resp["statusCode"] == 200, resp["body"]
     usage = json.loads(resp["body"])["usage"]
     assert usage["cache_read_input_tokens"] == 5000
-    windows = boto3.client("dynamodb").query(
-        TableName=world.env["TOLLGATE_BUDGETS_TABLE"], KeyConditionExpression="pk = :p AND begins_with(sk, :m)",
-        ExpressionAttributeValues={":p": {"S": f"RATE#{world.principal(raw).account}"}, ":m": {"S": "MIN#"}})["Items"]
-    assert len(windows) == 1
+    hours = boto3.client("dynamodb").query(  # the window: attributes of its minute on the key's hour item
+        TableName=world.env["TOLLGATE_BUDGETS_TABLE"], KeyConditionExpression="pk = :p AND begins_with(sk, :h)",
+        ExpressionAttributeValues={":p": {"S": principal_pk(world.principal(raw).account)}, ":h": {"S": "HOUR#"}})["Items"]
+    assert len(hours) == 1
+    [tokens_left] = [a for a in from_item(hours[0]) if a.startswith("tokensLeftAtMinute")]
     counted = usage["input_tokens"] + usage.get("cache_creation_input_tokens", 0) + usage["output_tokens"]
-    assert int(from_item(windows[0])["remainingTokens"]) == DEFAULT_TPM - counted
+    assert int(from_item(hours[0])[tokens_left]) == DEFAULT_TPM - counted
 
 
 class _Scripted:

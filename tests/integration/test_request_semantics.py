@@ -16,11 +16,12 @@ import pytest
 from tests.integration.concurrency import independent_gateway, principal, run_containers
 from tests.integration.test_budgets import _alerts_queue, _counter, _usage
 from tests.integration.world import body_of, headers_of
-from tollgate import budgets, periods, wiring
+from tollgate import budgets, wiring
 from tollgate.errors import RateLimited, TollgateError
 from tollgate.providers.base import Usage
 from tollgate.service import MeteredRequest
 from tollgate.settings import Settings
+from tollgate.store.counters import minute_attrs
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -151,9 +152,12 @@ def test_rpm_5_reports_4_3_2_1_0_then_429_in_two_dynamodb_calls_each(world):
     with pytest.raises(RateLimited) as refused:
         gateway.handle(MeteredRequest(str(uuid.uuid4()), CHAT, who, _chat(_distinct(5), max_tokens=20)))
     assert refused.value.headers["x-ratelimit-remaining-requests"] == "0"
-    window = _counter(world, "RATE#sk-rpmfive01", f"MIN#{periods.minute(FROZEN)}")
+    # the window: attributes of this minute on the key's hour item
+    window = _counter(world, budgets.principal_pk("sk-rpmfive01"), budgets.hour_sk(FROZEN))
+    requests_left, tokens_left = minute_attrs(FROZEN.minute)
     # tokens: limit - used, where used is what each answer reported (the unused reservation given back)
-    assert [int(r.headers["x-ratelimit-remaining-tokens"]) for r in replies][-1] == window["remainingTokens"]
+    assert [int(r.headers["x-ratelimit-remaining-tokens"]) for r in replies][-1] == window[tokens_left]
+    assert window[requests_left] == 0
 
 
 def test_a_fresh_key_reports_59_of_60_and_its_exact_budget(world):

@@ -14,7 +14,7 @@ from decimal import Decimal
 from tools.costing.assumptions import Assumptions
 from tools.costing.prices import Price
 from tools.costing.templates import Resource, Templates, refs
-from tools.costing.writes import IndexSpec, Measurement, TableSpec
+from tools.costing.writes import Measurement, TableSpec
 
 MILLION = Decimal(1_000_000)
 GB = Decimal(2 ** 30)
@@ -339,7 +339,7 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
     if usage is not None:
         months = _usage_months(t, a)
         base = m.usage_item_bytes + 100  # DynamoDB adds 100 bytes of overhead per item
-        stored = base + sum(item_size_projected(m.usage_item_bytes, ix) + 100 for ix in usage.indexes)
+        stored = base + sum(b + 100 for b in m.usage_index_bytes.values() if b)  # what settled records hold
         add(f"usage records held, GB-months ({stored} bytes each with indexes, kept {months} months: "
             "the steady state of a month's traffic)", n * stored * months / GB, "ddb_storage_gb_month")
         if _pitr("UsageTable", t):
@@ -362,11 +362,6 @@ def request_lines(t: Templates, prices: Mapping[str, Price], a: Assumptions, m: 
             add(f"SnapStart restores, GB restored (the gateway's cold starts, {fmem * 1024:.0f} MB each)",
                 n * a.cold_start_share * fmem, "lambda_snapstart_restore_gb")
     return out
-
-
-def item_size_projected(item_bytes: int, index: IndexSpec) -> int:
-    """Bytes an index holds per item, approximately: the whole item for ALL, ~100 bytes of keys otherwise."""
-    return item_bytes if index.projection == "ALL" else 100
 
 
 def _usage_months(t: Templates, a: Assumptions) -> Decimal:

@@ -139,6 +139,8 @@ class Measurement:
     log_bytes: int = 0  # the gateway's own log lines (JSON logs and EMF metric lines)
     metric_series: int = 0  # distinct (metric name, dimensions) the request emitted
     usage_item_bytes: int = 0
+    # bytes the settled usage record holds in each usage index (0: not in it, e.g. a sparse index it left)
+    usage_index_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def write_units(self) -> int:
@@ -311,6 +313,9 @@ def measure(templates: Templates, assumptions: Assumptions) -> Measurement:
             _read_logs(m, out.getvalue())
             usage = boto3.client("dynamodb").scan(TableName=env[USAGE.env_var])["Items"]
             m.usage_item_bytes = max(item_size(i) for i in usage)
+            spec = tables[USAGE.logical_id]
+            m.usage_index_bytes = {ix.name: max(item_size(_projected(i, spec, ix)) if all(k in i for k in ix.keys) else 0
+                                                for i in usage) for ix in spec.indexes}
             wiring.reset()
             return m
     finally:

@@ -84,7 +84,8 @@ class Hot:
     """One counter of a reservation held in escrow. Amounts per attribute: `need` is what this request
     takes (USD, or requests and tokens), `start` the allowance of a counter never written (its limit),
     `floor` what the pool keeps until the counter is warned (a budget's warning floor; 0 for a rate
-    window). `book`: a budget level (keeps reservedUsd and spentUsd beside its remaining value)."""
+    window). `book`: a budget level (keeps reservedUsd and spentUsd beside its remaining value). `drop`:
+    attributes a reservation or a lend removes from the item it writes (tollgate.store.counters.Window.drop)."""
 
     index: int
     pk: str
@@ -94,6 +95,7 @@ class Hot:
     floor: dict[str, Any]
     ttl: int | None
     book: bool
+    drop: tuple[str, ...] = ()  # other counters' stale attributes on the same items (old minute windows), removed
 
     def chunk(self, shards: int, spare: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a short slice borrows: REFILL_REQUESTS requests' worth, but no more than its share of what the
@@ -128,6 +130,10 @@ def _ttl_set(h: Hot, vals: dict[str, Any]) -> str:
     return ", #ttl = if_not_exists(#ttl, :ttl)"
 
 
+def _drop(h: Hot) -> str:
+    return " REMOVE " + ", ".join(h.drop) if h.drop else ""
+
+
 def _book(h: Hot, vals: dict[str, Any]) -> str:
     if not h.book:
         return ""
@@ -156,7 +162,7 @@ def slice_reserve(table: str, h: Hot, k: int, take: dict[str, Any] | None) -> di
         if need > got:  # the slice itself must hold the rest
             vals[f"m{n}"] = need - got
             cond.append(f"{a} >= :m{n}")
-    update = "SET " + ", ".join(sets) + _book(h, vals) + _ttl_set(h, vals)
+    update = "SET " + ", ".join(sets) + _book(h, vals) + _ttl_set(h, vals) + _drop(h)
     item = _update(table, slice_pk(h.pk, k), h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
     if not cond:  # it receives at least `need` in this transaction
         del item["Update"]["ConditionExpression"], item["Update"]["ReturnValuesOnConditionCheckFailure"]
@@ -215,7 +221,7 @@ def _pool(table: str, h: Hot, out: dict[str, Any], warned: bool, warn: bool, sha
             reserved += " + :cost"
         sets.append(f"reservedUsd = {reserved}, spentUsd = if_not_exists(spentUsd, :zero), "
                     "limitUsd = if_not_exists(limitUsd, :limit)")
-    update = "SET " + ", ".join(sets) + _ttl_set(h, vals)
+    update = "SET " + ", ".join(sets) + _ttl_set(h, vals) + _drop(h)
     item = _update(table, h.pk, h.sk, update, " AND ".join(cond), vals, h.ttl is not None)
     if not cond:  # a warning marked now, and it receives at least what it gives
         del item["Update"]["ConditionExpression"], item["Update"]["ReturnValuesOnConditionCheckFailure"]

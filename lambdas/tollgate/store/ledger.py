@@ -1,12 +1,16 @@
 """The ledger: reserve before the provider call, settle after it. Two DynamoDB calls per request.
 
 reserve: ONE TransactWriteItems takes the rate-limit window and reserves the worst-case cost on every
-budget level, each with its own condition, and writes a reservation item for the sweeper. Which
-condition failed names the limit (CancellationReasons, with the item's old values).
+budget level, each with its own condition, and puts the request's usage record as `pending`: the
+reservation itself (what was reserved on which items, until when), found by the sweeper through the
+usage table's sparse `pending` index. Which condition failed names the limit (CancellationReasons, with
+the item's old values).
 
-settle: ONE TransactWriteItems deletes the reservation, writes the usage record (condition: no record
-for this request yet, so it is written exactly once) and moves every level from reserved to spent,
-returning the unused part.
+settle: ONE TransactWriteItems turns the pending usage record into the final one (condition: it is still
+pending, so it is settled exactly once, and never after the sweeper released it) and moves every level
+from reserved to spent, returning the unused part. The sweeper's release is the same record's other
+exit (condition: still pending, then `released`), so a settle and a release of one request race safely:
+exactly one of them wins. A settle that finds its record released charges the actual cost afresh.
 
 A transaction returns no values on success, yet the answer reports exact remaining values (rate-limit
 and budget headers, warnings). So each counter's condition checks the value this container EXPECTS
@@ -23,7 +27,7 @@ budget (never guessed: it has no warning floor), are held by their limit alone.
 A hot key's budget levels and rate window are held in escrow (tollgate.store.escrow): a container that meets
 a TransactionConflict on them, or finds them sharded by others, reserves on one slice of each instead of
 the single item, borrowing from the counter's pool or rebalancing its slices when short. Settle and the
-sweeper write to the item the reservation took (Reservation.slices; the reservation item records it).
+sweeper write to the item the reservation took (Reservation.slices; the pending usage record records it).
 """
 from __future__ import annotations
 
@@ -40,15 +44,19 @@ from typing import Any
 
 from tollgate.clock import iso
 from tollgate.errors import BudgetExceeded, Conflict, IdempotencyKeyReused, LoopDetected, RateLimited
-from tollgate.store import escrow
+from tollgate.store import escrow, same_item
+from tollgate.schema import USAGE, USAGE_RETENTION_DAYS
 from tollgate.store.counters import Level, LoopCounter, Window
 from tollgate.store.dynamo import from_item, to_item, values
+from tollgate.store.usage import PENDING, RELEASED
 from tollgate.money import text as usd
 
 log = logging.getLogger(__name__)
 
 PENDING_SHARDS = 8
-RESERVATION_SK = "RESV"
+# Attributes a usage record holds only while it is a reservation (the sweeper's index keys and what to
+# give back); the settle and the release remove them.
+_RESERVATION_ONLY = ("pendingShard", "expiresAt", "levels", "window", "idempotencyPk", "reservedUsd", "reservedTokens")
 FAILED = "error"  # a usage record's status when the provider call failed (tollgate.metering.ERROR)
 _CONFLICT_RETRIES = 4
 _SETTLE_RETRIES = 12  # a settle must land: the provider was paid for (exactly once, by the usage record's condition)
@@ -170,11 +178,16 @@ class _Seen:
     def mark_contended(self, key: tuple[str, str]) -> None:
         self.set(key, {_CONTENDED: _PLAIN_FOR})
 
-    def set(self, key: tuple[str, str], known: dict[str, Any]) -> None:
+    def set(self, key: tuple[str, str], known: dict[str, Any], names: tuple[str, ...] | None = None) -> None:
         """Remember values (a counter still marked contended stays so: values learnt from a cancellation
-        do not make it worth guessing again)."""
+        do not make it worth guessing again). `names`: the attributes `known` speaks for (absent from it:
+        absent from the item), where the item holds other counters too (a key-hour item and its minute
+        windows); the item's other values are kept. None: `known` is all the item holds."""
         with self._lock:
-            left = self._items.get(key, {}).get(_CONTENDED)
+            old = self._items.get(key, {})
+            left = old.get(_CONTENDED)
+            if names is not None:
+                known = {**{k: v for k, v in old.items() if k not in names and k != _CONTENDED}, **known}
             self._items[key] = {**known, _CONTENDED: left} if left and _CONTENDED not in known else known
             self._items.move_to_end(key)
             while len(self._items) > self._maxsize:
@@ -190,10 +203,6 @@ class _Seen:
     def forget(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._items.pop(key, None)
-
-
-def reservation_pk(request_id: str) -> str:
-    return f"RESV#{request_id}"
 
 
 def pending_shard(request_id: str) -> str:
@@ -301,7 +310,7 @@ class Ledger:
                     if hot and self._shards.may_grow:  # tried once only: the conflict was on another item
                         self._backoff(attempt)  # (the loop guard...), so the same transaction again
                         continue
-                self._learn(keys, c.reasons)
+                self._learn(plan, keys, c.reasons)
                 old = self._check_hard_limits(plan, c.reasons)
                 progressed = [i for i in old if i in expect or i in floor]
                 if not progressed:
@@ -580,7 +589,7 @@ class Ledger:
             if total["remainingUsd"] < plan.cost:
                 limit = Decimal((pool or {}).get("limitUsd", lvl.limit))
                 raise _budget_error(replace(lvl, limit=limit), total["remainingUsd"], plan.cost)
-        elif total["remainingRequests"] < 1 or total["remainingTokens"] < plan.tokens:
+        elif any(total[a] < n for a, n in h.need.items()):  # the window's requests or tokens
             self._check_hard_limits(plan, [{}] * h.index + [{"Code": "ConditionalCheckFailed", "Item": to_item(total)}])
 
     def _reserved(self, plan: Plan, keys: dict[int, tuple[str, str]], expect: dict[int, dict[str, Any]]) -> Reservation:
@@ -594,13 +603,13 @@ class Ledger:
                 lvl = plan.levels[i]
                 after = Decimal(old.get("remainingUsd", lvl.limit)) - plan.cost
                 res.budget_remaining[lvl.kind] = after
-                self._seen.set(key, {"remainingUsd": after})
+                self._seen.set(key, {"remainingUsd": after}, _values_of(plan, i))
             else:
                 w = plan.window
-                res.remaining_requests = int(old.get("remainingRequests", w.rpm)) - 1
-                res.remaining_tokens = int(old.get("remainingTokens", w.tpm)) - plan.tokens
-                self._seen.set(key, {"remainingRequests": res.remaining_requests,
-                                     "remainingTokens": res.remaining_tokens})
+                res.remaining_requests = int(old.get(w.requests_attr, w.rpm)) - 1
+                res.remaining_tokens = int(old.get(w.tokens_attr, w.tpm)) - plan.tokens
+                self._seen.set(key, {w.requests_attr: res.remaining_requests, w.tokens_attr: res.remaining_tokens},
+                               _values_of(plan, i))
         return res
 
     @staticmethod
@@ -611,12 +620,13 @@ class Ledger:
         else:
             plain.add(i)
 
-    def _learn(self, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
+    def _learn(self, plan: Plan, keys: dict[int, tuple[str, str]], reasons: list[dict[str, Any]]) -> None:
         """Remember every counter value a cancellation revealed: exact as of that transaction."""
         for i, key in keys.items():
             if i < len(reasons) and reasons[i].get("Code") == "ConditionalCheckFailed":
                 item = from_item(reasons[i].get("Item") or {})
-                self._seen.set(key, {k: item[k] for k in _COUNTER_VALUES if k in item})
+                names = _values_of(plan, i)
+                self._seen.set(key, {k: item[k] for k in names if k in item}, names)
 
     def _replay_if_answered(self, plan: Plan) -> None:
         if not plan.idempotency_pk:
@@ -634,7 +644,7 @@ class Ledger:
         values (none: be absent) and fit; a level in `floor` must fit with its warning floor left; the
         others must only fit. A counter held in escrow by others (its item `sharded`) is never held by an
         expected value, and keeps its warning floor (tollgate.store.escrow). `at`: counters reserved on
-        another item than their own (a slice), for the reservation item."""
+        another item than their own (a slice), for the pending usage record."""
         items = []
         for i, lvl in enumerate(plan.levels):
             update = ("SET remainingUsd = if_not_exists(remainingUsd, :limit) - :cost, "
@@ -676,21 +686,19 @@ class Ledger:
         if w:
             vals = dict(rpm=w.rpm, tpm=w.tpm, one=1, tokens=plan.tokens, ttl=w.expires)
             window_expected = expect.get(len(plan.levels))
+            r, t = w.requests_attr, w.tokens_attr
             if window_expected is None:
-                condition = ("attribute_not_exists(remainingRequests) OR "
-                             "(remainingRequests >= :one AND remainingTokens >= :tokens)")
-            elif "remainingRequests" in window_expected:
-                condition = ("remainingRequests = :erequests AND remainingTokens = :etokens AND "
-                             f"remainingRequests >= :one AND remainingTokens >= :tokens AND attribute_not_exists({escrow.SHARDED})")
-                vals.update(erequests=window_expected["remainingRequests"],
-                            etokens=window_expected.get("remainingTokens", w.tpm))
+                condition = f"attribute_not_exists({r}) OR ({r} >= :one AND {t} >= :tokens)"
+            elif r in window_expected:
+                condition = (f"{r} = :erequests AND {t} = :etokens AND {r} >= :one AND {t} >= :tokens AND "
+                             f"attribute_not_exists({escrow.SHARDED})")
+                vals.update(erequests=window_expected[r], etokens=window_expected.get(t, w.tpm))
             else:
-                condition = "attribute_not_exists(remainingRequests)"  # and the limits cover it (checked above)
+                condition = f"attribute_not_exists({r})"  # and the limits cover it (checked above)
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": w.pk, "sk": w.sk}),
-                "UpdateExpression": ("SET remainingRequests = if_not_exists(remainingRequests, :rpm) - :one, "
-                                     "remainingTokens = if_not_exists(remainingTokens, :tpm) - :tokens, "
-                                     "#ttl = if_not_exists(#ttl, :ttl)"),
+                "UpdateExpression": (f"SET {r} = if_not_exists({r}, :rpm) - :one, {t} = if_not_exists({t}, :tpm) - :tokens, "
+                                     "#ttl = if_not_exists(#ttl, :ttl)" + w.remove_others),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#ttl": "ttl"},
                 "ExpressionAttributeValues": values(**vals),
@@ -721,15 +729,17 @@ class Ledger:
                 "ConditionExpression": "attribute_not_exists(pk)",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }})
-        items.append({"Put": {
-            "TableName": self.budgets,
+        items.append({"Put": {  # the pending usage record: the reservation (module docstring)
+            "TableName": self.usage,
             "Item": to_item({
-                "pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK, "user": plan.user,
-                "principal": plan.principal_id, "costUsd": plan.cost, "tokens": plan.tokens,
+                "pk": plan.user, "sk": plan.usage_sk, "requestId": plan.request_id, "status": PENDING,
+                "principal": plan.principal_id,
+                "reservedUsd": plan.cost, "reservedTokens": plan.tokens,
                 "levels": [dict(zip(("pk", "sk"), (at or {}).get(i, (lvl.pk, lvl.sk)))) for i, lvl in enumerate(plan.levels)],
                 "window": dict(zip(("pk", "sk"), (at or {}).get(len(plan.levels), (w.pk, w.sk)))) if w else None,
-                "startedAt": iso(plan.started_at), "usageSk": plan.usage_sk, "idempotencyPk": plan.idempotency_pk,
+                "idempotencyPk": plan.idempotency_pk,
                 "pendingShard": pending_shard(plan.request_id), "expiresAt": iso(plan.expires_at),
+                USAGE.ttl_attribute: int(plan.started_at.timestamp()) + USAGE_RETENTION_DAYS * 86_400,
             }),
             "ConditionExpression": "attribute_not_exists(pk)",
         }})
@@ -763,8 +773,8 @@ class Ledger:
                     raise _budget_error(level, remaining, plan.cost)
             elif i == layout.get("window"):
                 w = plan.window
-                rem_req = int(item.get("remainingRequests", w.rpm))
-                rem_tok = int(item.get("remainingTokens", w.tpm))
+                rem_req = int(item.get(w.requests_attr, w.rpm))
+                rem_tok = int(item.get(w.tokens_attr, w.tpm))
                 if rem_req < 1 or rem_tok < plan.tokens:
                     kind = "requests" if rem_req < 1 else "tokens"
                     limit = w.rpm if rem_req < 1 else w.tpm
@@ -793,12 +803,7 @@ class Ledger:
         transaction (a stored response's owner: tollgate.store.responses)."""
         plan = res.plan
         refund = plan.cost - actual_cost
-        items = [
-            {"Delete": {"TableName": self.budgets,
-                        "Key": to_item({"pk": reservation_pk(plan.request_id), "sk": RESERVATION_SK}),
-                        "ConditionExpression": "attribute_exists(pk)"}},
-            self._usage_put(usage_item),
-        ]
+        items = [self._usage_final(plan, usage_item, PENDING)]
         for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
@@ -807,7 +812,8 @@ class Ledger:
                 "ExpressionAttributeValues": values(cost=plan.cost, actual=actual_cost, refund=refund),
             }})
         if plan.window and plan.tokens != actual_tokens:
-            items.append(self._token_refund(res.key(len(plan.levels)), plan.tokens - actual_tokens))
+            items.append(self._token_refund(res.key(len(plan.levels)), plan.window.tokens_attr,
+                                            plan.tokens - actual_tokens))
         if plan.idempotency_pk:
             items.append(self._idempotency_outcome(plan.idempotency_pk, replay))
         if plan.loop and usage_item.get("status") == FAILED:
@@ -816,10 +822,9 @@ class Ledger:
         try:
             self._transact(items, token=f"{plan.request_id}/s", retries=_SETTLE_RETRIES)
         except _Cancelled as c:
-            codes = [r.get("Code") for r in c.reasons]
-            if codes[1] == "ConditionalCheckFailed":
-                return False  # the usage record exists: settled before
-            if codes[0] == "ConditionalCheckFailed":
+            if c.reasons and c.reasons[0].get("Code") == "ConditionalCheckFailed":
+                if from_item(c.reasons[0].get("Item") or {}).get("status") != RELEASED:
+                    return False  # settled before (or never reserved)
                 log.warning("late settle: reservation already released by the sweeper",
                             extra={"request_id": plan.request_id})
                 for key in _counter_keys(plan).values():  # the sweeper changed them: no longer known
@@ -829,12 +834,14 @@ class Ledger:
         for i in range(len(plan.levels)):  # this container's own change to values it knows
             self._seen.add(res.key(i), "remainingUsd", refund)
         if plan.window and plan.tokens != actual_tokens:
-            self._seen.add(res.key(len(plan.levels)), "remainingTokens", plan.tokens - actual_tokens)
+            self._seen.add(res.key(len(plan.levels)), plan.window.tokens_attr, plan.tokens - actual_tokens)
         return True
 
     def _settle_without_reservation(self, res: Reservation, usage_item: dict[str, Any], actual_cost: Decimal) -> bool:
+        """Settle a request whose reservation the sweeper released: the record, from `released`, becomes final
+        (once: its condition) and every level is charged the actual cost afresh."""
         plan = res.plan
-        items = [self._usage_put(usage_item)]
+        items = [self._usage_final(plan, usage_item, RELEASED)]
         for i, lvl in enumerate(plan.levels):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item(dict(zip(("pk", "sk"), res.key(i)))),
@@ -869,32 +876,53 @@ class Ledger:
                            "ExpressionAttributeNames": {"#ttl": "ttl"},
                            "ExpressionAttributeValues": values(minus=-1, refund=-loop.cost, ttl=loop.expires)}}
 
-    def _usage_put(self, usage_item: dict[str, Any]) -> dict[str, Any]:
-        return {"Put": {"TableName": self.usage, "Item": to_item(usage_item),
-                        "ConditionExpression": "attribute_not_exists(pk)"}}
+    def _usage_final(self, plan: Plan, usage_item: dict[str, Any], was: str) -> dict[str, Any]:
+        """The Update that makes the request's usage record final (`usage_item`'s attributes; the reservation's
+        removed), on the condition that its status is still `was` (PENDING, or RELEASED for a late settle):
+        exactly once. A failed condition returns the record as it is (ALL_OLD)."""
+        final = {k: v for k, v in usage_item.items() if k not in ("pk", "sk") and v is not None}
+        gone = (*_RESERVATION_ONLY, *(() if "status" in final else ("status",)))  # a record without one is final
+        names = {f"#{k}": k for k in (*final, *gone, "status")}
+        return {"Update": {
+            "TableName": self.usage, "Key": to_item({"pk": plan.user, "sk": plan.usage_sk}),
+            "UpdateExpression": ("SET " + ", ".join(f"#{k} = :v_{k}" for k in final)
+                                 + " REMOVE " + ", ".join(f"#{k}" for k in gone)),
+            "ConditionExpression": "#status = :was",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values(was=was, **{f"v_{k}": v for k, v in final.items()}),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }}
 
-    def _token_refund(self, key: tuple[str, str], tokens: int) -> dict[str, Any]:
+    def _token_refund(self, key: tuple[str, str], attr: str, tokens: int) -> dict[str, Any]:
         return {"Update": {"TableName": self.budgets, "Key": to_item({"pk": key[0], "sk": key[1]}),
-                           "UpdateExpression": "ADD remainingTokens :t",
+                           "UpdateExpression": f"ADD {attr} :t",
                            "ExpressionAttributeValues": values(t=tokens)}}
 
     # -- sweeper -----------------------------------------------------------------------------
     def expired_reservations(self, now: datetime, index_name: str = "pending") -> list[dict[str, Any]]:
+        """Pending usage records whose reservation expired before `now`: one Query per shard of the usage
+        table's sparse `pending` index."""
         found = []
         for shard in range(PENDING_SHARDS):
             pages = self.client.get_paginator("query").paginate(
-                TableName=self.budgets, IndexName=index_name,
+                TableName=self.usage, IndexName=index_name,
                 KeyConditionExpression="pendingShard = :s AND expiresAt < :now",
                 ExpressionAttributeValues=values(s=f"p{shard}", now=iso(now)))
             found += [from_item(i) for page in pages for i in page["Items"]]
         return found
 
     def release(self, reservation: dict[str, Any]) -> bool:
-        """Give back a reservation whose request never settled. False if it was settled meanwhile."""
-        cost = Decimal(reservation["costUsd"])
-        items = [{"Delete": {"TableName": self.budgets,
-                             "Key": to_item({"pk": reservation["pk"], "sk": reservation["sk"]}),
-                             "ConditionExpression": "attribute_exists(pk)"}}]
+        """Give back the reservation of a pending usage record whose request never settled: the record
+        becomes `released` (condition: still pending, so a settle racing it wins or loses as a whole) and
+        every level it reserved on gets the worst case back. False if it was settled or released meanwhile."""
+        cost = Decimal(reservation["reservedUsd"])
+        items = [{"Update": {
+            "TableName": self.usage, "Key": to_item({"pk": reservation["pk"], "sk": reservation["sk"]}),
+            "UpdateExpression": "SET #status = :released REMOVE " + ", ".join(f"#{k}" for k in _RESERVATION_ONLY),
+            "ConditionExpression": "#status = :pending",
+            "ExpressionAttributeNames": {f"#{k}": k for k in (*_RESERVATION_ONLY, "status")},
+            "ExpressionAttributeValues": values(released=RELEASED, pending=PENDING),
+        }}]
         for key in reservation.get("levels", []):
             items.append({"Update": {
                 "TableName": self.budgets, "Key": to_item({"pk": key["pk"], "sk": key["sk"]}),
@@ -904,7 +932,7 @@ class Ledger:
         if reservation.get("idempotencyPk"):  # free the key: the request it guarded never finished
             items.append(self._idempotency_outcome(reservation["idempotencyPk"], None))
         try:
-            self._transact(items, token=f"{reservation['pk']}/release")
+            self._transact(items, token=f"{reservation['requestId']}/release")
             return True
         except _Cancelled:
             return False
@@ -912,13 +940,15 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------------
     def _transact(self, items: list[dict[str, Any]], token: str, retries: int = _CONFLICT_RETRIES) -> None:
         """One transaction, tried up to `retries` times with backoff on TransactionConflict (and a throttled
-        item); raises _Cancelled."""
+        item); raises _Cancelled, its reasons one per item of `items`. Updates of one item (a key-hour cap
+        and its minute window) are sent as one (tollgate.store.same_item)."""
+        sent, groups = same_item.merge(items)
         for attempt in range(retries):
             try:
-                self.client.transact_write_items(TransactItems=items, ClientRequestToken=_token(token, str(attempt)))
+                self.client.transact_write_items(TransactItems=sent, ClientRequestToken=_token(token, str(attempt)))
                 return
             except self.client.exceptions.TransactionCanceledException as e:
-                cancelled = _Cancelled(e.response.get("CancellationReasons") or [])
+                cancelled = _Cancelled(same_item.spread(e.response.get("CancellationReasons") or [], groups))
                 if not cancelled.conflict or attempt == retries - 1:
                     raise cancelled from None
             except self.client.exceptions.IdempotentParameterMismatchException:
@@ -932,7 +962,11 @@ class Ledger:
         escrow.backoff(attempt)
 
 
-_COUNTER_VALUES = ("remainingUsd", "remainingRequests", "remainingTokens")
+def _values_of(plan: Plan, i: int) -> tuple[str, ...]:
+    """The attributes holding counter i's value: a budget level's remainingUsd, the window's two counts."""
+    if i < len(plan.levels):
+        return ("remainingUsd",)
+    return plan.window.requests_attr, plan.window.tokens_attr  # type: ignore[union-attr]
 
 
 def _scope(plan: Plan, i: int) -> tuple[str, str]:
@@ -950,8 +984,9 @@ def _hot(plan: Plan) -> dict[int, escrow.Hot]:
     if plan.window:
         w = plan.window
         out[len(plan.levels)] = escrow.Hot(len(plan.levels), w.pk, w.sk,
-                                           {"remainingRequests": 1, "remainingTokens": plan.tokens},
-                                           {"remainingRequests": w.rpm, "remainingTokens": w.tpm}, {}, w.expires, False)
+                                           {w.requests_attr: 1, w.tokens_attr: plan.tokens},
+                                           {w.requests_attr: w.rpm, w.tokens_attr: w.tpm}, {}, w.expires, False,
+                                           w.drop)
     return out
 
 

@@ -17,16 +17,16 @@ class RequestWindows:
     def take_request(self, window: Window) -> int | None:
         """Take one request from `window`. Returns the requests remaining after it, or None if the window
         had none left (nothing is taken then)."""
+        r, t = window.requests_attr, window.tokens_attr
         try:
             got = self.client.update_item(
                 TableName=self.table, Key=to_item({"pk": window.pk, "sk": window.sk}),
-                UpdateExpression=("SET remainingRequests = if_not_exists(remainingRequests, :rpm) - :one, "
-                                  "remainingTokens = if_not_exists(remainingTokens, :tpm), "
-                                  "#ttl = if_not_exists(#ttl, :ttl)"),
-                ConditionExpression="attribute_not_exists(remainingRequests) OR remainingRequests >= :one",
+                UpdateExpression=(f"SET {r} = if_not_exists({r}, :rpm) - :one, {t} = if_not_exists({t}, :tpm), "
+                                  "#ttl = if_not_exists(#ttl, :ttl)" + window.remove_others),
+                ConditionExpression=f"attribute_not_exists({r}) OR {r} >= :one",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues=values(rpm=window.rpm, tpm=window.tpm, one=1, ttl=window.expires),
                 ReturnValues="UPDATED_NEW")
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
-        return int(from_item(got.get("Attributes") or {}).get("remainingRequests", 0))
+        return int(from_item(got.get("Attributes") or {}).get(r, 0))
