@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import aws_cdk as cdk
 import pytest
 from tollgate import routes
 from tollgate.schema import Env
 from tollgate.settings import Settings
 
-from app import build_app
+from app import build_app, cdk_json_context
 from stacks import rest_api
 from stacks.config import DeploySettings
 from stacks import web_adapter
@@ -114,7 +115,9 @@ def test_gateway_routes_use_the_configured_integration_timeout(methods, timeouts
 
 
 def test_a_lowered_integration_timeout_moves_the_whole_chain():
-    lowered = DeploySettings.from_context(build_app({"integration_timeout_s": 120})).timeouts
+    # build_app reads its settings from this context before it builds a stack; building them (~6 s) adds nothing.
+    app = cdk.App(context={**cdk_json_context(), "integration_timeout_s": 120})
+    lowered = DeploySettings.from_context(app).timeouts
     assert (lowered.provider_s, lowered.integration_s, lowered.gateway_lambda_s, lowered.reservation_ttl_s) == \
         (90, 120, 120, 240)
 
