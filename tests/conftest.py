@@ -16,7 +16,33 @@ for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
     os.environ[_name] = "testing"
 os.environ.pop("AWS_PROFILE", None)
 
+import botocore.loaders  # noqa: E402
+import botocore.session  # noqa: E402
+
 from tests.fixtures_fake_provider import fake_provider, fake_provider_server  # noqa: E402,F401
+
+
+class _PathsOnce(list):
+    """A loader's search paths, where appending a path already there does nothing: boto3.Session appends its
+    own data directory to its loader each time one is made."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _one_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+    """botocore's data loader, one per search path for the whole test process, as one serves a warm Lambda
+    container. moto's `mock_aws` starts each test with no default boto3 session, so every test (and every
+    thread of it) made a new session whose loader parsed endpoints.json and the service models again
+    (~10 ms each; ~8% of the integration tier's CPU). The loader only caches what it read from botocore's
+    data files, which no test changes."""
+    paths = botocore.loaders.create_loader(search_path_string).search_paths
+    return botocore.loaders.Loader(extra_search_paths=_PathsOnce(paths), include_default_search_paths=False)
+
+
+botocore.session.create_loader = _one_loader
 
 # Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`) a session fixture is built once per worker
 # that needs it, so tests sharing an expensive one go to one worker as a unit: tests/infra (the CDK synthesis,
