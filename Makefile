@@ -53,10 +53,13 @@ dev-reset: $(VENV)/.stamp-deps
 # bcrypt at cost 12 (the deployed default) takes ~0.25 s a hash on an idle core; the tests check what keys
 # do, not what they cost to guess, so they hash at cost 4 (and the local stack's handlers read the same).
 # One pytest-xdist worker per core (`make test TEST_WORKERS=0` runs in one process); tests sharing the CDK
-# synthesis or the e2e local stack stay on one worker (tests/conftest.py, --dist loadgroup).
+# synthesis or a module's fixtures stay on one worker, the longest first (tests/conftest.py, --dist loadgroup).
+# Bytecode is written even where the shell sets PYTHONDONTWRITEBYTECODE: each worker and each subprocess (moto
+# server, CLIs, agent workers) would otherwise compile the project's modules, and pytest rewrite every test
+# module's asserts, again (~5 s of CPU per worker).
 TEST_WORKERS ?= auto
 test: deps $(LAYER_STAMP)
-	TOLLGATE_BCRYPT_ROUNDS=4 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= TOLLGATE_BCRYPT_ROUNDS=4 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 synth: deps $(LAYER_STAMP)
 	npx --no-install cdk synth --quiet

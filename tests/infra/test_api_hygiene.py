@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import aws_cdk as cdk
 import pytest
 from tollgate import routes
 from tollgate.schema import Env
 from tollgate.settings import Settings
 
-from app import build_app
+from app import build_app, cdk_json_context
 from stacks import rest_api
 from stacks.config import DeploySettings
 from stacks import web_adapter
@@ -94,24 +95,29 @@ def test_a_refused_body_answers_in_the_provider_error_shape():
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
 
 
-TIMEOUTS = DeploySettings.from_context(build_app()).timeouts
+@pytest.fixture(scope="module")
+def timeouts(synthesis):
+    """The deployed chain of timeouts, from the session's synthesis (cdk.json's context): no app of its own."""
+    return DeploySettings.from_context(synthesis.app).timeouts
 
 
-def test_gateway_routes_use_the_configured_integration_timeout(methods):
+def test_gateway_routes_use_the_configured_integration_timeout(methods, timeouts):
     """The timeout is per integration, i.e. per function: every gateway route has it, the others not. The
     gateway's integrations stream, so it defaults to the 15-minute stream limit (no quota increase needed)."""
-    assert TIMEOUTS.integration_s == 900
+    assert timeouts.integration_s == 900
     assert any(r.metered for r in routes.ROUTES if r.function == routes.GATEWAY_FUNCTION)
     for route in routes.ROUTES:
         timeout = methods[(route.method, route.path)]["Integration"].get("TimeoutInMillis")
         if route.function == routes.GATEWAY_FUNCTION:
-            assert timeout == TIMEOUTS.integration_s * 1000, route.path
+            assert timeout == timeouts.integration_s * 1000, route.path
         else:
             assert timeout is None, route.path  # API Gateway's default 29 s
 
 
 def test_a_lowered_integration_timeout_moves_the_whole_chain():
-    lowered = DeploySettings.from_context(build_app({"integration_timeout_s": 120})).timeouts
+    # build_app reads its settings from this context before it builds a stack; building them (~6 s) adds nothing.
+    app = cdk.App(context={**cdk_json_context(), "integration_timeout_s": 120})
+    lowered = DeploySettings.from_context(app).timeouts
     assert (lowered.provider_s, lowered.integration_s, lowered.gateway_lambda_s, lowered.reservation_ttl_s) == \
         (90, 120, 120, 240)
 
@@ -131,21 +137,21 @@ def test_a_gateway_timeout_tells_the_sdks_not_to_retry(api_template):
 
 
 def test_the_gateway_ends_its_streams_before_api_gateway_and_lambda_and_reservations_outlive_the_lambda(
-        api_template):
+        api_template, timeouts):
     gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
     timeout_s = gateway["Timeout"]
-    assert timeout_s == TIMEOUTS.gateway_lambda_s == TIMEOUTS.integration_s <= 900  # Lambda's maximum
+    assert timeout_s == timeouts.gateway_lambda_s == timeouts.integration_s <= 900  # Lambda's maximum
     settings = Settings.from_env(gateway["Environment"]["Variables"])
     # the stream deadline: time to settle before API Gateway ends the stream and Lambda the function
     assert settings.provider_timeout_s + 30 <= timeout_s
     ttl_s = int(gateway["Environment"]["Variables"][Env.RESERVATION_TTL_S])
-    assert ttl_s == TIMEOUTS.reservation_ttl_s
+    assert ttl_s == timeouts.reservation_ttl_s
     assert ttl_s > timeout_s  # the sweeper never releases a reservation whose Lambda still runs
     assert ttl_s == Settings.from_env({Env.RESERVATION_TTL_S: str(ttl_s)}).reservation_ttl_s
 
 
-def test_provider_calls_with_their_retries_fit_in_the_integration_timeout(api_template):
+def test_provider_calls_with_their_retries_fit_in_the_integration_timeout(api_template, timeouts):
     gateway = api_template["Resources"][function_id(api_template, GATEWAY_HANDLER)]["Properties"]
     settings = Settings.from_env(gateway["Environment"]["Variables"])
     worst_case_s = settings.provider_timeout_s * (1 + settings.provider_max_retries)
-    assert worst_case_s < TIMEOUTS.integration_s  # strictly: the answer must still reach API Gateway
+    assert worst_case_s < timeouts.integration_s  # strictly: the answer must still reach API Gateway
