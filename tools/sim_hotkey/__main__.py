@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from tollgate.errors import BudgetExceeded, Conflict, RateLimited
 from tollgate.store import escrow
-from tollgate.store.counters import (KEY_HOUR, KEY_MONTH, USER_MONTH, Level, Window, hour_sk, month_sk,
+from tollgate.store.counters import (KEY_HOUR, KEY_MONTH, USER_MONTH, Level, Window, hour_sk, minute_window, month_sk,
                                      principal_pk, user_pk)
 from tollgate.store.ledger import Ledger, Plan
 from tools.sim_hotkey.client import SimClient
@@ -85,8 +85,8 @@ def room(tables: Tables, levels: tuple[Level, ...], window: Window, cost: Decima
         return out
 
     return (all(total(lvl.pk, lvl.sk, "remainingUsd", lvl.limit) >= cost for lvl in levels)
-            and total(window.pk, window.sk, "remainingRequests", window.rpm) >= 1
-            and total(window.pk, window.sk, "remainingTokens", window.tpm) >= tokens)
+            and total(window.pk, window.sk, window.requests_attr, window.rpm) >= 1
+            and total(window.pk, window.sk, window.tokens_attr, window.tpm) >= tokens)
 
 
 def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal | None = None) -> Result:
@@ -103,7 +103,7 @@ def run(p: Params, design: str, shards: int | None, budget: str, left: Decimal |
         tables.items[(BUDGETS, lvl.pk, lvl.sk)] = {
             "pk": lvl.pk, "sk": lvl.sk, "limitUsd": lvl.limit, "remainingUsd": left, "reservedUsd": Decimal(0),
             "spentUsd": lvl.limit - left, "warned": True}
-    window = Window("RATE#sk-hotkey0001", "MIN#2026-11-27T14:30", p.rpm, p.rpm * 10_000, 60, 1_900_000_000)
+    window = minute_window("sk-hotkey0001", NOW, p.rpm, p.rpm * 10_000, 60, 1_900_000_000)  # the production layout
     usage_total = [Decimal(0)]
 
     def request(n: int, measured: bool) -> None:
