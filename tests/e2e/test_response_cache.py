@@ -5,6 +5,7 @@ user's identical request, an error, and a `no-store` request are not."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ import requests
 
 from tests.e2e.test_sdks import tollgate
 from tollgate.schema import USAGE
+from tollgate.store.usage import PENDING
 
 OPT_IN = "e2e-cache-user"  # caching turned on by the operator (`tollgate users set --cache-ttl`)
 OTHER = "e2e-cache-other"  # no setting: caches only what a request asks for with the header
@@ -45,6 +47,19 @@ def _records(user, request_ids):
         ExpressionAttributeValues={":u": {"S": user}})["Items"]
     found = {i["requestId"]["S"]: i for i in items}
     return [found[r] for r in request_ids]
+
+
+def _settled(user, timeout_s=15.0):
+    """Wait until none of `user`'s usage records is still pending: a stream's settle, and the cache write it
+    carries, runs after the stream's last byte reached the client, so a repeat sent at once may miss."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        items = boto3.client("dynamodb").query(
+            TableName=os.environ[USAGE.env_var], KeyConditionExpression="pk = :u",
+            ExpressionAttributeValues={":u": {"S": user}})["Items"]
+        if not any(i.get("status", {}).get("S") == PENDING for i in items) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _budget(local_stack, user):
@@ -135,6 +150,7 @@ def test_a_whole_stream_is_stored_and_answers_a_plain_repeat(local_stack, keys):
     ask = dict(model="gpt-4o-mini", max_tokens=16, messages=[{"role": "user", "content": marker}])
     streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True)
                        if c.choices)
+    _settled(OPT_IN)
     plain = client.chat.completions.with_raw_response.create(**ask)
     assert plain.headers["x-tollgate-cache"] == "hit"
     answer = plain.parse()
@@ -143,6 +159,7 @@ def test_a_whole_stream_is_stored_and_answers_a_plain_repeat(local_stack, keys):
     request = dict(model="gpt-4o-mini", max_output_tokens=16, input=responses_marker)
     first = "".join(e.delta for e in client.responses.create(**request, stream=True)
                     if e.type == "response.output_text.delta")
+    _settled(OPT_IN)
     again = client.responses.with_raw_response.create(**request)
     assert again.headers["x-tollgate-cache"] == "hit" and again.parse().output_text == first
     replayed = [e for e in client.responses.create(**request, stream=True)]
