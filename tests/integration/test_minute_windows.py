@@ -112,3 +112,22 @@ def test_a_hot_key_on_8_slices_keeps_its_hourly_cap_and_window_on_shared_items(w
     requests, tokens = minute_attrs(HOUR.minute)
     assert rpm - snap.sum(requests) == len(admitted)  # one request taken per admitted request, none lost
     assert tpm - snap.sum(tokens) == sum(t for _, t in admitted)  # tokens settled to what was used
+
+
+def test_an_hourly_cap_can_be_set_on_a_key_hour_item_that_so_far_holds_only_a_minute_window(world):
+    """count_tokens takes a request from the window alone (tollgate.store.windows), so the key-hour item can
+    exist without any budget attribute; an operator's hourly cap for that hour is still set at once."""
+    from tollgate.store.limits import LimitsStore
+    from tollgate.store.windows import RequestWindows
+
+    table, client = world.env["TOLLGATE_BUDGETS_TABLE"], boto3.client("dynamodb")
+    window = minute_window("sk-minutes03", HOUR, 5, 1000, 55, EXPIRES)
+    assert RequestWindows(table, client).take_request(window) == 4
+    LimitsStore(table, client).set_counter_limit(principal_pk("sk-minutes03"), hour_sk(HOUR), Decimal("2.50"))
+    item = _hour_item(world, "sk-minutes03")
+    assert (item["limitUsd"], item["remainingUsd"], item["reservedUsd"], item["spentUsd"]) == (
+        Decimal("2.50"), Decimal("2.50"), 0, 0)
+    assert item[window.requests_attr] == 4  # the window is kept
+    ledger = _ledger(world)
+    with pytest.raises(BudgetExceeded):  # the new cap holds
+        ledger.reserve(_plan("sk-minutes03", HOUR, Decimal("2.60"), Decimal("9.00"), rpm=5, tpm=1000))

@@ -78,12 +78,15 @@ class LimitsStore:
         """
         for _ in range(5):
             old = self._pool(pk, sk)  # the limit lives on the pool; remaining moves there
-            if old is None:
+            if old is None or "limitUsd" not in old:
+                # No budget written yet: the item is absent, or holds only a key's minute windows (a key-hour
+                # item a count_tokens request created: tollgate.store.windows); those are kept.
                 try:
-                    self.client.put_item(
-                        TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
-                        Item=to_item({"pk": pk, "sk": sk, "limitUsd": limit, "remainingUsd": limit,
-                                      "reservedUsd": Decimal(0), "spentUsd": Decimal(0)}))
+                    self.client.update_item(
+                        TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
+                        UpdateExpression="SET limitUsd = :l, remainingUsd = :l, reservedUsd = :z, spentUsd = :z",
+                        ConditionExpression="attribute_not_exists(limitUsd) AND attribute_not_exists(remainingUsd)",
+                        ExpressionAttributeValues=values(l=limit, z=Decimal(0)))
                     return
                 except self.client.exceptions.ConditionalCheckFailedException:
                     continue
