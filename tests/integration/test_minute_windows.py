@@ -131,3 +131,22 @@ def test_an_hourly_cap_can_be_set_on_a_key_hour_item_that_so_far_holds_only_a_mi
     ledger = _ledger(world)
     with pytest.raises(BudgetExceeded):  # the new cap holds
         ledger.reserve(_plan("sk-minutes03", HOUR, Decimal("2.60"), Decimal("9.00"), rpm=5, tpm=1000))
+
+
+def test_a_settle_after_its_minute_ended_does_not_recreate_the_window_a_later_minute_removed(world, monkeypatch):
+    """A long stream settles minutes after its window's minute: the next minutes' reservations have removed that
+    minute's attributes from the key-hour item (counters.CLEARED_MINUTES), and its token refund must not write
+    them back (each one left for the rest of the hour: the item outgrows the 1 KB write unit)."""
+    now = [1000.0]
+    monkeypatch.setattr(escrow, "clock", lambda: now[0])
+    ledger = _ledger(world)
+    limit = Decimal("5.00")
+    stream = ledger.reserve(_plan("sk-minutes04", HOUR, Decimal("0.10"), limit, rpm=10, tpm=10_000, tokens=900))
+    now[0] += 7 * 60
+    later = HOUR + timedelta(minutes=1)  # the next minute's reservation removes minute 30's pair
+    _settle(ledger, ledger.reserve(_plan("sk-minutes04", later, Decimal("0.10"), limit, rpm=10, tpm=10_000)),
+            Decimal("0.01"), 10)
+    _settle(ledger, stream, Decimal("0.04"), 100)  # the stream begun at 14:30 ends now
+    item = _hour_item(world, "sk-minutes04")
+    assert not set(minute_attrs(30)) & set(item)
+    assert item["spentUsd"] == Decimal("0.05") and item["reservedUsd"] == 0  # the money is settled all the same

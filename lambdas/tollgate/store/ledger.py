@@ -120,6 +120,14 @@ class Reservation:
     # counter index (levels, then the window) -> (pk, sk) of the item reserved on, where it is not the
     # counter's own item (a slice of an escrow-sharded counter: tollgate.store.escrow)
     slices: dict[int, tuple[str, str]] = field(default_factory=dict)
+    taken_at: float = field(default_factory=lambda: escrow.clock())  # seconds (escrow.clock) it began: Ledger.reserve
+
+    @property
+    def window_over(self) -> bool:
+        """Whether the rate window's minute has ended: a token refund then frees nothing, and a later minute's
+        reservation may have removed the attribute it would re-create on the key-hour item for good
+        (tollgate.store.counters.minute_window), growing the item past the 1 KB write unit."""
+        return self.plan.window is not None and escrow.clock() - self.taken_at >= self.plan.window.resets_in_s
 
     def key(self, i: int) -> tuple[str, str]:
         """The item counter i was reserved on (settle and release write there)."""
@@ -256,6 +264,13 @@ class Ledger:
 
     # -- reserve -----------------------------------------------------------------------------
     def reserve(self, plan: Plan) -> Reservation:
+        """Reserve the plan's worst case on every level and its tokens in the rate window: _reserve_plan."""
+        began = escrow.clock()
+        res = self._reserve_plan(plan)
+        res.taken_at = began
+        return res
+
+    def _reserve_plan(self, plan: Plan) -> Reservation:
         """Reserve the plan's worst case on every level and its tokens in the rate window, in one
         transaction when this container's expectations are right (module docstring).
 
@@ -811,7 +826,8 @@ class Ledger:
                                      "remainingUsd = remainingUsd + :refund"),
                 "ExpressionAttributeValues": values(cost=plan.cost, actual=actual_cost, refund=refund),
             }})
-        if plan.window and plan.tokens != actual_tokens:
+        refund_tokens = plan.window is not None and plan.tokens != actual_tokens and not res.window_over
+        if refund_tokens:
             items.append(self._token_refund(res.key(len(plan.levels)), plan.window.tokens_attr,
                                             plan.tokens - actual_tokens))
         if plan.idempotency_pk:
@@ -833,7 +849,7 @@ class Ledger:
             raise
         for i in range(len(plan.levels)):  # this container's own change to values it knows
             self._seen.add(res.key(i), "remainingUsd", refund)
-        if plan.window and plan.tokens != actual_tokens:
+        if refund_tokens:
             self._seen.add(res.key(len(plan.levels)), plan.window.tokens_attr, plan.tokens - actual_tokens)
         return True
 
