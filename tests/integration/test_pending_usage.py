@@ -96,6 +96,33 @@ def test_a_settle_after_the_sweepers_release_charges_the_actual_cost_once(world)
     assert ledger.release(expired) is False and ledger.expired_reservations(AFTER_EXPIRY) == []
 
 
+
+def test_a_late_settle_lands_through_as_much_contention_as_a_settle(world, monkeypatch):
+    """A settle after the release is the only record of a paid provider call: like the settle, it is retried
+    through transaction conflicts (_SETTLE_RETRIES), not given up after _CONFLICT_RETRIES as if settled before."""
+    from tollgate.store import escrow
+
+    monkeypatch.setattr(escrow, "backoff", lambda attempt: None)
+    ledger = _ledger(world)
+    plan = _plan("rhea")
+    res = ledger.reserve(plan)
+    [expired] = ledger.expired_reservations(AFTER_EXPIRY)
+    assert ledger.release(expired)
+    real, conflicts = ledger.client.transact_write_items, [6]
+
+    def busy(**kwargs):
+        if conflicts[0] and ":was" in str(kwargs) and RELEASED in str(kwargs["TransactItems"][0]):
+            conflicts[0] -= 1  # the late settle's levels are hot (other containers' transactions hold them)
+            raise ledger.client.exceptions.TransactionCanceledException(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                 "CancellationReasons": [{"Code": "TransactionConflict"}] * len(kwargs["TransactItems"])},
+                "TransactWriteItems")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ledger.client, "transact_write_items", busy)
+    assert ledger.settle(res, _usage(plan), ACTUAL, 120)
+    _assert_charged_once(world, plan)
+
 def test_the_sweeper_cannot_release_a_settled_record(world):
     ledger = _ledger(world)
     plan = _plan("sal")

@@ -866,10 +866,12 @@ class Ledger:
                 "ExpressionAttributeValues": values(actual=actual_cost, zero=ZERO, limit=lvl.limit),
             }})
         try:
-            self._transact(items, token=f"{plan.request_id}/late")
+            self._transact(items, token=f"{plan.request_id}/late", retries=_SETTLE_RETRIES)
             return True
-        except _Cancelled:
-            return False
+        except _Cancelled as c:
+            if c.reasons and c.reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # made final meanwhile (once: its condition)
+            raise  # still contended: the caller logs it, never "settled before"
 
     def _idempotency_outcome(self, pk: str, replay: Replay | None) -> dict[str, Any]:
         key = to_item({"pk": pk, "sk": IDEMPOTENCY_SK})
