@@ -10,7 +10,7 @@ units per admitted request, overshoot in USD (spent beyond a level's limit, over
 requests refused (409, or a budget or rate refusal) while every counter they needed had room for them at
 that instant (the counter's pool and slices summed): "near" starts each level with $4 left, which runs out
 during the run. The line before the last: `refused_with_money=N one_shard_refused_with_money=M` (over
-both budgets). Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the
+both budgets; counted in the warm-up too, so it can exceed the measured `offered`). Last line: `hot_key_rps=X overshoot_usd=Y` (the adaptive design far from its limits; the
 largest overshoot of any run). Deterministic (seeded), a few minutes of CPU.
 """
 from __future__ import annotations

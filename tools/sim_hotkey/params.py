@@ -44,5 +44,13 @@ SOURCES = {
                                               "the ledger's own retries (tollgate.store.ledger._transact)",
     "burst_s, one_way_s, transaction_s, read_s": "assumptions: AWS documents single-digit-millisecond latency, "
                                                  "not these figures; each is printed with the results",
-    "traffic": "the issue's target: one key at 1,000 requests a second and more",
+    "traffic (offered_rps, warmup_s, seconds)": "the issue's target (issue 16: one key at 1,000 requests a second "
+                                                "and more), offered at 1,500/s so the admitted rate has room above it",
+    "provider_s, cost_min, cost_max": "assumptions: a short chat answer's wait and worst case (tools/costing's "
+                                      "request shape is 256 max_tokens); the ledger's protocol does not depend on them",
+    "far_limit_usd, near_left_usd, rpm": "chosen: far never reaches a limit; near runs out within the run; the "
+                                         "rate window is written by every request but never the limit",
+    "seed": "any: the run is deterministic for a seed",
+    "escrow: 32 slices at most, 8 first, borrows of 32 requests": "tollgate.store.escrow (MAX_SHARDS, FIRST_SHARDS, "
+                                                                  "REFILL_REQUESTS): the code under test, not inputs",
 }
