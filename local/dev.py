@@ -412,7 +412,7 @@ Try it (from the repository's directory):
 
   from anthropic import Anthropic
   Anthropic(base_url="{stack.url}", api_key=open("{key_file}").read().strip()) \\
-    .messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=[{{"role": "user", "content": "hi"}}])
+    .messages.create(model="claude-haiku-4-5", max_tokens=50, messages=[{{"role": "user", "content": "hi"}}])
 
   {TOLLGATE} keys create --user alice      # finds this endpoint and admin key in {stack.state_dir}
   {TOLLGATE} usage --user alice

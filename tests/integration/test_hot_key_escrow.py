@@ -421,3 +421,50 @@ def test_a_raised_limit_clears_the_warned_mark_so_the_new_limit_warns_in_its_tur
     res = ledger.reserve(plan)  # the same container, which saw the counter warned: borrows as it now is
     assert USER_MONTH in res.clear_of_warning  # an unwarned pool lent: clear of the new limit's warning zone
     _settle(ledger, res, cost)
+
+
+def test_a_tail_spread_over_more_slices_than_one_transaction_takes_is_drained_first(world):
+    """Three budget levels and the rate window, each spread thin over all MAX_SHARDS slices: draining them
+    into their pools in the reservation itself would take 4 x 33 items, past DynamoDB's 100 per
+    TransactWriteItems (moto refuses it as DynamoDB does). The slices are drained first, on their own."""
+    from tollgate.store.counters import KEY_HOUR, KEY_MONTH, hour_sk, principal_pk
+    from tollgate.store.dynamo import to_item
+
+    table, shards, cent = world.env["TOLLGATE_BUDGETS_TABLE"], escrow.MAX_SHARDS, Decimal("0.01")
+    pid = "key-wide"
+    levels = (Level(KEY_MONTH, principal_pk(pid), month_sk(NOW), LIMIT, FLOOR),
+              Level(USER_MONTH, user_pk("wide"), month_sk(NOW), LIMIT, FLOOR),
+              Level(KEY_HOUR, principal_pk(pid), hour_sk(NOW), LIMIT, FLOOR))
+    for lvl in levels:  # nothing in the pool, a cent in each slice: $0.32 left
+        world.dynamodb.put_item(TableName=table, Item=to_item({
+            "pk": lvl.pk, "sk": lvl.sk, "limitUsd": LIMIT, "remainingUsd": Decimal(0), "reservedUsd": Decimal(0),
+            "spentUsd": LIMIT - shards * cent, escrow.SHARDED: True, escrow.SHARDS: shards, escrow.WARNED: True}))
+        for k in range(1, shards + 1):
+            world.dynamodb.put_item(TableName=table, Item=to_item({
+                "pk": escrow.slice_pk(lvl.pk, k), "sk": lvl.sk, "remainingUsd": cent}))
+    window = Window(f"RATE#{pid}", "MIN#2026-11-27T14:30", 1000, 1000, 55, 1_900_000_000)
+    world.dynamodb.put_item(TableName=table, Item=to_item({  # 32 requests and 128 tokens left, 4 per slice
+        "pk": window.pk, "sk": window.sk, "remainingRequests": 0, "remainingTokens": 0, escrow.SHARDED: True,
+        escrow.SHARDS: shards}))
+    for k in range(1, shards + 1):
+        world.dynamodb.put_item(TableName=table, Item=to_item({
+            "pk": escrow.slice_pk(window.pk, k), "sk": window.sk, "remainingRequests": 1, "remainingTokens": 4}))
+    rid = str(uuid.uuid4())
+    cost = Decimal("0.315")  # fits each level's total, needs every one of its slices
+    plan = Plan(request_id=rid, user="wide", principal_id=pid, levels=levels, window=window, cost=cost,
+                tokens=100, started_at=NOW, expires_at=NOW + timedelta(minutes=15), usage_sk=f"{NOW.isoformat()}#{rid}")
+    ledger = _ledger(world, shards)
+    res = ledger.reserve(plan)
+    for i, lvl in enumerate(levels):
+        assert res.key(i) == (lvl.pk, lvl.sk)  # served by its pool, which the slices were drained into
+        snap = escrow.read_counter(world.dynamodb, table, lvl.pk, lvl.sk)
+        assert snap.pool["reservedUsd"] == cost and snap.pool["remainingUsd"] == shards * cent - cost
+        assert snap.held() == 0  # every slice emptied into the pool, none lost
+    snap = escrow.read_counter(world.dynamodb, table, window.pk, window.sk)
+    assert snap.pool["remainingRequests"] + sum(s["remainingRequests"] for s in snap.slices.values()) == shards - 1
+    assert snap.pool["remainingTokens"] + sum(s["remainingTokens"] for s in snap.slices.values()) == 4 * shards - 100
+    _settle(ledger, res, Decimal("0.3"))
+    for lvl in levels:
+        snap = escrow.read_counter(world.dynamodb, table, lvl.pk, lvl.sk)
+        assert snap.sum("remainingUsd") == shards * cent - Decimal("0.3")
+        assert snap.sum("reservedUsd") == 0 and snap.pool["spentUsd"] == LIMIT - shards * cent + Decimal("0.3")

@@ -37,7 +37,7 @@ USAGE = {
         {"request_id": "r1", "time": "2026-11-27T14:10:42.123Z", "provider": "openai", "model": "gpt-4o-mini",
          "prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15, "cached_tokens": 0,
          "cost_usd": "0.000012", "request_type": "chat", "endpoint": "/v1/chat/completions",
-         "user_agent": "OpenAI/Python", "duration_ms": 321, "byok": False, "status": 200},
+         "user_agent": "OpenAI/Python", "duration_ms": 321, "byok": False, "status": 200, "key_id": "sk-a1b2c3d4e"},
         {"request_id": "r2", "time": "2026-11-27T14:11:00.000Z", "provider": "anthropic",
          "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "deployment": "bedrock-us@us-east-1",
          "prompt_tokens": 12000, "completion_tokens": 800, "total_tokens": 12800,
@@ -261,9 +261,11 @@ def test_usage_query_and_table(api, cli):
     assert api.last["query"] == {"user": ["alice"], "from": ["2026-11-01"], "to": ["2026-11-30"], "limit": ["50"]}
     lines = out.splitlines()
     header = lines[0]
-    for name in ("TIME", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"):
+    for name in ("TIME", "KEY", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"):
         assert name in header
-    model_at, deployment_at = header.index("MODEL"), header.index("DEPLOYMENT")
+    key_at, model_at, deployment_at = header.index("KEY"), header.index("MODEL"), header.index("DEPLOYMENT")
+    # the key that made the call; "-" for a service token or IAM caller (no key)
+    assert lines[1][key_at:].startswith("sk-a1b2c3d4e ") and lines[2][key_at:].startswith("- ")
     assert lines[1][model_at:].startswith("gpt-4o-mini") and lines[2][model_at:].startswith("us.anthropic.claude")
     # the deployment that answered; "-" for a record written before usage records named it
     assert lines[1][deployment_at:].startswith("- ") and lines[2][deployment_at:].startswith("bedrock-us@us-east-1 ")

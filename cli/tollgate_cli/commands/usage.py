@@ -38,12 +38,13 @@ def show(ctx: Context) -> None:
     if not records:
         ctx.print(f"No usage for {result.get('user') or a.user}.")
         return
-    # DEPLOYMENT: which deployment answered (name, @region for Bedrock); "-" for records written before it
-    rows = [(when(r.get("time")), r.get("model"), r.get("deployment"), number(r.get("prompt_tokens")),
+    # KEY: the API key's 12-character id ("-": a service token or IAM caller); DEPLOYMENT: which deployment
+    # answered (name, @region for Bedrock); "-" for records written before it
+    rows = [(when(r.get("time")), r.get("key_id"), r.get("model"), r.get("deployment"), number(r.get("prompt_tokens")),
              number(r.get("completion_tokens")), number(r.get("cached_tokens")), money(r.get("cost_usd")),
              r.get("endpoint"), _status(r)) for r in records]
-    ctx.print(table(("TIME (UTC)", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"), rows,
-                    right=(3, 4, 5, 6)))
+    ctx.print(table(("TIME (UTC)", "KEY", "MODEL", "DEPLOYMENT", "IN", "OUT", "CACHED", "COST", "ENDPOINT", "STATUS"),
+                    rows, right=(4, 5, 6, 7)))
     count = len(records)
     if any(r.get("cached") for r in records):
         ctx.print("(cache hit: answered from Tollgate's response cache at $0, no provider call; CACHED counts the "

@@ -50,6 +50,9 @@ FIRST_SHARDS = 8  # slices a counter gets when it is first found contended; doub
 SHARD_MEMORY_S = 900  # a container keeps a grown shard count this long after its last contention signal
 COLLECT_ROUNDS = 20  # rounds of moving slices back into the pool (each after a backoff) before a limit change gives up
 REFILL_REQUESTS = 32  # a borrow takes this many requests' worth from the pool (at most its share of it)
+# Actions per TransactWriteItems (DynamoDB API Reference, TransactWriteItems: "TransactItems ... Maximum number
+# of 100 items"); a tail drained in the reservation itself stays within it (drain).
+TRANSACT_MAX_ITEMS = 100
 SHARDED = "sharded"  # on a pool: slices may hold part of its value
 SHARDED_AT = "shardedAt"  # on a pool: when a slice last borrowed from it (epoch seconds)
 SHARDS = "shards"  # on a pool: the slice count its last borrower used (a new container starts from it)
@@ -351,6 +354,29 @@ def collect(client: Any, table: str, pk: str, sk: str, rounds: int = COLLECT_ROU
         if attempt < rounds - 1:
             backoff(attempt)
     return read_counter(client, table, pk, sk).held()
+
+
+def drain(client: Any, table: str, h: Hot) -> None:
+    """Move what every slice of counter h holds of its `need` attributes (USD, or requests and tokens) into
+    its pool, ahead of a reservation that would drain more slices than one transaction holds
+    (TRANSACT_MAX_ITEMS). One two-item transaction per slice holding value, on the condition the slice still
+    holds it; one that meets a change is skipped (the reservation reads the counter again). Value only
+    moves between the counter's own items: its total is unchanged."""
+    for k, item in read_counter(client, table, h.pk, h.sk).slices.items():
+        give = {a: item[a] for a, n in h.need.items() if item.get(a, 0 * n) > 0}
+        if not give:
+            continue
+        vals: dict[str, Any] = {}
+        for n, (a, amount) in enumerate(give.items()):
+            vals.update({f"g{n}": amount, f"s{n}": h.start[a]})
+        into = ", ".join(f"{a} = if_not_exists({a}, :s{n}) + :g{n}" for n, a in enumerate(give))
+        try:
+            client.transact_write_items(TransactItems=[
+                slice_give(table, h, k, give),
+                {"Update": {"TableName": table, "Key": to_item({"pk": h.pk, "sk": h.sk}),
+                            "UpdateExpression": f"SET {into}", "ExpressionAttributeValues": values(**vals)}}])
+        except client.exceptions.TransactionCanceledException:
+            pass
 
 
 def lower(client: Any, table: str, pk: str, sk: str, update: dict[str, Any], rounds: int = COLLECT_ROUNDS) -> bool:

@@ -405,7 +405,8 @@ class Ledger:
         slices are empty) rebalances before its first try. Every other counter is held on its own item by
         its limit (a budget level first with its warning floor left over). Two calls (one transaction)
         while the slice holds enough or the pool lends; a borrow the pool refuses adds one, a rebalance a
-        read per sliced counter and a transaction.
+        read per sliced counter and a transaction. Drains that would not fit in one transaction
+        (escrow.TRANSACT_MAX_ITEMS) are done first, on their own (escrow.drain), and the counters read again.
         Tried again after each cancellation (after a backoff when it was contention) until it is admitted
         or refused by a limit, for at most _SHARDED_BUDGET_S; then the counters are read once more, so a
         refusal still names the limit that cannot fit, and only otherwise Conflict (409)."""
@@ -455,6 +456,15 @@ class Ledger:
                         if not st.warned and i not in warn:
                             lent_clear.add(i)
             base = len(items) - len(extras)
+            if len(same_item.merge(items)[0]) > escrow.TRANSACT_MAX_ITEMS:  # tails spread over too many slices
+                for i in sorted(sliced):
+                    if len(gives.get(i, {})) > 1:
+                        escrow.drain(self.client, self.budgets, hot[i])
+                rebalance |= sliced
+                take, gives = {i: None for i in sliced}, {}
+                if escrow.clock() >= deadline:
+                    break
+                continue
             try:
                 self._transact(items, token=f"{plan.request_id}/e{attempt}", retries=1)
             except _Cancelled as c:
