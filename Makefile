@@ -52,12 +52,15 @@ dev-reset: $(VENV)/.stamp-deps
 
 # bcrypt at cost 12 (the deployed default) takes ~0.25 s a hash on an idle core; the tests check what keys
 # do, not what they cost to guess, so they hash at cost 4 (and the local stack's handlers read the same).
-# One pytest-xdist worker per core (`make test TEST_WORKERS=0` runs in one process); tests sharing the CDK
-# synthesis or a module's fixtures stay on one worker, the longest first (tests/conftest.py, --dist loadgroup).
+# pytest-xdist workers: one per core plus one (`make test TEST_WORKERS=0` runs in one process). ~35 s of the
+# suite waits rather than computes (a 35 s paced stream, agent worker processes, provider timeouts), and a
+# worker that waits leaves its core idle; the extra worker fills it (2 cores, idle: 131 s with 2 workers, 110 s
+# with 3, 107 s with 4). Tests sharing the CDK synthesis or a module's fixtures stay on one worker, the
+# longest first (tests/conftest.py, --dist loadgroup).
 # Bytecode is written even where the shell sets PYTHONDONTWRITEBYTECODE: each worker and each subprocess (moto
 # server, CLIs, agent workers) would otherwise compile the project's modules, and pytest rewrite every test
 # module's asserts, again (~5 s of CPU per worker).
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(getattr(os, "sched_getaffinity", lambda _: range(os.cpu_count() or 1))(0)) + 1)')
 test: deps $(LAYER_STAMP)
 	PYTHONDONTWRITEBYTECODE= TOLLGATE_BCRYPT_ROUNDS=4 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
