@@ -15,6 +15,7 @@ The cut-stream rule (docs/design-decisions.md, issue 11), `charged_usage`:
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -55,7 +56,8 @@ CachePut = Callable[[bytes, Usage, str], dict[str, Any] | None]
 @dataclass
 class StreamingReply:
     """A metered answer still being streamed: status and headers go out with the first byte, `events` yields
-    the provider's SSE events unchanged (then one SSE comment with the cost), and the stream is settled
+    the provider's SSE events unchanged (then, if the stream was cut short, an error event in the route's shape
+    (cut_event), and one SSE comment with the cost), and the stream is settled
     exactly once before `events` is exhausted, whether it ended, the provider dropped it, or the client
     went away (`cancel`). `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
 
@@ -115,15 +117,15 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
     sent: list[bytes] = []  # kept for an idempotent replay or the response cache only (both cap what they store)
     keep = res.plan.idempotency_pk is not None or cache_put is not None
     outcome = CUT_BY_CLIENT  # until the loop below proves otherwise
-    first = True
+    forwarded = 0
     try:
         for event in upstream:
             if reply.cancelled:
                 break
-            if first:
-                first = False
+            if not forwarded:
                 gateway._metric(metric_names.TIME_TO_FIRST_TOKEN_MS, "Milliseconds",
                                 (time.monotonic() - started) * 1000)
+            forwarded += 1
             if keep:
                 sent.append(event)
             yield event
@@ -141,8 +143,36 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
             outcome = OK  # the client hung up after the provider's last event: the answer was whole
         comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent,
                           cache_put)
+    if outcome in (CUT_BY_PROVIDER, CUT_BY_TIME_LIMIT) and not upstream.meter.error:
+        yield cut_event(req.path, outcome, gateway.settings.provider_timeout_s, forwarded)
     if outcome != CUT_BY_CLIENT:
         yield comment
+
+
+def cut_event(path: str, outcome: str, limit_s: float, sequence_number: int) -> bytes:
+    """The SSE error event that ends a stream the provider dropped (CUT_BY_PROVIDER) or the gateway cut at its
+    time limit (CUT_BY_TIME_LIMIT, `limit_s` seconds), in the route's own mid-stream error shape, so the SDKs
+    raise instead of returning a truncated answer as if it were whole:
+    - /v1/messages: `event: error` with {"type": "error", "error": {"type": "api_error", ...}} (Anthropic
+      Messages streaming, "Error events": docs.anthropic.com/en/docs/build-with-claude/streaming);
+    - /v1/responses: `event: error` with {"type": "error", "code", "message", "param", "sequence_number"}
+      (OpenAI Responses streaming events, ResponseErrorEvent; `sequence_number`: the events before it);
+    - /v1/chat/completions: `data: {"error": {...}}`, which the openai SDK raises as APIError."""
+    if outcome == CUT_BY_TIME_LIMIT:
+        message = (f"The answer took longer than the gateway's limit of {limit_s:g} s and was cut: it is incomplete. "
+                   "It was charged for what was generated (x-tollgate-cost-usd in the stream's last comment).")
+    else:
+        message = ("The provider's stream ended before its last event: this answer is incomplete. It was charged "
+                   "for what was generated (x-tollgate-cost-usd in the stream's last comment).")
+    if path.endswith("/messages"):
+        body = {"type": "error", "error": {"type": "api_error", "message": message, "code": outcome}}
+        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+    if path.endswith("/responses"):
+        body = {"type": "error", "code": outcome, "message": message, "param": None,
+                "sequence_number": sequence_number}
+        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+    body = {"error": {"message": message, "type": "api_error", "param": None, "code": outcome}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
 def _ended_normally(upstream: Any) -> bool:

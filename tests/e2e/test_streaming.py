@@ -149,8 +149,9 @@ def test_a_provider_dropping_without_usage_is_charged_by_the_rule_never_zero(loc
                                                        "[[fake:stream_interval_ms=20]]"}]}) as resp:
         raw = b"".join(resp.iter_content(None))
         request_id = resp.headers["x-request-id"]
-    events = [e for e in raw.split(b"\n\n") if e.startswith(b"data:")]
+    *events, cut = [e for e in raw.split(b"\n\n") if e.startswith(b"data:")]
     assert len(events) == drop_after and b"[DONE]" not in raw
+    assert json.loads(cut[len(b"data: "):])["error"]["code"] == "stream_cut_by_provider"  # told, not left guessing
     [record] = _eventually(lambda: _usage_record(request_id))
     assert record["errorCode"]["S"] == "stream_cut_by_provider"
     assert Decimal(record["costUsd"]["N"]) > 0
@@ -178,3 +179,29 @@ def test_a_35_second_stream_completes_plain_and_with_an_idempotency_key_which_re
     assert status == 200 and headers["x-tollgate-idempotent-replay"] == "true"
     assert replayed == keyed[2]  # the same events, cost comment included
     assert json.loads(replayed.split(b"data: ")[2].split(b"\n")[0])["object"] == "chat.completion.chunk"
+
+
+def test_a_dropped_stream_raises_in_each_sdk_instead_of_ending_as_if_whole(local_stack, key):
+    """A truncated answer must not look finished: each route ends a dropped stream with its own mid-stream
+    error event, which the openai SDK (chat) and the anthropic SDK raise, and a Responses client reads as an
+    `error` event; the events before it arrive unchanged, and the request is still charged by the rule."""
+    drop = "[[fake:completion_tokens=30]] [[fake:drop_after=3]]"
+    got: list = []
+    with pytest.raises(openai.APIError) as chat_error:
+        for chunk in _oai(local_stack, key).chat.completions.create(
+                model="gpt-4o-mini", max_tokens=40, stream=True, messages=[{"role": "user", "content": f"a {drop}"}]):
+            got.append(chunk)
+    assert len(got) == 3 and "incomplete" in chat_error.value.message
+    assert chat_error.value.body["code"] == "stream_cut_by_provider"
+
+    ant = anthropic.Anthropic(base_url=local_stack.url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as messages_error:
+        with ant.messages.stream(model="claude-haiku-4-5", max_tokens=40,
+                                 messages=[{"role": "user", "content": f"b {drop}"}]) as stream:
+            for _ in stream:
+                pass
+    assert "incomplete" in str(messages_error.value)
+
+    events = list(_oai(local_stack, key).responses.create(model="gpt-4o-mini", input=f"c {drop}", stream=True))
+    assert [e.type for e in events][-1] == "error" and "response.completed" not in [e.type for e in events]
+    assert events[-1].code == "stream_cut_by_provider" and events[-1].sequence_number == len(events) - 1

@@ -2,6 +2,8 @@
 the time limit, failures before the first byte, and idempotent replay of a stream."""
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -38,6 +40,8 @@ def test_a_stream_outliving_the_time_limit_is_cut_by_the_gateway_and_settled_by_
     assert resp["statusCode"] == 200
     text = resp["body"]
     assert "[DONE]" not in text and text.rstrip().endswith(tuple("0123456789"))  # ends with the cost comment
+    cut = json.loads(text.split("\n\n")[-3][len("data: "):])["error"]  # the error event just before it
+    assert cut["code"] == "stream_cut_by_time_limit" and "limit of 0.5 s" in cut["message"]
     [usage] = _usage(world)
     assert usage["errorCode"] == "stream_cut_by_time_limit" and usage["costUsd"] > 0
     assert _month_reserved(world, record.key_id) == 0
