@@ -8,7 +8,7 @@ prompt-bearing fields (`messages`, Anthropic's `system`, the embeddings `input`)
 default to min(max_tokens, 16) and never exceed max_tokens / max_completion_tokens.
 
 In-band controls, written anywhere in the prompt text:
-  [[fake:status=500]]           answer that status with the provider's error JSON
+  [[fake:status=500]]           answer that status with the provider's error JSON (404: its "model not found")
   [[fake:delay_ms=N]]           wait N ms before answering
   [[fake:completion_tokens=N]]  produce N completion tokens (still capped by max_tokens)
   [[fake:empty]]                empty content (0 completion tokens unless completion_tokens is given)
@@ -724,6 +724,12 @@ class FakeProvider:
             return models_reply(wire)
         if not isinstance(body, dict):
             return error_reply(wire, 400, "The request body must be a JSON object.")
+        if controls.status == 404:  # as each provider answers a model it does not serve (unknown or retired)
+            model = str(body.get("model"))
+            if wire == "anthropic":
+                return error_reply(wire, 404, f"model: {model}")
+            return error_reply(wire, 404, f"The model `{model}` does not exist or you do not have access to it.",
+                               code="model_not_found")
         if controls.status and controls.status >= 400:
             return error_reply(wire, controls.status, f"fake provider: forced HTTP {controls.status}",
                                retry_after_ms=controls.retry_after_ms)

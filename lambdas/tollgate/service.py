@@ -576,7 +576,22 @@ def _for_deployment(body: dict[str, Any], deployment: Any, requested: str | None
     return body if deployment.price.id == requested else {**body, "model": deployment.model}
 
 
+# What a provider answers when it does not serve the model at all (404): OpenAI's `model_not_found`, Anthropic's
+# not_found_error "model: <id>" (no code: ProviderRejected's own), Bedrock's ResourceNotFoundException (the
+# model, or its end of life).
+_MODEL_NOT_SERVED_CODES = (ProviderRejected.code, "model_not_found", "ResourceNotFoundException")
+
+
 def _worth_another_deployment(exc: TollgateError) -> bool:
     """A failure another deployment may not have: the provider failing (5xx, timeout, unreachable, Bedrock
-    model access) or rate limiting (429, Bedrock ThrottlingException); never a refusal of the request itself."""
-    return isinstance(exc, ProviderFailed) or (isinstance(exc, ProviderRejected) and exc.status == 429)
+    model access), rate limiting (429, Bedrock ThrottlingException), or not serving the model at all (a 404
+    about the model: retired on that provider, as claude-sonnet-4-5 on the Claude API on 2026-11-30 (the
+    anthropic SDK's deprecation table, anthropic/_data/deprecated_models.py) while Bedrock keeps its own
+    schedule, or not offered in that account or region); never a refusal of the request itself (a 404 about
+    something else, e.g. a Responses `previous_response_id`, is the client's)."""
+    if isinstance(exc, ProviderFailed):
+        return True
+    if not isinstance(exc, ProviderRejected):
+        return False
+    return exc.status == 429 or (exc.status == 404 and exc.param in (None, "model")
+                                 and exc.code in _MODEL_NOT_SERVED_CODES and "model" in exc.message.lower())

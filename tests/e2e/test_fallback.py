@@ -93,8 +93,41 @@ def test_no_fallback_once_a_stream_has_begun(local_stack):
         model=PUBLIC, max_tokens=30, stream=True,
         messages=[{"role": "user", "content": "hi [[fake:drop_after=3]] [[fake:bedrock_status=200]]"}])
     assert raw.headers["x-tollgate-deployment"] == "anthropic"
-    received = list(raw.parse())  # the provider cut it after 3 events: the stream ends early
+    received = []
+    with pytest.raises(openai.APIError, match="incomplete"):  # the provider cut it after 3 events: said so
+        for chunk in raw.parse():
+            received.append(chunk)
     assert received and received[-1].choices[0].finish_reason is None
     assert [c["wire"] for c in local_stack.fake.calls] == ["anthropic"]  # Bedrock never asked
     [record] = tollgate(local_stack, "usage", "--user", user)["records"]
     assert (record["provider"], record["deployment"]) == ("anthropic", "anthropic") and record["status"] != "ok"
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_deployment_that_does_not_serve_the_model_is_skipped_for_the_next(local_stack, sdk):
+    """The Claude API answers 404 "model: <id>" for a model it no longer serves (claude-sonnet-4-5 since its
+    end of life there) while Bedrock keeps its own schedule: the next deployment answers, metered once."""
+    user = f"e2e-fallback-404-{sdk}"
+    key = _new_user(local_stack, user)
+    local_stack.fake.reset()
+    content = "hi [[fake:status=404]] [[fake:bedrock_status=200]]"
+    if sdk == "openai":
+        raw = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=key, max_retries=0).chat.completions \
+            .with_raw_response.create(model=PUBLIC, max_tokens=20, messages=[{"role": "user", "content": content}])
+    else:
+        raw = anthropic.Anthropic(base_url=local_stack.url, api_key=key, max_retries=0).messages \
+            .with_raw_response.create(model=PUBLIC, max_tokens=20, messages=[{"role": "user", "content": content}])
+    assert raw.status_code == 200 and raw.headers["x-tollgate-deployment"] == "bedrock-us"
+    assert [(c["wire"], c["status"]) for c in local_stack.fake.calls] == [("anthropic", 404), ("bedrock", 200)]
+    [record] = tollgate(local_stack, "usage", "--user", user)["records"]
+    assert (record["provider"], record["model"]) == ("bedrock", BEDROCK_MODEL)
+    assert _spent(local_stack, user) == Decimal(record["cost_usd"]) == _cost(record) > 0
+
+
+def test_a_404_about_the_model_on_the_last_deployment_is_the_clients_404_and_nothing_is_charged(local_stack):
+    user = "e2e-fallback-404-both"
+    key = _new_user(local_stack, user)
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=key, max_retries=0).chat.completions.create(
+            model=PUBLIC, max_tokens=20, messages=[{"role": "user", "content": "hi [[fake:status=404]]"}])
+    assert _spent(local_stack, user) == 0

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from tollgate.deployments import Deployments, parse
+from tollgate.errors import ProviderFailed, ProviderRejected
 from tollgate.pricing import Catalogue
+from tollgate.service import _worth_another_deployment
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,20 @@ def test_the_usage_record_names_the_deployment_that_answered_in_one_short_attrib
     item = record(deployment=second.label("us-west-2"))
     assert item["deployment"] == "bedrock-us@us-west-2" and public(item)["deployment"] == "bedrock-us@us-west-2"
     assert "deployment" not in record() and public(record())["deployment"] is None  # written only when known
+
+
+@pytest.mark.parametrize("error, next_one", [
+    (ProviderRejected("model: claude-sonnet-4-5-20250929", status=404), True),  # Anthropic: retired or unknown
+    (ProviderRejected("The model `gpt-x` does not exist or you do not have access to it.", status=404,
+                      code="model_not_found"), True),  # OpenAI
+    (ProviderRejected("This model version has reached the end of its life.", status=404,
+                      code="ResourceNotFoundException"), True),  # Bedrock
+    (ProviderRejected("Previous response with id 'resp_1' not found.", status=404,
+                      param="previous_response_id", code="previous_response_not_found"), False),  # the client's
+    (ProviderRejected("Not found.", status=404), False),  # not about the model
+    (ProviderRejected("max_tokens: too large for this model", status=400, param="max_tokens"), False),
+    (ProviderRejected("rate limited", status=429), True),
+    (ProviderFailed("the provider timed out"), True),
+])
+def test_only_a_failure_another_deployment_may_not_have_moves_on(error, next_one):
+    assert _worth_another_deployment(error) is next_one
