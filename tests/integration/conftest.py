@@ -15,6 +15,7 @@ from local.aws import serialised_mock_aws
 from local.tables import provision
 from tests.integration.world import World
 from tollgate import wiring
+from tollgate.store import ledger as ledger_module
 from tollgate.schema import Env
 
 _create_client = boto3.client
@@ -77,3 +78,12 @@ def world(fake_provider, monkeypatch) -> Iterator[World]:
         wiring.reset()
         yield World(env=env, fake=fake_provider, dynamodb=boto3.client("dynamodb"))
         wiring.reset()
+
+
+@pytest.fixture(autouse=True)
+def _emulator_time(monkeypatch):
+    """The emulator serialises every call (~30 ms each in-process, more on a loaded machine), so the
+    concurrency tests' 24 to 64 threads queue for seconds per call where DynamoDB answers in milliseconds:
+    the escrow's time budget (ledger._SHARDED_BUDGET_S, 5 s) is scaled to match, so a reservation is
+    answered by the limits, never by running out of time (a test that loops still ends)."""
+    monkeypatch.setattr(ledger_module, "_SHARDED_BUDGET_S", 120.0)

@@ -29,14 +29,6 @@ RPM = 100_000
 NOW = datetime(2026, 11, 27, 14, 30, 5, tzinfo=timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def _emulator_time(monkeypatch):
-    """The emulator serialises every call (~30 ms each in-process), so 64 threads queue for seconds per call
-    where DynamoDB answers in milliseconds: the escrow's time budget is scaled to match (a test that loops
-    still ends)."""
-    monkeypatch.setattr(ledger_module, "_SHARDED_BUDGET_S", 120.0)
-
-
 def _ledger(world, shards=SHARDS) -> Ledger:
     return Ledger(world.env["TOLLGATE_BUDGETS_TABLE"], world.env["TOLLGATE_USAGE_TABLE"], boto3.client("dynamodb"),
                   shards=shards)
