@@ -23,25 +23,26 @@ deps: $(VENV)/.stamp-deps node_modules/.stamp
 
 $(VENV)/.stamp-deps: requirements.txt requirements-dev.txt pyproject.toml
 	@echo "installing Python dependencies into $(VENV)… (the first time takes a few minutes)"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements-dev.txt
-	$(PIP) install -q --no-deps -e .
-	touch $@
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q -r requirements-dev.txt
+	@# the build backend's warning box about editable installs says nothing this project needs
+	@PYTHONWARNINGS=ignore $(PIP) install -q --no-deps -e .
+	@touch $@
 
 node_modules/.stamp: package.json package-lock.json
 	@echo "installing the CDK CLI into node_modules…"
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # The Lambda dependency layer: arm64 (aarch64) wheels, installed without Docker.
 layer: $(LAYER_STAMP)
 $(LAYER_STAMP): requirements.txt $(VENV)/.stamp-deps
 	@echo "building the arm64 layer in layers/build…"
-	rm -rf layers/build && mkdir -p $(LAYER_DIR)
-	$(PIP) install -q --no-compile --platform manylinux2014_aarch64 --implementation cp \
+	@rm -rf layers/build && mkdir -p $(LAYER_DIR)
+	@$(PIP) install -q --no-compile --platform manylinux2014_aarch64 --implementation cp \
 		--python-version $(LAYER_PYTHON) --only-binary=:all: --target $(LAYER_DIR) -r requirements.txt
-	touch $@
+	@touch $@
 
 dev: $(VENV)/.stamp-deps
 	$(PY) -m local.dev --port $(PORT)
