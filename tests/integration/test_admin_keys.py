@@ -179,3 +179,20 @@ def test_key_ids_are_recognised_by_shape():
     assert api_keys.is_key_id(raw[:api_keys.KEY_ID_LENGTH]) and api_keys.is_key_id("sk-abcDEF123")
     for text in (raw, raw[3:15], "sk-abcdefgh", "sk-abcdefghij", "sk-abc-efghi", "Bearer sk-ab", "sk-abcdefgh\n", None):
         assert not api_keys.is_key_id(text), text
+
+
+def test_the_rotation_mark_refuses_a_revoked_key_and_no_key(world, monkeypatch):
+    """A revoke landing between a rotation's read and its mark: the mark refuses (409), the successor goes."""
+    from tollgate.errors import KeyRevoked, NotFound
+
+    _, record = world.create_key("revoked-midway")
+    admin = wiring.admin()
+    admin.keys.set_status(record.key_id, api_keys.REVOKED)
+    stale = admin.keys.get
+    monkeypatch.setattr(admin.keys, "get", lambda key_id: record if key_id == record.key_id else stale(key_id))
+    with pytest.raises(KeyRevoked):
+        admin.rotate_key(record.key_id, {"grace_s": 60})
+    assert [r.key_id for r in admin.keys.list_by_user("revoked-midway")] == [record.key_id]
+    with pytest.raises(NotFound) as raised:
+        admin.keys.mark_rotated("sk-abcdefghi", "sk-bcdefghij", None)
+    assert raised.value.message == "No API key with id sk-abcdefghi."
