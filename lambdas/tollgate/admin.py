@@ -8,9 +8,10 @@ from typing import Any
 from tollgate import budgets, metering, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
-from tollgate.errors import InvalidRequest, KeyRevoked, NotFound, shown
+from tollgate.errors import Conflict, InvalidRequest, KeyRevoked, TollgateError
 from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
 from tollgate.settings import Settings
+from tollgate.store.api_keys import already_rotated
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
 from tollgate.plain_numbers import is_plain_integer
@@ -99,21 +100,39 @@ class Admin:
         self.keys.put(record)
         return {"key": raw, **record.public()}
 
+    def _record(self, key_id: str, param: str | None = None) -> api_keys.ApiKeyRecord:
+        """The stored key `key_id`; NotFound (404) if none. An id not shaped like a key id is refused
+        before any read, and never repeated: it may be the secret (api_keys.no_such_key)."""
+        record = self.keys.get(key_id) if api_keys.is_key_id(key_id) else None
+        if record is None:
+            raise api_keys.no_such_key(key_id, param)
+        return record
+
     def list_keys(self, user: str | None) -> dict[str, Any]:
+        """Keys (one user's, or all), oldest first, as ApiKeyRecord.public shows them now (an active key
+        past its expiry: `expired`)."""
+        now = self.clock()
         records = self.keys.list_by_user(user) if user else self.keys.list_all()
-        return {"keys": [r.public() for r in sorted(records, key=lambda r: r.created_at)]}
+        return {"keys": [r.public(now) for r in sorted(records, key=lambda r: r.created_at)]}
 
     def rotate_key(self, key_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A new key for the same user, scopes, limits and budgets; the old one works for `grace_s` more."""
-        old = self.keys.get(key_id)
-        if old is None:
-            raise NotFound(f"No API key with id {shown(key_id)}.")
+        """A new key for the same user, scopes, limits, budgets and own expiry; the old one works for
+        `grace_s` more and records the new key's id (`rotated_to`). A key is rotated once: rotating it
+        again is a Conflict (409, code `key_already_rotated`) naming its successor, so a successor never
+        inherits a grace end as its expiry. KeyRevoked (409) for a revoked key, Conflict (409, code
+        `key_expired`) for an expired one, NotFound (404) for no such key."""
+        old = self._record(key_id)
         if old.status == api_keys.REVOKED:
-            raise KeyRevoked(f"API key {shown(key_id)} is revoked; revocation is final. Create a new key.")
+            raise KeyRevoked(f"API key {key_id} is revoked; revocation is final. Create a new key.")
+        if old.rotated_to:
+            raise already_rotated(old)
+        now = self.clock()
+        if old.status_at(now) == api_keys.EXPIRED:
+            raise Conflict(f"API key {key_id} has expired; its successor would be expired too. Create a new key.",
+                           code="key_expired")
         grace = body.get("grace_s", 86400)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("'grace_s' must be 0 to 2592000 seconds.", param="grace_s")
-        now = self.clock()
         raw, record = api_keys.issue(
             old.user_id, name=old.name, scopes=old.scopes, now=now, rounds=self.settings.bcrypt_rounds,
             expires_at=parse_iso(old.expires_at) if old.expires_at else None, rpm=old.rpm, tpm=old.tpm,
@@ -121,12 +140,19 @@ class Admin:
             lineage=old.lineage or old.key_id)
         self.keys.put(record)
         grace_end = now + timedelta(seconds=grace)
-        if not old.expires_at or parse_iso(old.expires_at) > grace_end:
-            old = self.keys.set_expiry(key_id, iso(grace_end))
-        return {"key": raw, **record.public(), "previous": old.public()}
+        shorter = iso(grace_end) if not old.expires_at or parse_iso(old.expires_at) > grace_end else None
+        try:  # conditional: of two rotations racing, one wins; the loser's unseen key is removed
+            old = self.keys.mark_rotated(key_id, record.key_id, shorter)
+        except TollgateError:
+            self.keys.delete(record.key_id)
+            raise
+        return {"key": raw, **record.public(now), "previous": old.public(now)}
 
     def set_key_status(self, key_id: str, status: str) -> dict[str, Any]:
-        return self.keys.set_status(key_id, status).public()
+        """Set a key's stored status (active, suspended, revoked; see ApiKeyStore.set_status); its public view."""
+        if not api_keys.is_key_id(key_id):
+            raise api_keys.no_such_key(key_id)
+        return self.keys.set_status(key_id, status).public(self.clock())
 
     def issue_token(self, body: dict[str, Any], secrets: Any) -> dict[str, Any]:
         from tollgate.auth import jwt_tokens
@@ -247,9 +273,7 @@ class Admin:
             month = summary(self.limits.counter(budgets.user_pk(user), budgets.month_sk(now)), limit, month_of(now))
             exempt = bool(self.limits.user_limits(user).get("byokBudgetExempt"))
             return {"scope": "user", "id": user, **_monthly(month), "hourly": None, "byok_budget_exempt": exempt}
-        record = self.keys.get(key)
-        if record is None:
-            raise NotFound(f"No API key with id {shown(key)}.")
+        record = self._record(key, "key")
         monthly = record.monthly_budget_usd if record.monthly_budget_usd is not None else self.settings.default_key_monthly_usd
         hourly = record.hourly_budget_usd if record.hourly_budget_usd is not None else self.settings.default_key_hourly_usd
         account = budgets.principal_pk(record.lineage or key)
@@ -281,9 +305,7 @@ class Admin:
             return self.budget(user, None)
         if monthly is None and hourly is None:
             raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
-        record = self.keys.get(key)
-        if record is None:
-            raise NotFound(f"No API key with id {shown(key)}.")
+        record = self._record(key, "key")
         self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
         account = budgets.principal_pk(record.lineage or key)
         if monthly is not None:

@@ -74,10 +74,10 @@ def test_the_apigw_log_line_masks_a_secret_path_segment(secret):
     assert api_keys.masked("/admin/keys/sk-abcdefghi/revoke") == "/admin/keys/sk-abcdefghi/revoke"  # an id
 
 
-def test_a_long_id_is_echoed_cut_to_64_characters(world, root):
-    long_id = "k" * 256
-    error = _error(world.call("POST", f"/admin/keys/{long_id}/rotate", {}, principal=root), 404)
-    assert long_id not in error["message"] and "k" * 64 + "…" in error["message"]
+def test_a_long_id_is_not_echoed_at_all(world, root):
+    long_id = "k" * 256  # not shaped like a key id: it could hold a secret, so none of it is repeated
+    resp = world.call("POST", f"/admin/keys/{long_id}/rotate", {}, principal=root)
+    assert _error(resp, 404)["message"] == api_keys.NOT_A_KEY_ID_MESSAGE and "k" * 9 not in resp["body"]
 
 
 def test_a_long_model_id_is_not_echoed_whole(world, root):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from tollgate.clock import iso, parse_iso
-from tollgate.errors import AuthenticationFailed
+from tollgate.clock import iso, parse_iso, utc_now
+from tollgate.errors import AuthenticationFailed, NotFound
 from tollgate.money import text as usd
 
 PREFIX = "sk-"
@@ -23,11 +23,13 @@ SECRET_LENGTH = 48
 KEY_ID_LENGTH = 12
 _ALPHABET = string.ascii_letters + string.digits
 _SHAPE = re.compile(rf"^sk-[A-Za-z0-9]{{{SECRET_LENGTH}}}$")
+_ID_SHAPE = re.compile(rf"sk-[A-Za-z0-9]{{{KEY_ID_LENGTH - len(PREFIX)}}}")
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
 REVOKED = "revoked"
 STATUSES = (ACTIVE, SUSPENDED, REVOKED)
+EXPIRED = "expired"  # never stored: an active key past its expires_at is reported so (ApiKeyRecord.status_at)
 
 # One message for every failure: which check failed is logged, never told to the caller.
 INVALID = "Invalid API key."
@@ -50,16 +52,25 @@ class ApiKeyRecord:
     hourly_budget_usd: Decimal | None = None
     lineage: str | None = None  # set on a rotated key: the id of the first key of its line
     cache_ttl_s: int | None = None  # response cache TTL for this key's answers (seconds, 0: off); None: the user's
+    rotated_to: str | None = None  # set once the key is rotated: its successor's key id (a key is rotated once)
 
-    def public(self) -> dict:
-        """What an operator may see: everything but the hash."""
+    def status_at(self, now: datetime) -> str:
+        """The status to report at `now`: the stored one (active, suspended, revoked), or EXPIRED for an
+        active key whose expires_at (its own, or a rotation's grace end) has passed. Never written."""
+        if self.status == ACTIVE and self.expires_at and parse_iso(self.expires_at) <= now:
+            return EXPIRED
+        return self.status
+
+    def public(self, now: datetime | None = None) -> dict:
+        """What an operator may see: everything but the hash. `status` is as of `now` (status_at; default
+        the current time), `rotated_to` the successor's key id once the key was rotated (else None)."""
         out = {
             "key_id": self.key_id, "user": self.user_id, "name": self.name, "scopes": list(self.scopes),
-            "status": self.status, "created_at": self.created_at, "expires_at": self.expires_at,
+            "status": self.status_at(now or utc_now()), "created_at": self.created_at, "expires_at": self.expires_at,
             "last_used": self.last_used, "rpm": self.rpm, "tpm": self.tpm,
             "monthly_budget_usd": None if self.monthly_budget_usd is None else usd(self.monthly_budget_usd),
             "hourly_budget_usd": None if self.hourly_budget_usd is None else usd(self.hourly_budget_usd),
-            "lineage": self.lineage, "cache_ttl_s": self.cache_ttl_s,
+            "lineage": self.lineage, "cache_ttl_s": self.cache_ttl_s, "rotated_to": self.rotated_to,
         }
         return out
 
@@ -69,6 +80,30 @@ def key_id_of(raw: str) -> str:
     if not isinstance(raw, str) or not _SHAPE.match(raw):
         raise AuthenticationFailed(INVALID, code="invalid_api_key")
     return raw[:KEY_ID_LENGTH]
+
+
+def is_key_id(text: object) -> bool:
+    """True when `text` is shaped like a key id: `sk-` and KEY_ID_LENGTH - 3 letters or digits (what
+    `issue` stores and `tollgate keys list` shows). Only such text is ever repeated in an error."""
+    return isinstance(text, str) and _ID_SHAPE.fullmatch(text) is not None
+
+
+# What an operator is told when no key has the id given and the id is not shaped like one: it may hold the
+# secret itself (`Bearer sk-…`, the secret without `sk-`), so it is not repeated.
+NOT_A_KEY_ID_MESSAGE = (f"No API key with that id: a key id is the {KEY_ID_LENGTH} characters `{PREFIX}` + "
+                        f"{KEY_ID_LENGTH - len(PREFIX)} shown by `tollgate keys list`; never send the secret key itself.")
+
+
+def named(key_id: str) -> str:
+    """`key_id` as an error message may name it: itself when is_key_id, else "with that id" (never the text)."""
+    return key_id if is_key_id(key_id) else "with that id"
+
+
+def no_such_key(key_id: str, param: str | None = None) -> NotFound:
+    """The 404 for a key id no key has: it names the id only when is_key_id, else NOT_A_KEY_ID_MESSAGE."""
+    if is_key_id(key_id):
+        return NotFound(f"No API key with id {key_id}.", param=param)
+    return NotFound(NOT_A_KEY_ID_MESSAGE, param=param)
 
 
 def looks_like_api_key(token: str) -> bool:
@@ -123,11 +158,8 @@ def issue(user_id: str, *, name: str, scopes: tuple[str, ...], now: datetime, ro
 
 def check_usable(record: ApiKeyRecord, now: datetime) -> str | None:
     """Why a stored key may not be used right now (None if it may)."""
-    if record.status != ACTIVE:
-        return record.status
-    if record.expires_at and parse_iso(record.expires_at) <= now:
-        return "expired"
-    return None
+    status = record.status_at(now)
+    return None if status == ACTIVE else status
 
 
 def secret_matches(raw: str, record: ApiKeyRecord) -> bool:

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tollgate.auth.api_keys import REVOKED, ApiKeyRecord
+from tollgate.auth.api_keys import REVOKED, ApiKeyRecord, named, no_such_key
 from tollgate.clock import iso
-from tollgate.errors import KeyRevoked, NotFound, shown
+from tollgate.errors import Conflict, KeyRevoked
 from tollgate.schema import API_KEYS
 from tollgate.store.dynamo import from_item, to_item, values
 
@@ -15,7 +15,7 @@ _FIELDS = {  # record attribute -> table attribute
     "key_id": "keyId", "user_id": "userId", "name": "name", "scopes": "scopes", "key_hash": "keyHash",
     "created_at": "createdAt", "status": "status", "expires_at": "expiresAt", "last_used": "lastUsed",
     "rpm": "rpm", "tpm": "tpm", "monthly_budget_usd": "monthlyBudgetUsd", "hourly_budget_usd": "hourlyBudgetUsd",
-    "lineage": "lineage", "cache_ttl_s": "cacheTtlS",
+    "lineage": "lineage", "cache_ttl_s": "cacheTtlS", "rotated_to": "rotatedTo",
 }
 
 
@@ -27,6 +27,13 @@ def _to_record(item: dict[str, Any]) -> ApiKeyRecord:
         if kwargs.get(name) is not None:
             kwargs[name] = int(kwargs[name])
     return ApiKeyRecord(**kwargs)
+
+
+def already_rotated(record: ApiKeyRecord) -> Conflict:
+    """The 409 for rotating a key that was rotated before (record.rotated_to set): it names the successor."""
+    return Conflict(f"API key {named(record.key_id)} was already rotated to {named(record.rotated_to or '')}; a key "
+                    f"is rotated once. To replace it again, rotate {named(record.rotated_to or '')}.",
+                    code="key_already_rotated")
 
 
 class ApiKeyStore:
@@ -69,8 +76,8 @@ class ApiKeyStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             if exc.response.get("Item"):
-                raise KeyRevoked(f"API key {shown(key_id)} is revoked; revocation is final. Create a new key.") from None
-            raise NotFound(f"No API key with id {shown(key_id)}.") from None
+                raise KeyRevoked(f"API key {named(key_id)} is revoked; revocation is final. Create a new key.") from None
+            raise no_such_key(key_id) from None
         return _to_record(item)
 
     def set_limits(self, key_id: str, *, monthly_budget_usd: Decimal | None = None,
@@ -89,16 +96,35 @@ class ApiKeyStore:
                 ConditionExpression="attribute_exists(keyId)", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values(**changes))
         except self.client.exceptions.ConditionalCheckFailedException:
-            raise NotFound(f"No API key with id {shown(key_id)}.") from None
+            raise no_such_key(key_id) from None
 
-    def set_expiry(self, key_id: str, expires_at: str) -> ApiKeyRecord:
+    def delete(self, key_id: str) -> None:
+        """Remove a key's item (e.g. a successor whose rotation lost a race before anyone was given it)."""
+        self.client.delete_item(TableName=self.table, Key={"keyId": {"S": key_id}})
+
+    def mark_rotated(self, key_id: str, successor_id: str, expires_at: str | None) -> ApiKeyRecord:
+        """Record that `key_id` was rotated to `successor_id` and, if given, its new expires_at (ISO-8601: the
+        grace end), in one conditional write: a key is rotated once. Returns the updated record. Raises
+        KeyRevoked (409) for a revoked key, Conflict (409, code `key_already_rotated`, naming the successor
+        already made) for a key rotated before, no_such_key's NotFound (404) for no such key."""
+        update, vals = "SET rotatedTo = :to", {"to": successor_id, "revoked": REVOKED}
+        if expires_at:
+            update += ", expiresAt = :e"
+            vals["e"] = expires_at
         try:
             item = self.client.update_item(
-                TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression="SET expiresAt = :e",
-                ConditionExpression="attribute_exists(keyId)", ExpressionAttributeValues=values(e=expires_at),
-                ReturnValues="ALL_NEW")["Attributes"]
-        except self.client.exceptions.ConditionalCheckFailedException:
-            raise NotFound(f"No API key with id {shown(key_id)}.") from None
+                TableName=self.table, Key={"keyId": {"S": key_id}}, UpdateExpression=update,
+                ConditionExpression="attribute_exists(keyId) AND attribute_not_exists(rotatedTo) AND #s <> :revoked",
+                ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values(**vals),
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            old = exc.response.get("Item")
+            if not old:
+                raise no_such_key(key_id) from None
+            record = _to_record(old)
+            if record.status == REVOKED:
+                raise KeyRevoked(f"API key {named(key_id)} is revoked; revocation is final. Create a new key.") from None
+            raise already_rotated(record) from None
         return _to_record(item)
 
     def touch_last_used(self, key_id: str, now: datetime) -> bool:
