@@ -25,7 +25,7 @@ def levels_for(principal: Principal, now: datetime, settings: Settings, *,
     floor = Decimal(1) - settings.warning_threshold
 
     def level(kind: str, pk: str, sk: str, limit: Decimal, expires: int | None = None) -> Level:
-        return Level(kind, pk, sk, limit, limit * floor, expires)
+        return Level(kind, pk, sk, limit, limit * floor, expires, warning_share=floor)
 
     levels = [
         level(KEY_MONTH, principal_pk(principal.account), month_sk(now),

@@ -4,7 +4,7 @@ decides which apply to a request and with what limits."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -33,10 +33,18 @@ class Level:
     expires: int | None = None  # epoch seconds for the item's TTL; None keeps it
     must_exist: bool = False  # created elsewhere with its limit (an agent run's budget); never created here
     owner: str | None = None  # the item's `user` must equal this (a run is charged only for its own user)
+    warning_share: Decimal | None = None  # warning_floor / limit (tollgate.budgets); None: derived from them
 
     @property
     def label(self) -> str:
         return LABELS[self.kind]
+
+    def with_limit(self, limit: Decimal) -> Level:
+        """This level held to another limit (USD), its warning floor the same share of it as before."""
+        share = self.warning_share
+        if share is None:
+            share = self.warning_floor / self.limit if self.limit > 0 else Decimal(0)
+        return replace(self, limit=limit, warning_floor=limit * share)
 
 
 RUN_SK = "RUN"

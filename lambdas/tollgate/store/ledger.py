@@ -277,10 +277,7 @@ class Ledger:
         Raises BudgetExceeded, RateLimited, LoopDetected, IdempotentReplay (an earlier request with this
         Idempotency-Key was answered), IdempotencyKeyReused (422: the key was used for another request),
         Conflict (409: the key's request or this request id is in progress; an unexplained cancellation)."""
-        for level in plan.levels:
-            if plan.cost > level.limit and not level.must_exist:
-                self._replay_if_answered(plan)  # an earlier request with this key was paid for: answer it
-                raise _budget_error(level, level.limit, plan.cost)
+        plan = self._current_limits(plan)
         if plan.window and plan.tokens > plan.window.tpm:
             raise RateLimited(
                 f"This request may use up to {plan.tokens} tokens, more than the limit of {plan.window.tpm} "
@@ -349,6 +346,38 @@ class Ledger:
             res.seen_remaining = seen_remaining
             return res
         raise Conflict("Reservation failed; retry the request.", code="reservation_conflict")
+
+    def _current_limits(self, plan: Plan) -> Plan:
+        """The plan, each level whose limit cannot fit the worst case judged by the limit its budget item holds.
+
+        A level's limit comes with the principal, which API Gateway caches with the authorizer's answer for
+        up to routes.AUTHORIZER_CACHE_TTL_S; an operator's change is written to the period's item at once
+        (limitUsd, remainingUsd: tollgate.store.limits.set_counter_limit). A lowered limit needs nothing here
+        (the transaction's conditions read the item's remainingUsd); a raised one would be refused from the
+        stale limit, so a level whose limit is below the cost is read (one strongly consistent GetItem, only
+        then: the hot path makes no call here) and, if its item holds a limit, held to that one (and its
+        warning floor: Level.with_limit) for the whole reservation. The returned plan is the reservation's.
+
+        Raises BudgetExceeded, naming the item's limit and what is left of it, when that limit (or, with no
+        item or no limit on it yet, the principal's) cannot fit the cost either; IdempotentReplay first when
+        an earlier request with this Idempotency-Key was answered (it was paid for)."""
+        levels = list(plan.levels)
+        for i, level in enumerate(levels):
+            if plan.cost <= level.limit or level.must_exist:
+                continue
+            got = self.client.get_item(TableName=self.budgets, ConsistentRead=True,
+                                       Key=to_item({"pk": level.pk, "sk": level.sk})).get("Item")
+            item = from_item(got) if got else {}
+            if "limitUsd" in item:
+                level = levels[i] = level.with_limit(Decimal(item["limitUsd"]))
+            if plan.cost > level.limit:
+                self._replay_if_answered(plan)  # an earlier request with this key was paid for: answer it
+                if item.get(escrow.SHARDED):  # slices hold part of what is left: count them too
+                    left = escrow.read_counter(self.client, self.budgets, level.pk, level.sk).sum("remainingUsd")
+                else:
+                    left = Decimal(item.get("remainingUsd", level.limit))
+                raise _budget_error(level, min(left, level.limit), plan.cost)
+        return plan if levels == list(plan.levels) else replace(plan, levels=tuple(levels))
 
     # -- escrow-sharded counters (tollgate.store.escrow) -------------------------------------------
     def _contended(self, plan: Plan, hot: dict[int, escrow.Hot], reasons: list[dict[str, Any]],
