@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tollgate import budgets, metering, scopes
+from tollgate import budgets, metering, routes, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
 from tollgate.errors import Conflict, InvalidRequest, KeyRevoked, TollgateError
@@ -301,7 +301,7 @@ class Admin:
                 self.limits.set_byok_budget_exempt(user, exempt)
             if monthly is not None:
                 self.limits.set_user_monthly_usd(user, monthly)
-                self.limits.set_counter_limit(budgets.user_pk(user), budgets.month_sk(now), monthly)
+                self._set_counter_limit(budgets.user_pk(user), budgets.month_sk, now, monthly)
             return self.budget(user, None)
         if monthly is None and hourly is None:
             raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
@@ -309,10 +309,19 @@ class Admin:
         self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
         account = budgets.principal_pk(record.lineage or key)
         if monthly is not None:
-            self.limits.set_counter_limit(account, budgets.month_sk(now), monthly)
+            self._set_counter_limit(account, budgets.month_sk, now, monthly)
         if hourly is not None:
-            self.limits.set_counter_limit(account, budgets.hour_sk(now), hourly)
+            self._set_counter_limit(account, budgets.hour_sk, now, hourly)
         return self.budget(None, key)
+
+    def _set_counter_limit(self, pk: str, period_sk: Any, now: datetime, limit: Decimal) -> None:
+        """Write `limit` (USD) on the budget item of the period holding `now` (`period_sk`: budgets.month_sk or
+        hour_sk), and on the next period's item too when that period begins within the authorizer's cache TTL
+        (routes.AUTHORIZER_CACHE_TTL_S): its first requests may still carry the old limit in their cached
+        principal, and would create the item from it for the whole period."""
+        soon = now + timedelta(seconds=routes.AUTHORIZER_CACHE_TTL_S)
+        for sk in dict.fromkeys((period_sk(now), period_sk(soon))):
+            self.limits.set_counter_limit(pk, sk, limit)
 
 
 def _monthly(month: dict[str, Any]) -> dict[str, Any]:

@@ -174,19 +174,27 @@ def test_a_raised_limit_applies_to_an_escrow_sharded_counter_and_its_refusal_cou
     assert refused.value.level.limit == Decimal("0.01") and refused.value.remaining == Decimal("0.005")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A limit changed within the authorizer's cache TTL (30 s) before a period ends is written to that period's "
-    "item only: the next period's item is then created from the cached limit, and holds it for the whole "
-    "period. Fix where the limit is set (tollgate.admin.set_budget: also the next period's item when the "
-    "change is that close to its start); then remove this mark."))
-def test_a_limit_lowered_just_before_the_hour_ends_holds_the_next_hour_too(world):
+@pytest.mark.parametrize("seconds_left, next_hour_written", [(10, True), (45, False)])
+def test_a_limit_lowered_just_before_the_hour_ends_holds_the_next_hour_too(world, seconds_left, next_hour_written):
+    """A change within the authorizer's cache TTL of the hour's end is written on the next hour's item too:
+    that hour's first requests may carry the old limit and would otherwise create its item from it."""
+    from tollgate import wiring
+
     settings = Settings.from_env()
-    before, after = datetime(2026, 11, 27, 14, 59, 50, tzinfo=timezone.utc), datetime(2026, 11, 27, 15, 0, 5, tzinfo=timezone.utc)
-    LimitsStore(world.env["TOLLGATE_BUDGETS_TABLE"], world.dynamodb).set_counter_limit(
-        budgets.principal_pk("key-edge"), budgets.hour_sk(before), Decimal("0.0001"))
-    cached = principal("u-edge", "key-edge", key_hourly_usd=Decimal("10"))  # as read before the change
+    hour_end = datetime(2026, 11, 27, 15, 0, 0, tzinfo=timezone.utc)
+    before, after = hour_end - timedelta(seconds=seconds_left), hour_end + timedelta(seconds=5)
+    raw, record = world.create_key(user=f"u-edge-{seconds_left}", hourly_budget_usd=Decimal("10"))
+    admin = wiring.admin()
+    admin.clock = lambda: before
+    admin.set_budget({"key": record.key_id, "hourly_usd": "0.0001"})
+    pk = budgets.principal_pk(record.key_id)
+    assert _item(world, pk, budgets.hour_sk(before))["limitUsd"] == Decimal("0.0001")
+    assert (_item(world, pk, budgets.hour_sk(after)) is not None) is next_hour_written
+    if not next_hour_written:
+        return  # 45 s left: every principal cached before the change has expired by the next hour
+    cached = principal(record.user_id, record.key_id, key_hourly_usd=Decimal("10"))  # as read before the change
     rid = str(uuid.uuid4())
-    plan = Plan(request_id=rid, user="u-edge", principal_id="key-edge",
+    plan = Plan(request_id=rid, user=record.user_id, principal_id=record.key_id,
                 levels=tuple(budgets.levels_for(cached, after, settings)), window=None, cost=Decimal("0.001"),
                 tokens=100, started_at=after, expires_at=after + timedelta(minutes=15),
                 usage_sk=f"{after.isoformat()}#{rid}")
