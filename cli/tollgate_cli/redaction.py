@@ -19,15 +19,18 @@ _TOKEN = re.compile(r"[^\s'\",=]+")  # a word of a message; `--opt=value` is spl
 def looks_secret(text: str) -> bool:
     """True when `text` looks like a credential rather than a name, id or path: `sk-` and more
     (Tollgate's, OpenAI's and Anthropic's keys), `Bearer ` and more, `eyJ` (a JWT), or 20+ characters of
-    letters, digits and `_-+/=` mixing two of upper case, lower case and digits (a key without its
-    prefix, an AWS secret...). A value starting like a path (`/`, `.`, `~`) is taken for one unless it
+    letters, digits and `_-+/=` with a run of 16+ (between `-`, `_`, `.`) mixing two of upper case, lower
+    case and digits (a key without its prefix, an AWS secret; not a model id such as
+    claude-sonnet-4-5-20250929). A value starting like a path (`/`, `.`, `~`) is taken for one unless it
     has a key prefix."""
     value = text.strip()
     if re.match(r"(?i)(sk-|bearer\s+)\S", value) or value.startswith("eyJ"):
         return True
     if value[:1] in ("/", ".", "~") or len(value) < 20 or not _RANDOM.fullmatch(value):
         return False
-    return sum(any(test(c) for c in value) for test in (str.isupper, str.islower, str.isdigit)) >= 2
+    classes = (str.isupper, str.islower, str.isdigit)
+    return any(len(run) >= 16 and sum(any(test(c) for c in run) for test in classes) >= 2
+               for run in re.split(r"[-_.]", value))
 
 
 def redact(text: str) -> str:
