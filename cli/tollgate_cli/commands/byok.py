@@ -19,7 +19,7 @@ from tollgate_cli.client import AdminClient, path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import fields, when
-from tollgate_cli.redaction import shown
+from tollgate_cli.redaction import check_credential, shown
 
 PROVIDERS = tuple(sorted(DEFAULT_FACTORIES))
 MAX_KEY_CHARS = 512
@@ -85,7 +85,10 @@ def read_provider_key(ctx: Context) -> str:
         raise UsageError("no provider key given (empty input)")
     if len(key) > MAX_KEY_CHARS:
         raise UsageError(f"the provider key is longer than {MAX_KEY_CHARS} characters")
-    return key
+    source = ("--provider-key-file" if a.provider_key_file and a.provider_key_file != "-"
+              else "the provider key from standard input" if a.provider_key_file == "-" or not sys.stdin.isatty()
+              else "the provider key typed")
+    return check_credential(key, source)  # it goes in a header to the provider: no placeholder, no spaces
 
 
 def set_key(ctx: Context) -> None:
