@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from tollgate_cli import __version__
 from tollgate_cli.errors import ApiError, CliError
+from tollgate_cli.redaction import check_credential
 
 DEFAULT_TIMEOUT_S = 30.0
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -26,10 +27,16 @@ def is_local(endpoint: str) -> bool:
 
 
 class AdminClient:
+    """The gateway's HTTP API, authenticated with `admin_key` (or a user's key) as a bearer token.
+
+    The key is checked first (redaction.check_credential: InputError, exit code 2, naming `key_source`),
+    so a key that cannot go in a header (e.g. the README's `sk-…` placeholder) is refused in one line
+    instead of failing inside http.client."""
+
     def __init__(self, endpoint: str, admin_key: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 auth_hint: str | None = None):
+                 auth_hint: str | None = None, key_source: str = "the API key"):
         self.endpoint = endpoint.rstrip("/")
-        self._admin_key = admin_key
+        self._admin_key = check_credential(admin_key, key_source)
         self.timeout = timeout
         self.auth_hint = auth_hint  # appended to 401/403 messages, e.g. where the key came from
 

@@ -13,6 +13,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from tollgate_cli.errors import CliError, UsageError
+from tollgate_cli.redaction import check_url
 
 ENDPOINT_ENV = "TOLLGATE_ENDPOINT"
 API_KEY_ENV = "TOLLGATE_API_KEY"  # a user's own key, for commands that act as that user
@@ -64,7 +65,7 @@ def normalise_endpoint(endpoint: str, source: str) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"invalid endpoint {endpoint!r} (from {source}): expected http(s)://host[:port][/stage]")
-    return endpoint
+    return check_url(endpoint, source)
 
 
 def resolve(*, endpoint_flag: str | None, admin_key_flag: str | None, environ: Mapping[str, str] = os.environ,

@@ -31,7 +31,8 @@ class Context:
                              environ=self.environ, cwd=self.cwd)
         return AdminClient(cfg.endpoint, cfg.require_admin_key(),
                            timeout=getattr(self.args, "timeout", None) or DEFAULT_TIMEOUT_S,
-                           auth_hint=f"admin key from {cfg.admin_key_source}, endpoint {cfg.endpoint}")
+                           auth_hint=f"admin key from {cfg.admin_key_source}, endpoint {cfg.endpoint}",
+                           key_source=cfg.admin_key_source or "the admin key")
 
     def user_client(self, needs: str) -> AdminClient:
         """A client acting as the calling user: their own key (--tollgate-key, else TOLLGATE_API_KEY), else the
@@ -48,7 +49,8 @@ class Context:
                                "scope)")
             return self.client()
         return AdminClient(cfg.endpoint, own, timeout=getattr(self.args, "timeout", None) or DEFAULT_TIMEOUT_S,
-                           auth_hint=f"API key from {source} (it needs the {needs} scope), endpoint {cfg.endpoint}")
+                           auth_hint=f"API key from {source} (it needs the {needs} scope), endpoint {cfg.endpoint}",
+                           key_source=source)
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")

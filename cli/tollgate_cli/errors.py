@@ -29,3 +29,10 @@ class ApiError(CliError):
         self.status = status
         self.type = type
         self.code = code
+
+
+class InputError(CliError):
+    """A value the CLI refuses before sending anything (exit code 2, one line, no usage line): e.g. a key
+    that cannot be sent in an HTTP header."""
+
+    exit_code = EXIT_USAGE

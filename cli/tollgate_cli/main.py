@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from tollgate_cli import __version__, config, parsing
+from tollgate_cli import __version__, config, invocation, parsing
+from tollgate_cli.arguments import Parser
 from tollgate_cli.commands import bootstrap, budgets, byok, keys, loops, models, runs, tokens, usage, users
 from tollgate_cli.commands import invoice, reconcile
 from tollgate_cli.context import Context
@@ -23,7 +24,7 @@ and {config.STATE_DIR}/{config.ADMIN_KEY_FILE}, looked for in this directory and
 def _options(*, top_level: bool, api: bool = True) -> argparse.ArgumentParser:
     """Options every command takes. They work before or after the command name: below the top level
     their default is SUPPRESS, so an option not repeated there keeps its top-level value."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     unset = {} if top_level else {"default": argparse.SUPPRESS}
     if api:
         p.add_argument("--endpoint", metavar="URL", help=f"the gateway's URL (env {config.ENDPOINT_ENV})", **unset)
@@ -35,7 +36,7 @@ def _options(*, top_level: bool, api: bool = True) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate", parents=[_options(top_level=True)], epilog=EPILOG,
+    parser = Parser(prog=invocation.command(), parents=[_options(top_level=True)], epilog=EPILOG,
                                      description="Manage a Tollgate gateway: API keys, usage and budgets.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tollgate {__version__}")

@@ -341,7 +341,7 @@ def test_budgets_show_key_and_user(api, cli):
     api.on("GET", "/admin/budgets", BUDGET_KEY)
     code, out, err = cli("budgets", "show", "--key", BUDGET_KEY["id"])
     assert code == 0, err
-    assert api.last["query"] == {"key": [BUDGET_KEY["id"]]}
+    assert api.requests[0]["query"] == {"key": [BUDGET_KEY["id"]]}
     assert "monthly" in out and "hourly" in out and "2026-11-27T14" in out
     assert "$10.00" in out and "$1.234567" in out and "$8.755433" in out and "$1.00" in out
 
@@ -357,8 +357,8 @@ def test_budgets_set(api, cli):
     api.on("PUT", "/admin/budgets", BUDGET_KEY)
     code, out, err = cli("budgets", "set", "--key", BUDGET_KEY["id"], "--monthly-usd", "10", "--hourly-usd", "$1")
     assert code == 0, err
-    assert api.last["method"] == "PUT"
-    assert api.last["body"] == {"key": BUDGET_KEY["id"], "monthly_usd": "10", "hourly_usd": "1"}
+    assert api.requests[0]["method"] == "PUT"
+    assert api.requests[0]["body"] == {"key": BUDGET_KEY["id"], "monthly_usd": "10", "hourly_usd": "1"}
     assert "updated" in out and "$10.00" in out
 
     code, out, _ = cli("budgets", "set", "--user", "alice", "--monthly-usd", "25.50", "--json")
@@ -370,12 +370,12 @@ def test_budgets_set(api, cli):
 # --- errors -------------------------------------------------------------------------------------------------------
 
 def test_api_error_prints_the_servers_message(api, cli):
-    api.on("POST", "/admin/keys/sk-nope/revoke",
-           {"error": {"message": "No API key with id sk-nope.", "type": "not_found_error", "code": "not_found"}},
+    api.on("POST", "/admin/keys/sk-NOPEnope1/revoke",
+           {"error": {"message": "No API key with id sk-NOPEnope1.", "type": "not_found_error", "code": "not_found"}},
            status=404)
-    code, out, err = cli("keys", "revoke", "sk-nope")
+    code, out, err = cli("keys", "revoke", "sk-NOPEnope1")
     assert code == 1 and out == ""
-    assert err.strip() == "tollgate: No API key with id sk-nope. (HTTP 404 not_found)"
+    assert err.strip() == "tollgate: No API key with id sk-NOPEnope1. (HTTP 404 not_found)"
 
 
 def test_unauthorised_names_where_the_key_came_from_but_not_the_key(api, cli):

@@ -178,3 +178,20 @@ def test_an_unreadable_key_file_is_a_clear_error(api, cli, tmp_path):
     code, _, err = cli("byok", "set", "--provider", "openai", "--provider-key-file", str(tmp_path / "missing"),
                        "--tollgate-key", USER_KEY)
     assert code == 1 and "cannot read" in err and api.requests == []
+
+
+@pytest.mark.parametrize("how", ["file", "stdin", "prompt"])
+@pytest.mark.parametrize("value,shown", [("sk-\u2026", "U+2026 HORIZONTAL ELLIPSIS"), ("sk-alice own", "U+0020 SPACE")])
+def test_a_provider_key_that_cannot_be_sent_is_refused_before_the_call(api, cli, tmp_path, monkeypatch, how, value,
+                                                                       shown):
+    argv = ["byok", "set", "--provider", "openai", "--tollgate-key", USER_KEY]
+    if how == "file":
+        (tmp_path / "openai.key").write_text(value + "\n", encoding="utf-8")
+        code, out, err = cli(*argv, "--provider-key-file", str(tmp_path / "openai.key"))
+    elif how == "prompt":
+        monkeypatch.setattr(byok_command.getpass, "getpass", lambda prompt: value)
+        code, out, err = cli(*argv, tty=True)
+    else:
+        code, out, err = cli(*argv, stdin=value + "\n")
+    assert code == 2 and api.requests == [] and "Traceback" not in err
+    assert shown in err and "position" in err and "alice" not in err

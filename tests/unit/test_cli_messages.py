@@ -36,7 +36,7 @@ def test_a_whole_secret_key_is_refused_and_never_echoed(api, cli, argv):
 def test_a_key_id_is_accepted(api, cli):
     api.on("GET", "/admin/budgets", BUDGET_KEY)
     assert cli("budgets", "show", "--key", NEW_KEY[:12])[0] == 0
-    assert api.last["query"] == {"key": [NEW_KEY[:12]]}
+    assert api.requests[0]["query"] == {"key": [NEW_KEY[:12]]}
 
 
 def test_zero_grace_is_refused_saying_why(api, cli):
@@ -78,7 +78,7 @@ def test_service_users_are_not_looked_up(api, cli):
     api.on("GET", "/admin/budgets", BUDGET_USER)
     code, _, err = cli("budgets", "show", "--user", "svc:nightly")
     assert code == 0 and "warning" not in err
-    assert [r["path"] for r in api.requests] == ["/admin/budgets"]
+    assert "/admin/keys" not in [r["path"] for r in api.requests]
 
 
 def test_keys_list_shows_the_effective_default_budgets(api, cli):

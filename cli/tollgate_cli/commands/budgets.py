@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
-from tollgate_cli import parsing
+from tollgate_cli import invocation, parsing
+from tollgate_cli.client import path_param
+from tollgate_cli.commands.keys import DEFAULT_MARK
 from tollgate_cli.context import Context
 from tollgate_cli.known_users import warn_if_unknown
-from tollgate_cli.errors import UsageError
+from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import money, table
 
 
@@ -37,7 +40,7 @@ def _who(p: argparse.ArgumentParser) -> None:
 def show(ctx: Context) -> None:
     a = ctx.args
     query = {"user": a.user} if a.user is not None else {"key": a.key}
-    _render(ctx, ctx.client().get("/admin/budgets", query))
+    _render(ctx, ctx.client().get("/admin/budgets", query), defaults=_defaults(ctx))
     if a.user is not None:
         warn_if_unknown(ctx, a.user, "The figures shown are the defaults.")
 
@@ -57,22 +60,53 @@ def set_budget(ctx: Context) -> None:
     if not ctx.json:
         ctx.print(f"Budget updated for {result.get('scope') or ('user' if a.user else 'key')} "
                   f"{result.get('id') or a.user or a.key}.")
-    _render(ctx, result, heading=False)
+    _render(ctx, result, heading=False, defaults=_defaults(ctx))
     if a.user is not None:
         warn_if_unknown(ctx, a.user, "The budget is set and applies from their first key; check the spelling.")
 
 
-def _render(ctx: Context, budget: dict, heading: bool = True) -> None:
+def _defaults(ctx: Context) -> tuple[bool, bool]:
+    """Whether the (monthly, hourly) limits shown are the deployment's defaults rather than set ones. The
+    budgets answer does not say, so it is read where it is recorded: the key's record (GET /admin/keys,
+    monthly_budget_usd / hourly_budget_usd null) or the user's settings (GET /admin/users/{user},
+    monthly_usd null). (False, False), nothing marked, in --json mode or if that cannot be read."""
+    a = ctx.args
+    if ctx.json:
+        return False, False
+    try:
+        if a.user is not None:
+            return ctx.client().get(f"/admin/users/{path_param(a.user)}").get("monthly_usd") is None, False
+        key = next((k for k in ctx.client().get("/admin/keys").get("keys") or [] if k.get("key_id") == a.key), None)
+    except (CliError, AttributeError):
+        return False, False
+    if key is None:
+        return False, False
+    return key.get("monthly_budget_usd") is None, key.get("hourly_budget_usd") is None
+
+
+def _limit(value: object, default: bool) -> str:
+    return money(value, none="no limit") + (DEFAULT_MARK if default else "")
+
+
+def _render(ctx: Context, budget: dict, heading: bool = True, defaults: tuple[bool, bool] = (False, False)) -> None:
+    """The budget as a table; limits that are the deployment's defaults (`defaults`: monthly, hourly) are
+    marked with DEFAULT_MARK and explained below it, as `keys list` does."""
     if ctx.json:
         ctx.print_json(budget)
         return
     if heading:
         ctx.print(f"Budget for {budget.get('scope')} {budget.get('id')}")
-    rows = [("monthly", budget.get("period"), money(budget.get("monthly_limit_usd"), none="no limit"),
+    rows = [("monthly", budget.get("period"), _limit(budget.get("monthly_limit_usd"), defaults[0]),
              money(budget.get("spent_usd")), money(budget.get("reserved_usd")), money(budget.get("remaining_usd")))]
     hourly = budget.get("hourly")
     if hourly:
-        rows.append(("hourly", hourly.get("period"), money(hourly.get("limit_usd"), none="no limit"),
+        rows.append(("hourly", hourly.get("period"), _limit(hourly.get("limit_usd"), defaults[1]),
                      money(hourly.get("spent_usd")), money(hourly.get("reserved_usd")),
                      money(hourly.get("remaining_usd"))))
     ctx.print(table(("WINDOW", "PERIOD", "LIMIT", "SPENT", "RESERVED", "REMAINING"), rows, right=(2, 3, 4, 5)))
+    if defaults[0] or (defaults[1] and hourly):
+        who = f"--user {shlex.quote(ctx.args.user)}" if ctx.args.user is not None else f"--key {ctx.args.key}"
+        flags = " ".join(flag for flag, default in (("--monthly-usd USD", defaults[0]),
+                                                    ("--hourly-usd USD", defaults[1] and hourly)) if default)
+        ctx.print(f"{DEFAULT_MARK} the deployment's default budget (set one: {invocation.command()} budgets set "
+                  f"{who} {flags})")

@@ -14,10 +14,12 @@ import sys
 
 from tollgate.providers.registry import DEFAULT_FACTORIES
 from tollgate_cli import config
+from tollgate_cli.arguments import refuse
 from tollgate_cli.client import AdminClient, path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import fields, when
+from tollgate_cli.redaction import check_credential, shown
 
 PROVIDERS = tuple(sorted(DEFAULT_FACTORIES))
 MAX_KEY_CHARS = 512
@@ -35,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     _provider(p)
     p.add_argument("--provider-key-file", metavar="FILE",
                    help="read the provider's API key (e.g. OpenAI's sk-...) from this file ('-': standard input)")
+    refuse(p, ("--provider-key", "--key", "--api-key", "--openai-key", "--anthropic-key"),
+           "a provider key is never taken from the command line (it would stay in the shell's history); "
+           "put it in a file and pass --provider-key-file FILE, pipe it in, or type it at the prompt. Your "
+           "Tollgate key goes in --tollgate-key. The value given is not repeated.")
     p.set_defaults(handler=set_key, parser=p)
 
     p = sub.add_parser("show", parents=[common], help="show your stored key for a provider (last 4 characters)",
@@ -69,7 +75,7 @@ def read_provider_key(ctx: Context) -> str:
             with open(a.provider_key_file, encoding="utf-8") as f:
                 text = f.read(MAX_KEY_CHARS * 2)
         except OSError as e:
-            raise CliError(f"cannot read {a.provider_key_file}: {e.strerror or e}") from None
+            raise CliError(f"cannot read --provider-key-file {shown(a.provider_key_file)}: {e.strerror or e}") from None
     elif a.provider_key_file == "-" or not sys.stdin.isatty():
         text = sys.stdin.readline()
     else:
@@ -79,7 +85,10 @@ def read_provider_key(ctx: Context) -> str:
         raise UsageError("no provider key given (empty input)")
     if len(key) > MAX_KEY_CHARS:
         raise UsageError(f"the provider key is longer than {MAX_KEY_CHARS} characters")
-    return key
+    source = ("--provider-key-file" if a.provider_key_file and a.provider_key_file != "-"
+              else "the provider key from standard input" if a.provider_key_file == "-" or not sys.stdin.isatty()
+              else "the provider key typed")
+    return check_credential(key, source)  # it goes in a header to the provider: no placeholder, no spaces
 
 
 def set_key(ctx: Context) -> None:

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from tollgate import scopes as scope_names
 from tollgate.clock import iso
-from tollgate_cli import parsing
+from tollgate_cli import invocation, parsing
 from tollgate_cli.client import path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError
 from tollgate_cli.formatting import fields, money, number, table, when
 
 ONCE_WARNING = "Copy this key now: it cannot be shown again (Tollgate stores only its hash)."
+MAX_GRACE = timedelta(days=30)  # the gateway's limit on grace_s (POST /admin/keys/{id}/rotate)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -56,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                    "The old key keeps working for the grace period, then expires.")
     p.add_argument("key_id", metavar="KEY_ID", type=parsing.key_id,
                    help="the id of the key to rotate (its first 12 characters)")
-    p.add_argument("--grace", type=parsing.duration, default=None, metavar="DURATION",
-                   help="how long the old key keeps working, e.g. 1h or 7d (default 24h; above zero: to stop "
-                        "a key at once, revoke it)")
+    p.add_argument("--grace", type=parsing.key_duration(maximum=MAX_GRACE), default=None, metavar="DURATION",
+                   help="how long the old key keeps working, e.g. 1h, 7d or 1h30m (default 24h; longer than "
+                        "zero and at most 30d: to stop a key at once, revoke it)")
     p.set_defaults(handler=rotate, parser=p)
 
 
@@ -106,7 +107,8 @@ def list_keys(ctx: Context) -> None:
     ctx.print(table(("KEY ID", "USER", "NAME", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES",
                      "MONTHLY", "HOURLY", "RPM", "TPM"), rows, right=(8, 9, 10, 11)))
     if any(k.get("monthly_budget_usd") is None or k.get("hourly_budget_usd") is None for k in keys):
-        ctx.print(f"{DEFAULT_MARK} the deployment's default budget for a key (set one: tollgate budgets set --key KEY_ID)")
+        ctx.print(f"{DEFAULT_MARK} the deployment's default budget for a key "
+                  f"(set one: {invocation.command()} budgets set --key KEY_ID)")
 
 
 DEFAULT_MARK = "*"

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from tollgate.runs import AGENTS, TERMINAL
-from tollgate_cli import config, parsing
+from tollgate_cli import config, invocation, parsing
 from tollgate_cli.client import AdminClient, path_param
 from tollgate_cli.context import Context
 from tollgate_cli.errors import CliError, UsageError
 from tollgate_cli.formatting import fields, money, table, when
+from tollgate_cli.redaction import shown
 
 POLL_EVERY_S = 2.0
 
@@ -63,7 +64,7 @@ def _read_input(name: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     except OSError as e:
-        raise UsageError(f"cannot read --input-file {name}: {e.strerror or e}") from None
+        raise UsageError(f"cannot read --input-file {shown(name)}: {e.strerror or e}") from None
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -90,7 +91,7 @@ def start(ctx: Context) -> None:
     if not a.wait:
         ctx.print(f"Started run {run.get('id')} ({run.get('agent')}, budget {money(run.get('budget_usd'))}): "
                   f"{run.get('status')}.")
-        ctx.print(f"Follow it: tollgate runs show {run.get('id')}")
+        ctx.print(f"Follow it: {invocation.command()} runs show {run.get('id')}")
         return
     _render(ctx, run)
 
@@ -103,7 +104,7 @@ def _wait(client: AdminClient, run_id: str, wait_s: float) -> dict[str, Any]:
             return run
         if time.monotonic() >= deadline:
             raise CliError(f"run {run_id} is still {run.get('status')} after {wait_s:g}s "
-                           f"(see: tollgate runs show {run_id})")
+                           f"(see: {invocation.command()} runs show {run_id})")
         time.sleep(POLL_EVERY_S)
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from tollgate import scopes
-from tollgate_cli import parsing
+from tollgate.auth.jwt_tokens import MAX_TTL_S
+from tollgate_cli import invocation, parsing
 from tollgate_cli.context import Context
 from tollgate_cli.formatting import fields, when
 from tollgate_cli.known_users import service_user, warn_if_unknown
@@ -18,11 +20,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--service", required=True, help="the service's name (the token's subject)")
     p.add_argument("--scopes", nargs="+", required=True, choices=scopes.ALL, metavar="SCOPE",
                    help=f"scopes to grant: {', '.join(scopes.ALL)}")
-    p.add_argument("--ttl", type=parsing.duration, default=None, metavar="DURATION",
+    p.add_argument("--ttl", type=parsing.duration_type(maximum=timedelta(seconds=MAX_TTL_S)), default=None,
+                   metavar="DURATION",
                    help="lifetime, e.g. 30s, 15m, 1h (default 1h, at most 12h)")
     p.add_argument("--user", help="the user whose budgets the service's calls count against and under whom their "
                                   f"usage is recorded (default: {service_user('SERVICE')}, e.g. "
-                                  f"`tollgate usage --user {service_user('nightly')}`)")
+                                  f"`{invocation.command()} usage --user {service_user('nightly')}`)")
     p.set_defaults(handler=issue, parser=p)
 
 
@@ -42,6 +45,6 @@ def issue(ctx: Context) -> None:
     ctx.print(fields([("service", result.get("service")), ("scopes", " ".join(result.get("scopes") or [])),
                       ("expires", when(result.get("expires_at")))]))
     ctx.print("This token is shown once. Send it as `Authorization: Bearer <token>`.")
-    ctx.print(f"Its usage: tollgate usage --user {a.user or service_user(a.service)}")
+    ctx.print(f"Its usage: {invocation.command()} usage --user {a.user or service_user(a.service)}")
     if a.user:
         warn_if_unknown(ctx, a.user, "The token's calls count against that user's budgets; check the spelling.")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
-from tollgate_cli import parsing
+from tollgate_cli import invocation, parsing
 from tollgate_cli.context import Context
 from tollgate_cli.formatting import money, number, table, when
+from tollgate_cli.known_users import SERVICE_USER_PREFIX, service_user
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -37,6 +39,9 @@ def show(ctx: Context) -> None:
     records = result.get("records") or []
     if not records:
         ctx.print(f"No usage for {result.get('user') or a.user}.")
+        if not a.user.startswith(SERVICE_USER_PREFIX):
+            ctx.print(f"(a service token's calls are recorded under {service_user('NAME')}: for the service "
+                      f"{a.user!r}, try `{invocation.command()} usage --user {shlex.quote(service_user(a.user))}`)")
         return
     # KEY: the API key's 12-character id ("-": a service token or IAM caller); DEPLOYMENT: which deployment
     # answered (name, @region for Bedrock); "-" for records written before it
