@@ -269,10 +269,12 @@ class Admin:
             raise InvalidRequest("Name exactly one of 'user' or 'key'.")
         if user:
             limit = self.limits.user_monthly_usd(user)
-            limit = self.settings.default_user_monthly_usd if limit is None else limit
+            default = limit is None
+            limit = self.settings.default_user_monthly_usd if default else limit
             month = summary(self.limits.counter(budgets.user_pk(user), budgets.month_sk(now)), limit, month_of(now))
             exempt = bool(self.limits.user_limits(user).get("byokBudgetExempt"))
-            return {"scope": "user", "id": user, **_monthly(month), "hourly": None, "byok_budget_exempt": exempt}
+            return {"scope": "user", "id": user, **_monthly(month), "monthly_limit_is_default": default,
+                    "hourly": None, "byok_budget_exempt": exempt}
         record = self._record(key, "key")
         monthly = record.monthly_budget_usd if record.monthly_budget_usd is not None else self.settings.default_key_monthly_usd
         hourly = record.hourly_budget_usd if record.hourly_budget_usd is not None else self.settings.default_key_hourly_usd
@@ -280,7 +282,9 @@ class Admin:
         month = summary(self.limits.counter(account, budgets.month_sk(now)), monthly, month_of(now))
         hour = summary(self.limits.counter(account, budgets.hour_sk(now)), hourly,
                        budgets.hour_sk(now).split("#", 1)[1])
-        return {"scope": "key", "id": key, **_monthly(month), "hourly": hour}
+        # *_is_default: no limit was set for this key (user), so the deployment's default applies
+        return {"scope": "key", "id": key, **_monthly(month), "monthly_limit_is_default": record.monthly_budget_usd is None,
+                "hourly": {**hour, "limit_is_default": record.hourly_budget_usd is None}}
 
     def set_budget(self, body: dict[str, Any]) -> dict[str, Any]:
         user, key = body.get("user"), body.get("key")

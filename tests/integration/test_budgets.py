@@ -289,3 +289,24 @@ def test_a_replay_is_answered_even_after_the_budget_ran_out(world):
         assert again["statusCode"] == 200 and headers_of(again)["x-tollgate-idempotent-replay"] == "true"
     fresh = world.call("POST", CHAT, _chat("pay once", max_tokens=20), principal=who, headers={"Idempotency-Key": "p-2"})
     assert fresh["statusCode"] == 429
+
+
+def test_the_budgets_answer_says_which_limits_are_the_deployments_defaults(world):
+    _, record = world.create_key(user="hana")
+    admin_raw, _ = world.create_key(user="root", scopes=("admin",))
+    admin = world.principal(admin_raw)
+
+    def shown(query):
+        resp = world.call("GET", "/admin/budgets", None, principal=admin, query=query)
+        assert resp["statusCode"] == 200, resp["body"]
+        return body_of(resp)
+
+    key = shown({"key": record.key_id})
+    assert key["monthly_limit_is_default"] is True and key["hourly"]["limit_is_default"] is True
+    assert world.call("PUT", "/admin/budgets", {"key": record.key_id, "hourly_usd": "3"},
+                      principal=admin)["statusCode"] == 200
+    key = shown({"key": record.key_id})
+    assert key["monthly_limit_is_default"] is True and key["hourly"]["limit_is_default"] is False
+    assert shown({"user": "hana"})["monthly_limit_is_default"] is True
+    assert world.call("PUT", "/admin/budgets", {"user": "hana", "monthly_usd": "7"}, principal=admin)["statusCode"] == 200
+    assert shown({"user": "hana"})["monthly_limit_is_default"] is False

@@ -4,6 +4,7 @@ durations; and the CLI's own hints, which name the program as it was invoked."""
 from __future__ import annotations
 
 import argparse
+import json
 import ast
 import os
 import re
@@ -311,7 +312,8 @@ def test_a_key_lifetime_has_no_maximum(api, cli):
 
 # --- 7. default budgets are marked in budgets show / set ----------------------------------------------------------
 
-DEFAULTS = {**BUDGET_KEY, "monthly_limit_usd": "100", "hourly": {**BUDGET_KEY["hourly"], "limit_usd": "25"}}
+DEFAULTS = {**BUDGET_KEY, "monthly_limit_usd": "100", "monthly_limit_is_default": True,
+            "hourly": {**BUDGET_KEY["hourly"], "limit_usd": "25", "limit_is_default": True}}
 
 
 def _limits(out: str) -> list[str]:
@@ -320,44 +322,42 @@ def _limits(out: str) -> list[str]:
 
 def test_budgets_show_marks_a_keys_default_limits(api, cli):
     api.on("GET", "/admin/budgets", DEFAULTS)
-    api.on("GET", "/admin/keys", {"keys": [{**KEY, "key_id": "sk-other0001"},
-                                           {**KEY, "monthly_budget_usd": None, "hourly_budget_usd": None}]})
     code, out, err = cli("budgets", "show", "--key", KEY["key_id"])
     assert code == 0, err
     assert _limits(out) == ["$100.00*", "$25.00*"]
     assert f"* the deployment's default budget (set one: tollgate budgets set --key {KEY['key_id']} " \
            "--monthly-usd USD --hourly-usd USD)" in out
+    assert [r["path"] for r in api.requests] == ["/admin/budgets"]  # the answer says so: no look-up
 
-    api.on("GET", "/admin/keys", {"keys": [{**KEY, "monthly_budget_usd": "100", "hourly_budget_usd": None}]})
+    api.on("GET", "/admin/budgets", {**DEFAULTS, "monthly_limit_is_default": False})
     out = cli("budgets", "show", "--key", KEY["key_id"])[1]
     assert _limits(out) == ["$100.00", "$25.00*"] and "--hourly-usd USD)" in out and "--monthly-usd" not in out
 
-    api.on("GET", "/admin/keys", {"keys": [{**KEY, "monthly_budget_usd": "100", "hourly_budget_usd": "25"}]})
+    api.on("GET", "/admin/budgets", {**DEFAULTS, "monthly_limit_is_default": False,
+                                     "hourly": {**DEFAULTS["hourly"], "limit_is_default": False}})
     out = cli("budgets", "show", "--key", KEY["key_id"])[1]
     assert _limits(out) == ["$100.00", "$25.00"] and "default" not in out
 
-    api.on("PUT", "/admin/budgets", {**DEFAULTS, "monthly_limit_usd": "5"})
-    api.on("GET", "/admin/keys", {"keys": [{**KEY, "monthly_budget_usd": "5", "hourly_budget_usd": None}]})
+    api.on("PUT", "/admin/budgets", {**DEFAULTS, "monthly_limit_usd": "5", "monthly_limit_is_default": False})
     out = cli("budgets", "set", "--key", KEY["key_id"], "--monthly-usd", "5")[1]
     assert _limits(out) == ["$5.00", "$25.00*"]
 
-    api.requests.clear()
-    code, out, _ = cli("budgets", "show", "--key", KEY["key_id"], "--json")  # the API's answer, no look-up
-    assert code == 0 and "*" not in out and [r["path"] for r in api.requests] == ["/admin/budgets"]
+    api.on("GET", "/admin/budgets", DEFAULTS)
+    code, out, _ = cli("budgets", "show", "--key", KEY["key_id"], "--json")  # the API's answer, unmarked
+    assert code == 0 and "*" not in out and json.loads(out)["monthly_limit_is_default"] is True
 
 
 def test_budgets_show_marks_a_users_default_limit(api, cli):
-    api.on("GET", "/admin/budgets", {**BUDGET_USER, "monthly_limit_usd": "50"})
+    api.on("GET", "/admin/budgets", {**BUDGET_USER, "monthly_limit_usd": "50", "monthly_limit_is_default": True})
     api.on("GET", "/admin/keys", {"keys": [KEY]})
-    api.on("GET", "/admin/users/alice", {"user": "alice", "monthly_usd": None})
     out = cli("budgets", "show", "--user", "alice")[1]
     assert _limits(out) == ["$50.00*"] and "budgets set --user alice --monthly-usd USD" in out
-    api.on("GET", "/admin/users/alice", {"user": "alice", "monthly_usd": "50"})
+    api.on("GET", "/admin/budgets", {**BUDGET_USER, "monthly_limit_usd": "50", "monthly_limit_is_default": False})
     out = cli("budgets", "show", "--user", "alice")[1]
     assert _limits(out) == ["$50.00"] and "default" not in out
 
 
-def test_an_unreadable_key_record_leaves_the_limits_unmarked(api, cli):
-    api.on("GET", "/admin/budgets", DEFAULTS)  # GET /admin/keys answers 404 here
+def test_an_answer_without_the_default_flags_leaves_the_limits_unmarked(api, cli):
+    api.on("GET", "/admin/budgets", {**BUDGET_KEY, "monthly_limit_usd": "100"})  # an older gateway's answer
     code, out, _ = cli("budgets", "show", "--key", KEY["key_id"])
-    assert code == 0 and _limits(out) == ["$100.00", "$25.00"]
+    assert code == 0 and "*" not in "".join(_limits(out))

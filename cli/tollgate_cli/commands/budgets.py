@@ -5,11 +5,10 @@ import argparse
 import shlex
 
 from tollgate_cli import invocation, parsing
-from tollgate_cli.client import path_param
 from tollgate_cli.commands.keys import DEFAULT_MARK
 from tollgate_cli.context import Context
 from tollgate_cli.known_users import warn_if_unknown
-from tollgate_cli.errors import CliError, UsageError
+from tollgate_cli.errors import UsageError
 from tollgate_cli.formatting import money, table
 
 
@@ -40,7 +39,8 @@ def _who(p: argparse.ArgumentParser) -> None:
 def show(ctx: Context) -> None:
     a = ctx.args
     query = {"user": a.user} if a.user is not None else {"key": a.key}
-    _render(ctx, ctx.client().get("/admin/budgets", query), defaults=_defaults(ctx))
+    budget = ctx.client().get("/admin/budgets", query)
+    _render(ctx, budget, defaults=_defaults(budget))
     if a.user is not None:
         warn_if_unknown(ctx, a.user, "The figures shown are the defaults.")
 
@@ -60,28 +60,16 @@ def set_budget(ctx: Context) -> None:
     if not ctx.json:
         ctx.print(f"Budget updated for {result.get('scope') or ('user' if a.user else 'key')} "
                   f"{result.get('id') or a.user or a.key}.")
-    _render(ctx, result, heading=False, defaults=_defaults(ctx))
+    _render(ctx, result, heading=False, defaults=_defaults(result))
     if a.user is not None:
         warn_if_unknown(ctx, a.user, "The budget is set and applies from their first key; check the spelling.")
 
 
-def _defaults(ctx: Context) -> tuple[bool, bool]:
-    """Whether the (monthly, hourly) limits shown are the deployment's defaults rather than set ones. The
-    budgets answer does not say, so it is read where it is recorded: the key's record (GET /admin/keys,
-    monthly_budget_usd / hourly_budget_usd null) or the user's settings (GET /admin/users/{user},
-    monthly_usd null). (False, False), nothing marked, in --json mode or if that cannot be read."""
-    a = ctx.args
-    if ctx.json:
-        return False, False
-    try:
-        if a.user is not None:
-            return ctx.client().get(f"/admin/users/{path_param(a.user)}").get("monthly_usd") is None, False
-        key = next((k for k in ctx.client().get("/admin/keys").get("keys") or [] if k.get("key_id") == a.key), None)
-    except (CliError, AttributeError):
-        return False, False
-    if key is None:
-        return False, False
-    return key.get("monthly_budget_usd") is None, key.get("hourly_budget_usd") is None
+def _defaults(budget: dict) -> tuple[bool, bool]:
+    """Whether the (monthly, hourly) limits of a budgets answer are the deployment's defaults rather than set
+    ones: its `monthly_limit_is_default` and `hourly.limit_is_default` (absent from an older gateway's answer:
+    nothing marked)."""
+    return bool(budget.get("monthly_limit_is_default")), bool((budget.get("hourly") or {}).get("limit_is_default"))
 
 
 def _limit(value: object, default: bool) -> str:
