@@ -233,6 +233,16 @@ def test_keys_list_table_and_user_filter(api, cli):
     assert api.requests[0]["query"] == {}
 
 
+def test_keys_list_names_the_key_that_replaced_a_rotated_one(api, cli):
+    old = {**KEY, "key_id": "sk-OldKey0001", "rotated_to": KEY["key_id"], "expires_at": "2026-11-29T10:00:00.000Z"}
+    api.on("GET", "/admin/keys", {"keys": [old, KEY, {**KEY, "key_id": "sk-Expired001", "status": "expired"}]})
+    code, out, err = cli("keys", "list")
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.startswith("sk-")}
+    assert f"active (rotated to {KEY['key_id']})" in rows["sk-OldKey0001"]
+    assert "rotated" not in rows[KEY["key_id"]] and " expired " in rows["sk-Expired001"]
+
+
 def test_keys_list_json_and_empty(api, cli):
     api.on("GET", "/admin/keys", {"keys": []})
     code, out, _ = cli("keys", "list", "--json")

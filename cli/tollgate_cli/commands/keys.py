@@ -98,7 +98,7 @@ def list_keys(ctx: Context) -> None:
         ctx.print(f"No keys for {ctx.args.user}." if ctx.args.user else "No keys.")
         return
     monthly_default, hourly_default = _default_budgets(ctx, keys)
-    rows = [(k.get("key_id"), k.get("user"), k.get("name"), k.get("status"), ",".join(k.get("scopes") or []),
+    rows = [(k.get("key_id"), k.get("user"), k.get("name"), _status(k), ",".join(k.get("scopes") or []),
              when(k.get("created_at"), seconds=False), when(k.get("last_used"), seconds=False),
              when(k.get("expires_at"), seconds=False, none="never"),
              money(k.get("monthly_budget_usd"), none=monthly_default),
@@ -112,6 +112,13 @@ def list_keys(ctx: Context) -> None:
 
 
 DEFAULT_MARK = "*"
+
+
+def _status(key: dict) -> str:
+    """The STATUS cell: the key's status (`expired` once past its expiry), and for a rotated key the key id
+    that replaced it: `active (rotated to sk-…)` during its grace period."""
+    status = str(key.get("status") or "-")
+    return f"{status} (rotated to {key['rotated_to']})" if key.get("rotated_to") else status
 
 
 def _default_budgets(ctx: Context, keys: list[dict]) -> tuple[str, str]:
