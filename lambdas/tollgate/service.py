@@ -104,6 +104,8 @@ class MeteredGateway:
             responses_api.check_request(req.body)
         bound = self._bound(operation, price, req.body)
         deployments, held = _held_at(self.catalogue, deployments, bound)
+        if _budget_exempt(req.principal, held):  # the plan holds no budget: only the caller's own keys may answer
+            deployments = tuple(d for d in deployments if _budget_exempt(req.principal, d.price))
         plan = self._plan(req, held, bound, self.clock())
         if operation == RESPONSES:
             plan = replace(plan, checks=responses_api.chain_checks(self.ledger.budgets, req.principal, req.body))
@@ -167,7 +169,7 @@ class MeteredGateway:
 
     def _plan(self, req: MeteredRequest, price: ModelPrice, bound: estimate.Bound, now: datetime) -> Plan:
         levels = budgets.levels_for(req.principal, now, self.settings, run_id=req.run_id)
-        if price.provider in req.principal.byok_providers and req.principal.byok_budget_exempt:
+        if _budget_exempt(req.principal, price):
             levels = [lvl for lvl in levels if lvl.kind == budgets.RUN]  # still metered, not held
         return Plan(
             request_id=req.request_id, user=req.principal.user, principal_id=req.principal.account,
@@ -568,6 +570,14 @@ def _held_at(catalogue: Catalogue, deployments: tuple[Any, ...],
         if worst > most:
             held, most = deployment.price, worst
     return tuple(usable), held
+
+
+def _budget_exempt(principal: Principal, price: ModelPrice) -> bool:
+    """Whether a call priced at `price` is paid with the caller's own provider key (BYOK) and the caller's
+    user is exempt from budgets for such calls (`byok_budget_exempt`): its plan holds no budget level. A
+    deployment that is not so paid (another provider, the platform's key, Bedrock's IAM role) must then never
+    answer for it: the platform would pay with nothing held."""
+    return price.provider in principal.byok_providers and principal.byok_budget_exempt
 
 
 def _for_deployment(body: dict[str, Any], deployment: Any, requested: str | None) -> dict[str, Any]:

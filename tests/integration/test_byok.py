@@ -326,3 +326,25 @@ def test_byok_requests_count_against_budgets_unless_the_user_is_exempt(world):
     platform = world.call("POST", "/v1/messages", _messages(), principal=who)
     assert platform["statusCode"] == 429 and body_of(platform)["error"]["type"] == "rate_limit_error"
     assert [r.get("byok", False) for r in _usage(world, "alice") if r["status"] == "ok"] == [True]
+
+
+def test_a_budget_exempt_byok_call_never_falls_back_to_a_deployment_the_platform_pays(world, monkeypatch):
+    """A user exempt from budgets for calls on their own key has no budget held for them: when their
+    Anthropic key is refused (a 404 for the model, a 429), a later deployment paid with the platform's key
+    must not answer in its place (it would spend with nothing held)."""
+    monkeypatch.setenv("TOLLGATE_DEPLOYMENTS", json.dumps({"claude-opus-4-1-20250805": [
+        {"name": "own", "model": "claude-opus-4-1-20250805"}, {"name": "platform", "model": "gpt-4o-mini"}]}))
+    wiring.reset()
+    admin = world.principal(world.create_key("root", scopes=("admin",))[0])
+    raw, _ = _with_key(world, key="sk-ant-own-0001", provider="anthropic")
+    assert world.call("PUT", "/admin/budgets", {"user": "alice", "byok_budget_exempt": True},
+                      principal=admin)["statusCode"] == 200
+    who = world.principal(raw)
+    assert who.byok_budget_exempt and "anthropic" in who.byok_providers
+    for refusal in ("[[fake:status=404]]", "[[fake:status=429]] [[fake:retry_after_ms=1]]"):
+        world.fake.reset()
+        resp = world.call("POST", CHAT, {**_chat(f"hi {refusal}"), "model": "claude-opus-4-1-20250805"}, principal=who)
+        assert resp["statusCode"] in (404, 503), resp["body"]  # a provider 429 is our 503 provider_rate_limited
+        assert {c["wire"] for c in world.fake.calls} == {"anthropic"}  # the platform's deployment never asked
+        assert all(c["api_key"] == "sk-ant-own-0001" for c in world.fake.calls)
+
