@@ -1,6 +1,7 @@
 """Operator actions behind the admin routes: keys, usage, budgets. Plain Python, no events."""
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -8,13 +9,19 @@ from typing import Any
 from tollgate import budgets, metering, routes, scopes
 from tollgate.auth import api_keys
 from tollgate.clock import Clock, iso, parse_iso, utc_now
-from tollgate.errors import Conflict, InvalidRequest, KeyRevoked, TollgateError
+from tollgate.errors import Conflict, InvalidRequest, KeyRevoked
 from tollgate.response_cache import MAX_TTL_S as MAX_CACHE_TTL_S
 from tollgate.settings import Settings
 from tollgate.store.api_keys import already_rotated
 from tollgate.store.limits import month_of, summary
 from tollgate.money import text as usd
 from tollgate.plain_numbers import is_plain_integer
+
+log = logging.getLogger(__name__)
+
+# Seconds past the authorizer's cache TTL that a request admitted with a cached principal may still take to
+# reach its reservation (a cold start, a slow read), covered by a budget change near a period's end.
+_LIMIT_CHANGE_MARGIN_S = 15
 
 
 def _money(value: Any, name: str) -> Decimal | None:
@@ -143,8 +150,12 @@ class Admin:
         shorter = iso(grace_end) if not old.expires_at or parse_iso(old.expires_at) > grace_end else None
         try:  # conditional: of two rotations racing, one wins; the loser's unseen key is removed
             old = self.keys.mark_rotated(key_id, record.key_id, shorter)
-        except TollgateError:
-            self.keys.delete(record.key_id)
+        except Exception:  # a lost race, or DynamoDB failing: no successor nobody holds the secret of
+            try:
+                self.keys.delete(record.key_id)
+            except Exception:  # the original error is the one to report
+                log.exception("rotation failed and its unseen successor key could not be removed",
+                              extra={"key_id": record.key_id})
             raise
         return {"key": raw, **record.public(now), "previous": old.public(now)}
 
@@ -315,17 +326,22 @@ class Admin:
         if monthly is not None:
             self._set_counter_limit(account, budgets.month_sk, now, monthly)
         if hourly is not None:
-            self._set_counter_limit(account, budgets.hour_sk, now, hourly)
+            self._set_counter_limit(account, budgets.hour_sk, now, hourly, expiry=budgets.hour_expiry)
         return self.budget(None, key)
 
-    def _set_counter_limit(self, pk: str, period_sk: Any, now: datetime, limit: Decimal) -> None:
+    def _set_counter_limit(self, pk: str, period_sk: Any, now: datetime, limit: Decimal,
+                           expiry: Any = None) -> None:
         """Write `limit` (USD) on the budget item of the period holding `now` (`period_sk`: budgets.month_sk or
-        hour_sk), and on the next period's item too when that period begins within the authorizer's cache TTL
-        (routes.AUTHORIZER_CACHE_TTL_S): its first requests may still carry the old limit in their cached
-        principal, and would create the item from it for the whole period."""
-        soon = now + timedelta(seconds=routes.AUTHORIZER_CACHE_TTL_S)
-        for sk in dict.fromkeys((period_sk(now), period_sk(soon))):
-            self.limits.set_counter_limit(pk, sk, limit)
+        hour_sk; `expiry`: the period's item TTL from a time in it, budgets.hour_expiry, or None), and on the
+        next period's item too when that period begins within the authorizer's cache TTL
+        (routes.AUTHORIZER_CACHE_TTL_S) plus a margin for a request already admitted: its first requests may
+        still carry the old limit in their cached principal, and would create the item from it for the whole
+        period."""
+        soon = now + timedelta(seconds=routes.AUTHORIZER_CACHE_TTL_S + _LIMIT_CHANGE_MARGIN_S)
+        for at in (now, soon):
+            if at is soon and period_sk(soon) == period_sk(now):
+                break
+            self.limits.set_counter_limit(pk, period_sk(at), limit, expires=expiry(at) if expiry else None)
 
 
 def _monthly(month: dict[str, Any]) -> dict[str, Any]:

@@ -56,10 +56,9 @@ CachePut = Callable[[bytes, Usage, str], dict[str, Any] | None]
 @dataclass
 class StreamingReply:
     """A metered answer still being streamed: status and headers go out with the first byte, `events` yields
-    the provider's SSE events unchanged (then, if the stream was cut short, an error event in the route's shape
-    (cut_event), and one SSE comment with the cost), and the stream is settled
-    exactly once before `events` is exhausted, whether it ended, the provider dropped it, or the client
-    went away (`cancel`). `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
+    the provider's SSE events unchanged (then, if the stream was cut short, an error event in the route's
+    shape (cut_event), and one SSE comment with the cost), and the stream is settled exactly once before
+    `events` is exhausted, whether it ended, the provider dropped it, or the client went away (`cancel`). `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
 
     status: int
     content_type: str
@@ -139,8 +138,8 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
                 outcome = OK if _ended_normally(upstream) else CUT_BY_PROVIDER
     finally:
         upstream.close()
-        if outcome == CUT_BY_CLIENT and _ended_normally(upstream):
-            outcome = OK  # the client hung up after the provider's last event: the answer was whole
+        if outcome in (CUT_BY_CLIENT, CUT_BY_TIME_LIMIT) and _ended_normally(upstream):
+            outcome = OK  # the client hung up, or the limit passed, after the provider's last event: it was whole
         comment = _settle(gateway, req, price, res, upstream, body, bound, byok, started, reply, outcome, sent,
                           cache_put)
     if outcome in (CUT_BY_PROVIDER, CUT_BY_TIME_LIMIT) and not upstream.meter.error:
@@ -151,8 +150,9 @@ def _events(gateway: "MeteredGateway", req: "MeteredRequest", price: ModelPrice,
 
 def cut_event(path: str, outcome: str, limit_s: float, sequence_number: int) -> bytes:
     """The SSE error event that ends a stream the provider dropped (CUT_BY_PROVIDER) or the gateway cut at its
-    time limit (CUT_BY_TIME_LIMIT, `limit_s` seconds), in the route's own mid-stream error shape, so the SDKs
-    raise instead of returning a truncated answer as if it were whole:
+    time limit (CUT_BY_TIME_LIMIT, `limit_s` seconds), in the route's own mid-stream error shape, so a client
+    cannot take a truncated answer for a whole one (the openai SDK raises on the chat one, the anthropic SDK on
+    the Messages one; a Responses client receives an `error` event, as from OpenAI itself):
     - /v1/messages: `event: error` with {"type": "error", "error": {"type": "api_error", ...}} (Anthropic
       Messages streaming, "Error events": docs.anthropic.com/en/docs/build-with-claude/streaming);
     - /v1/responses: `event: error` with {"type": "error", "code", "message", "param", "sequence_number"}

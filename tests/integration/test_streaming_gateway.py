@@ -47,6 +47,33 @@ def test_a_stream_outliving_the_time_limit_is_cut_by_the_gateway_and_settled_by_
     assert _month_reserved(world, record.key_id) == 0
 
 
+def test_a_stream_whose_last_event_arrives_after_the_time_limit_is_whole_not_cut(world, monkeypatch):
+    """The limit is checked after each event: when the one that crosses it is the provider's own end, the
+    answer is whole, metered ok, with no cut-stream error after it. The stream's clock jumps past the limit
+    exactly at its last event (its first monotonic() call is the time to first token, then one per event)."""
+    import time as real_time
+
+    from tollgate import streaming
+
+    raw, _ = world.create_key()
+    body = _stream_body("count [[fake:completion_tokens=2]]")
+    plain = world.call("POST", CHAT, body, principal=world.principal(raw))
+    n_events = len([e for e in plain["body"].split("\n\n") if e.startswith("data:")])
+    calls = []
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            calls.append(1)
+            return real_time.monotonic() + (10_000 if len(calls) > n_events else 0)
+
+    monkeypatch.setattr(streaming, "time", Clock)
+    resp = world.call("POST", CHAT, body, principal=world.principal(raw))
+    assert len(calls) > n_events  # the jump happened, after the last event
+    assert resp["statusCode"] == 200 and "data: [DONE]" in resp["body"] and "stream_cut" not in resp["body"]
+    assert sorted(u["status"] for u in _usage(world)) == ["ok", "ok"]
+
+
 def test_a_provider_error_before_the_first_byte_is_an_error_document_and_releases_the_reservation(world):
     raw, record = world.create_key()
     resp = world.call("POST", CHAT, _stream_body("[[fake:status=500]] hi"), principal=world.principal(raw))

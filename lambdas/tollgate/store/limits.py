@@ -67,8 +67,9 @@ class LimitsStore:
                                     ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
-    def set_counter_limit(self, pk: str, sk: str, limit: Decimal) -> None:
+    def set_counter_limit(self, pk: str, sk: str, limit: Decimal, expires: int | None = None) -> None:
         """Change a period's limit (USD) now: remaining moves by the difference, so the next request sees it.
+        `expires`: the item's TTL (epoch seconds) when this creates it (an hour's item; None: kept).
 
         Optimistic: read the old limit, write with a condition on it, retry if a request moved it. A lowered
         limit on a hot key's counter (tollgate.store.escrow) is written only while its slices hold nothing
@@ -82,11 +83,14 @@ class LimitsStore:
                 # No budget written yet: the item is absent, or holds only a key's minute windows (a key-hour
                 # item a count_tokens request created: tollgate.store.windows); those are kept.
                 try:
+                    update, vals, names = "SET limitUsd = :l, remainingUsd = :l, reservedUsd = :z, spentUsd = :z", \
+                        {"l": limit, "z": Decimal(0)}, {}
+                    if expires:  # as the ledger writes it (a minute window may have set it already)
+                        update, vals["ttl"], names = update + ", #ttl = if_not_exists(#ttl, :ttl)", expires, {"#ttl": "ttl"}
                     self.client.update_item(
-                        TableName=self.table, Key=to_item({"pk": pk, "sk": sk}),
-                        UpdateExpression="SET limitUsd = :l, remainingUsd = :l, reservedUsd = :z, spentUsd = :z",
+                        TableName=self.table, Key=to_item({"pk": pk, "sk": sk}), UpdateExpression=update,
                         ConditionExpression="attribute_not_exists(limitUsd) AND attribute_not_exists(remainingUsd)",
-                        ExpressionAttributeValues=values(l=limit, z=Decimal(0)))
+                        ExpressionAttributeValues=values(**vals), **({"ExpressionAttributeNames": names} if names else {}))
                     return
                 except self.client.exceptions.ConditionalCheckFailedException:
                     continue
