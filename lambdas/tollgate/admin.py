@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Seconds past the authorizer's cache TTL that a request admitted with a cached principal may still take to
 # reach its reservation (a cold start, a slow read), covered by a budget change near a period's end.
 _LIMIT_CHANGE_MARGIN_S = 15
+_MAX_ROTATION_CHAIN = 1000  # keys followed through `rotated_to` (a guard: a chain is as long as its rotations)
 
 
 def _money(value: Any, name: str) -> Decimal | None:
@@ -114,6 +115,20 @@ class Admin:
         if record is None:
             raise api_keys.no_such_key(key_id, param)
         return record
+
+    def _rotation_chain(self, record: api_keys.ApiKeyRecord) -> list[str]:
+        """The ids of the keys that share `record`'s budget items (budgets.principal_pk of its lineage): its
+        rotation chain, from the first key through each `rotated_to`, `record` always among them (a key
+        rotated before successors were recorded ends the walk early). One GetItem per key of the chain."""
+        ids: list[str] = []
+        key_id: str | None = record.lineage or record.key_id
+        while key_id and key_id not in ids and len(ids) < _MAX_ROTATION_CHAIN:
+            member = record if key_id == record.key_id else self.keys.get(key_id)
+            if member is None:
+                break
+            ids.append(key_id)
+            key_id = member.rotated_to
+        return ids if record.key_id in ids else [*ids, record.key_id]
 
     def list_keys(self, user: str | None) -> dict[str, Any]:
         """Keys (one user's, or all), oldest first, as ApiKeyRecord.public shows them now (an active key
@@ -321,7 +336,8 @@ class Admin:
         if monthly is None and hourly is None:
             raise InvalidRequest("Give 'monthly_usd' and/or 'hourly_usd'.")
         record = self._record(key, "key")
-        self.keys.set_limits(key, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
+        for member in self._rotation_chain(record):  # they share the budget items: one limit for all of them
+            self.keys.set_limits(member, monthly_budget_usd=monthly, hourly_budget_usd=hourly)
         account = budgets.principal_pk(record.lineage or key)
         if monthly is not None:
             self._set_counter_limit(account, budgets.month_sk, now, monthly)

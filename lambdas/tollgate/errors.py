@@ -7,6 +7,7 @@ PermissionDeniedError, RateLimitError, BadRequestError, ...).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 _ANTHROPIC_TYPE_BY_STATUS = {
@@ -30,9 +31,27 @@ MAX_ECHO_CHARS = 64
 
 def shown(text: object) -> str:
     """`text` as it may appear in an error message: its first MAX_ECHO_CHARS characters, then "…" when it
-    was longer (a 3,000-character model id is not sent back whole)."""
-    value = str(text)
+    was longer (a 3,000-character model id is not sent back whole), credential-like runs redacted."""
+    value = redact_secrets(str(text))
     return value if len(value) <= MAX_ECHO_CHARS else value[:MAX_ECHO_CHARS] + "…"
+
+
+# A run that looks like a credential rather than a name: 20 or more letters, digits, '_' or '-', with upper and
+# lower case letters and digits in it (Tollgate's `sk-` keys, OpenAI and Anthropic keys, a JWT's parts). Model
+# ids, routes, key ids (12 characters) and request ids are lower case, or shorter.
+_RUN = re.compile(r"[A-Za-z0-9_\-]{20,}")
+REDACTED = "[redacted]"
+
+
+def _credential_like(run: str) -> bool:
+    return any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with every credential-like run (see _RUN) replaced by REDACTED: applied to every error body
+    (`body`) and to logged paths (tollgate.auth.api_keys.masked), so a secret sent where a name, an id or a
+    path was expected (a key as `model`, `Bearer sk-…` as a key id) is never repeated back."""
+    return _RUN.sub(lambda m: REDACTED if _credential_like(m.group()) else m.group(), text)
 
 
 class TollgateError(Exception):
@@ -145,10 +164,13 @@ class IdempotencyKeyReused(TollgateError):
 
 
 def body(error: TollgateError, wire: str) -> dict[str, Any]:
+    """The error document in the route's wire format (Anthropic's or OpenAI's), credential-like runs of the
+    message redacted (redact_secrets)."""
+    message = redact_secrets(error.message)
     if wire == "anthropic":
         kind = _ANTHROPIC_TYPE_BY_STATUS.get(error.status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": error.message, "code": error.code}}
-    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+        return {"type": "error", "error": {"type": kind, "message": message, "code": error.code}}
+    return {"error": {"message": message, "type": error.type, "param": error.param, "code": error.code}}
 
 
 def render(error: TollgateError, wire: str) -> tuple[int, dict[str, str], str]:

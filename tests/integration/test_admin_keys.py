@@ -60,6 +60,27 @@ def test_rotating_a_rotated_key_is_409_naming_its_successor_and_makes_no_key(wor
     assert listed[old["key_id"]]["expires_at"] == first["previous"]["expires_at"]  # the grace end is unchanged
 
 
+def test_a_budget_set_on_any_key_of_a_rotation_chain_is_every_keys_limit(world, root):
+    """The keys of a chain share their budget items (lineage), so each key's own limits, which its principal
+    carries and which a new period's item starts from, must be the same: set on one, they are on all."""
+    first = _ok(world.call("POST", "/admin/keys", {"user": "chained"}, principal=root), 201)
+    second = _ok(_rotate(world, root, first["key_id"], 86400), 201)
+    third = _ok(_rotate(world, root, second["key_id"], 86400), 201)
+    _ok(world.call("PUT", "/admin/budgets", {"key": third["key_id"], "monthly_usd": "10", "hourly_usd": "1"},
+                   principal=root))
+    for member in (first, second, third):
+        shown = _ok(world.call("GET", "/admin/budgets", query={"key": member["key_id"]}, principal=root))
+        assert (shown["monthly_limit_usd"], shown["hourly"]["limit_usd"]) == ("10", "1")
+        assert shown["monthly_limit_is_default"] is False and shown["hourly"]["limit_is_default"] is False
+    listed = _keys(world, root, "chained")
+    assert {k["monthly_budget_usd"] for k in listed.values()} == {"10"}
+
+    _ok(world.call("PUT", "/admin/budgets", {"key": first["key_id"], "monthly_usd": "0.5"}, principal=root))
+    listed = _keys(world, root, "chained")
+    assert {k["monthly_budget_usd"] for k in listed.values()} == {"0.5"}
+    assert {k["hourly_budget_usd"] for k in listed.values()} == {"1"}  # what was not given is kept
+
+
 def test_the_successor_is_rotated_in_turn_and_never_expires_unless_the_key_did(world, root):
     old = _ok(world.call("POST", "/admin/keys", {"user": "chain"}, principal=root), 201)
     second = _ok(_rotate(world, root, old["key_id"], 86400), 201)

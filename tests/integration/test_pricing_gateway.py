@@ -35,17 +35,26 @@ def _claude_code_turn(size: int = 118_000) -> dict:
 def test_claude_code_turns_run_on_a_key_with_default_limits(world):
     """Several ~118 KB turns with max_tokens 32,000 in one minute: admitted (the TPM estimate is ~62,000,
     not the 148,000-token byte bound), each metered with a cost, the window settled to actual counts."""
+    from datetime import datetime, timezone
+
+    def minute() -> datetime:
+        return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
     raw, _ = world.create_key()
     who = world.principal(raw)
-    remaining = []
+    remaining = []  # (the minute the call ran in, or None if it straddled two; remaining tokens)
     for _ in range(5):
+        before = minute()
         resp = world.call("POST", "/v1/messages", _claude_code_turn(), principal=who)
         assert resp["statusCode"] == 200, resp["body"]
         headers = headers_of(resp)
         assert Decimal(headers["x-tollgate-cost-usd"]) > 0
         assert headers["x-ratelimit-limit-tokens"] == str(DEFAULT_TPM)
-        remaining.append(int(headers["x-ratelimit-remaining-tokens"]))
-    assert remaining == sorted(remaining, reverse=True) and remaining[-1] > 0
+        remaining.append((before if minute() == before else None, int(headers["x-ratelimit-remaining-tokens"])))
+        assert remaining[-1][1] > 0
+    # within one minute's window each turn leaves less (a new minute starts a new window)
+    pairs = [(a, b) for (m, a), (n, b) in zip(remaining, remaining[1:]) if m is not None and m == n]
+    assert pairs and all(b < a for a, b in pairs)
 
 
 def test_the_token_window_settles_to_what_the_provider_counts(world):

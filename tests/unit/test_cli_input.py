@@ -361,3 +361,11 @@ def test_an_answer_without_the_default_flags_leaves_the_limits_unmarked(api, cli
     api.on("GET", "/admin/budgets", {**BUDGET_KEY, "monthly_limit_usd": "100"})  # an older gateway's answer
     code, out, _ = cli("budgets", "show", "--key", KEY["key_id"])
     assert code == 0 and "*" not in "".join(_limits(out))
+
+
+@pytest.mark.parametrize("service, shown", [("night ly", "'svc:night ly'"), ("x;rm", "'svc:x;rm'"),
+                                            ("nightly", "svc:nightly")])
+def test_the_usage_hint_after_issuing_a_token_works_as_typed(api, cli, service, shown):
+    api.on("POST", "/admin/tokens", {"token": "t", "service": service, "scopes": ["ai:complete"]})
+    out = cli("tokens", "issue", "--service", service, "--scopes", "ai:complete")[1]
+    assert f"usage --user {shown}\n" in out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from datetime import timedelta
 
 from tollgate import scopes
@@ -45,6 +46,6 @@ def issue(ctx: Context) -> None:
     ctx.print(fields([("service", result.get("service")), ("scopes", " ".join(result.get("scopes") or [])),
                       ("expires", when(result.get("expires_at")))]))
     ctx.print("This token is shown once. Send it as `Authorization: Bearer <token>`.")
-    ctx.print(f"Its usage: {invocation.command()} usage --user {a.user or service_user(a.service)}")
+    ctx.print(f"Its usage: {invocation.command()} usage --user {shlex.quote(a.user or service_user(a.service))}")
     if a.user:
         warn_if_unknown(ctx, a.user, "The token's calls count against that user's budgets; check the spelling.")

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from tollgate.clock import iso, parse_iso, utc_now
-from tollgate.errors import AuthenticationFailed, NotFound
+from tollgate.errors import AuthenticationFailed, NotFound, redact_secrets
 from tollgate.money import text as usd
 
 PREFIX = "sk-"
@@ -125,8 +125,9 @@ def is_whole_secret(text: str) -> bool:
 
 def masked(text: str) -> str:
     """`text` (e.g. a URL path) with every `/`-separated segment that is_whole_secret cut to its key id +
-    "…", for log lines."""
-    return "/".join(f"{s.strip()[:KEY_ID_LENGTH]}…" if is_whole_secret(s) else s for s in text.split("/"))
+    "…", and any other credential-like run redacted (tollgate.errors.redact_secrets: `Bearer%20sk-…`, a secret
+    without its prefix), for log lines and error messages."""
+    return redact_secrets("/".join(f"{s.strip()[:KEY_ID_LENGTH]}…" if is_whole_secret(s) else s for s in text.split("/")))
 
 
 def fingerprint(raw: str) -> str:
