@@ -121,6 +121,27 @@ def key_id(text: str) -> str:
         f"not a key id ({len(value)} characters): a key id is {shape}, {told}")
 
 
+def scopes_of(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type for one `--scopes` word: a scope, or several joined by commas (as `keys list` prints
+    them: `ai:complete,byok:manage`); each must be one of `allowed`. Returns the scopes in that word (a list:
+    with nargs="+" argparse gives a list of them; `flat` joins them)."""
+    def parse(text: str) -> list[str]:
+        found = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [part for part in found if part not in allowed]
+        if not found or unknown:
+            raise argparse.ArgumentTypeError(
+                f"invalid scope {unknown[0] if unknown else text!r}: use one or more of {', '.join(allowed)} "
+                "(separated by spaces or commas)")
+        return found
+
+    return parse
+
+
+def flat(groups: list[list[str]] | None) -> list[str]:
+    """The scopes of every `--scopes` word (scopes_of), in order, each once."""
+    return list(dict.fromkeys(scope for group in groups or [] for scope in group))
+
+
 def positive_int(text: str) -> int:
     """A whole number above 0 in plain ASCII digits ("1_0", "١٠" and " 10" are refused)."""
     if not is_plain_integer(text) or int(text) <= 0:

@@ -369,3 +369,28 @@ def test_the_usage_hint_after_issuing_a_token_works_as_typed(api, cli, service, 
     api.on("POST", "/admin/tokens", {"token": "t", "service": service, "scopes": ["ai:complete"]})
     out = cli("tokens", "issue", "--service", service, "--scopes", "ai:complete")[1]
     assert f"usage --user {shown}\n" in out
+
+
+@pytest.mark.parametrize("words", [["ai:complete,byok:manage"], ["ai:complete", "byok:manage"],
+                                   ["ai:complete,", "byok:manage,ai:complete"]])
+def test_scopes_may_be_given_as_keys_list_prints_them(api, cli, words):
+    api.on("POST", "/admin/keys", {"key": NEW_KEY, **KEY}, status=201)
+    assert cli("keys", "create", "--user", "alice", "--scopes", *words)[0] == 0
+    assert api.requests[-1]["body"]["scopes"] == ["ai:complete", "byok:manage"]
+    api.on("POST", "/admin/tokens", {"token": "t", "service": "n", "scopes": ["ai:complete", "byok:manage"]})
+    assert cli("tokens", "issue", "--service", "n", "--scopes", *words)[0] == 0
+    assert api.requests[-1]["body"]["scopes"] == ["ai:complete", "byok:manage"]
+
+
+def test_an_unknown_scope_among_commas_is_named(api, cli):
+    code, _, err = cli("keys", "create", "--user", "alice", "--scopes", "ai:complete,root")
+    assert code == 2 and "invalid scope 'root'" in err and not api.requests
+
+
+def test_rotating_a_suspended_key_does_not_say_the_old_key_works(api, cli):
+    suspended = {**KEY, "status": "suspended", "expires_at": "2026-11-29T10:00:00.000Z"}
+    api.on("POST", f"/admin/keys/{KEY['key_id']}/rotate", {"key": NEW_KEY, **KEY, "previous": suspended})
+    out = cli("keys", "rotate", KEY["key_id"], "--grace", "1h")[1]
+    assert "is suspended: it does not work" in out and "works until" not in out
+    api.on("POST", f"/admin/keys/{KEY['key_id']}/rotate", {"key": NEW_KEY, **KEY, "previous": KEY})
+    assert "works until" in cli("keys", "rotate", KEY["key_id"], "--grace", "1h")[1]

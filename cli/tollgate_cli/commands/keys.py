@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                        description="Issue a new API key. The key is shown once and cannot be shown again.")
     p.add_argument("--user", required=True, help="the user the key belongs to")
     p.add_argument("--name", help="a label for the key, e.g. laptop or ci")
-    p.add_argument("--scopes", nargs="+", metavar="SCOPE", choices=scope_names.ALL,
+    p.add_argument("--scopes", nargs="+", metavar="SCOPE", type=parsing.scopes_of(scope_names.ALL),
                    help=f"what the key may do (default: {' '.join(scope_names.DEFAULT_KEY_SCOPES)}); "
-                        f"one or more of: {', '.join(scope_names.ALL)}")
+                        f"one or more of: {', '.join(scope_names.ALL)} (spaces or commas between them)")
     p.add_argument("--expires-in", type=parsing.duration, metavar="DURATION",
                    help="lifetime, e.g. 30d, 12h, 90m, 2w (default: never expires)")
     p.add_argument("--monthly-budget-usd", type=parsing.usd, metavar="USD", help="this key's monthly budget")
@@ -69,7 +69,7 @@ def create(ctx: Context) -> None:
     if a.name is not None:
         body["name"] = a.name
     if a.scopes:
-        body["scopes"] = list(dict.fromkeys(a.scopes))
+        body["scopes"] = parsing.flat(a.scopes)
     if a.expires_in is not None:
         body["expires_at"] = iso(datetime.now(timezone.utc) + a.expires_in)
     for field in ("monthly_budget_usd", "hourly_budget_usd", "rpm", "tpm", "cache_ttl_s"):
@@ -163,7 +163,11 @@ def rotate(ctx: Context) -> None:
     ctx.print(f"    {key.get('key')}")
     ctx.print()
     ctx.print(ONCE_WARNING)
-    ctx.print(f"The old key {previous.get('key_id', a.key_id)} works until {when(previous.get('expires_at'))}.")
+    old_id, status = previous.get("key_id", a.key_id), previous.get("status")
+    if status in (None, "active"):
+        ctx.print(f"The old key {old_id} works until {when(previous.get('expires_at'))}.")
+    else:  # suspended (or expired): rotating does not make it work again
+        ctx.print(f"The old key {old_id} is {status}: it does not work, and ends at {when(previous.get('expires_at'))}.")
 
 
 def _details(key: dict) -> str:

@@ -19,8 +19,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p = sub.add_parser("issue", parents=[common], help="issue a service token",
                        description="Issue a JWT service token for an internal service. It is shown once.")
     p.add_argument("--service", required=True, help="the service's name (the token's subject)")
-    p.add_argument("--scopes", nargs="+", required=True, choices=scopes.ALL, metavar="SCOPE",
-                   help=f"scopes to grant: {', '.join(scopes.ALL)}")
+    p.add_argument("--scopes", nargs="+", required=True, type=parsing.scopes_of(scopes.ALL), metavar="SCOPE",
+                   help=f"scopes to grant: {', '.join(scopes.ALL)} (spaces or commas between them)")
     p.add_argument("--ttl", type=parsing.duration_type(maximum=timedelta(seconds=MAX_TTL_S)), default=None,
                    metavar="DURATION",
                    help="lifetime, e.g. 30s, 15m, 1h (default 1h, at most 12h)")
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def issue(ctx: Context) -> None:
     a = ctx.args
-    body: dict = {"service": a.service, "scopes": a.scopes}
+    body: dict = {"service": a.service, "scopes": parsing.flat(a.scopes)}
     if a.ttl is not None:
         body["ttl_s"] = int(a.ttl.total_seconds())
     if a.user:
