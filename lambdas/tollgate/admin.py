@@ -354,10 +354,9 @@ class Admin:
         still carry the old limit in their cached principal, and would create the item from it for the whole
         period."""
         soon = now + timedelta(seconds=routes.AUTHORIZER_CACHE_TTL_S + _LIMIT_CHANGE_MARGIN_S)
-        for at in (now, soon):
-            if at is soon and period_sk(soon) == period_sk(now):
-                break
-            self.limits.set_counter_limit(pk, period_sk(at), limit, expires=expiry(at) if expiry else None)
+        self.limits.set_counter_limit(pk, period_sk(now), limit, expires=expiry(now) if expiry else None)
+        if period_sk(soon) != period_sk(now):
+            self.limits.set_counter_limit(pk, period_sk(soon), limit, expires=expiry(soon) if expiry else None)
 
 
 def _monthly(month: dict[str, Any]) -> dict[str, Any]:

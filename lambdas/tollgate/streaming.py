@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from tollgate import estimate, metric_names
+from tollgate import errors, estimate, metric_names
 from tollgate.metering import ERROR, OK
 from tollgate.money import text as usd
 from tollgate.pricing import ModelPrice
@@ -58,7 +58,8 @@ class StreamingReply:
     """A metered answer still being streamed: status and headers go out with the first byte, `events` yields
     the provider's SSE events unchanged (then, if the stream was cut short, an error event in the route's
     shape (cut_event), and one SSE comment with the cost), and the stream is settled exactly once before
-    `events` is exhausted, whether it ended, the provider dropped it, or the client went away (`cancel`). `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
+    `events` is exhausted, whether it ended, the provider dropped it, or the client went away (`cancel`).
+    `cost` (USD) and `basis` (which branch of the rule) are set once settled."""
 
     status: int
     content_type: str
@@ -153,26 +154,24 @@ def cut_event(path: str, outcome: str, limit_s: float, sequence_number: int) -> 
     time limit (CUT_BY_TIME_LIMIT, `limit_s` seconds), in the route's own mid-stream error shape, so a client
     cannot take a truncated answer for a whole one (the openai SDK raises on the chat one, the anthropic SDK on
     the Messages one; a Responses client receives an `error` event, as from OpenAI itself):
-    - /v1/messages: `event: error` with {"type": "error", "error": {"type": "api_error", ...}} (Anthropic
-      Messages streaming, "Error events": docs.anthropic.com/en/docs/build-with-claude/streaming);
+    - /v1/messages: `event: error` with the route's error document (errors.body; Anthropic Messages streaming,
+      "Error events": docs.anthropic.com/en/docs/build-with-claude/streaming);
     - /v1/responses: `event: error` with {"type": "error", "code", "message", "param", "sequence_number"}
       (OpenAI Responses streaming events, ResponseErrorEvent; `sequence_number`: the events before it);
-    - /v1/chat/completions: `data: {"error": {...}}`, which the openai SDK raises as APIError."""
+    - /v1/chat/completions: `data:` with the route's error document, which the openai SDK raises as APIError."""
     if outcome == CUT_BY_TIME_LIMIT:
         message = (f"The answer took longer than the gateway's limit of {limit_s:g} s and was cut: it is incomplete. "
                    "It was charged for what was generated (x-tollgate-cost-usd in the stream's last comment).")
     else:
         message = ("The provider's stream ended before its last event: this answer is incomplete. It was charged "
                    "for what was generated (x-tollgate-cost-usd in the stream's last comment).")
-    if path.endswith("/messages"):
-        body = {"type": "error", "error": {"type": "api_error", "message": message, "code": outcome}}
-        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
     if path.endswith("/responses"):
-        body = {"type": "error", "code": outcome, "message": message, "param": None,
-                "sequence_number": sequence_number}
-        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
-    body = {"error": {"message": message, "type": "api_error", "param": None, "code": outcome}}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+        event = {"type": "error", "code": outcome, "message": message, "param": None,
+                 "sequence_number": sequence_number}
+        return b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
+    anthropic = path.endswith("/messages")
+    document = errors.body(errors.ProviderFailed(message, code=outcome), "anthropic" if anthropic else "openai")
+    return (b"event: error\n" if anthropic else b"") + b"data: " + json.dumps(document).encode() + b"\n\n"
 
 
 def _ended_normally(upstream: Any) -> bool:

@@ -485,7 +485,7 @@ class Ledger:
                         if not st.warned and i not in warn:
                             lent_clear.add(i)
             base = len(items) - len(extras)
-            if len(same_item.merge(items)[0]) > escrow.TRANSACT_MAX_ITEMS:  # tails spread over too many slices
+            if len(items) > escrow.TRANSACT_MAX_ITEMS:  # tails spread over too many slices (before same_item merges)
                 for i in sorted(sliced):
                     if len(gives.get(i, {})) > 1:
                         escrow.drain(self.client, self.budgets, hot[i])
