@@ -392,5 +392,6 @@ def test_rotating_a_suspended_key_does_not_say_the_old_key_works(api, cli):
     api.on("POST", f"/admin/keys/{KEY['key_id']}/rotate", {"key": NEW_KEY, **KEY, "previous": suspended})
     out = cli("keys", "rotate", KEY["key_id"], "--grace", "1h")[1]
     assert "is suspended: it does not work" in out and "works until" not in out
+    assert f"To let it work until then: tollgate keys resume {KEY['key_id']}" in out
     api.on("POST", f"/admin/keys/{KEY['key_id']}/rotate", {"key": NEW_KEY, **KEY, "previous": KEY})
     assert "works until" in cli("keys", "rotate", KEY["key_id"], "--grace", "1h")[1]

@@ -167,7 +167,9 @@ def rotate(ctx: Context) -> None:
     if status in (None, "active"):
         ctx.print(f"The old key {old_id} works until {when(previous.get('expires_at'))}.")
     else:  # suspended (or expired): rotating does not make it work again
-        ctx.print(f"The old key {old_id} is {status}: it does not work, and ends at {when(previous.get('expires_at'))}.")
+        ctx.print(f"The old key {old_id} is {status}: it does not work, and ends at {when(previous.get('expires_at'))}."
+                  + (f" To let it work until then: {invocation.command()} keys resume {old_id}"
+                     if status == "suspended" else ""))
 
 
 def _details(key: dict) -> str:

@@ -111,8 +111,9 @@ def looks_like_api_key(token: str) -> bool:
 
 
 # What an operator is told when a whole key arrives where a key id is expected (the key is never repeated).
-WHOLE_KEY_MESSAGE = ("That is a whole secret API key, not its id; use the id shown by `tollgate keys list` "
-                     f"(the key's first {KEY_ID_LENGTH} characters). The secret is not repeated here.")
+WHOLE_KEY_MESSAGE = ("That is a whole secret API key, where a name or an id was expected; it is not repeated here. "
+                     "Send a key only as the credential (Authorization or x-api-key). Where a key id is asked for, "
+                     f"use the {KEY_ID_LENGTH}-character id shown by `tollgate keys list`.")
 
 
 def is_whole_secret(text: str) -> bool:
